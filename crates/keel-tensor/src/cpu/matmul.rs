@@ -1,0 +1,79 @@
+//! Batched matrix products through the `gemm` crate (strides express the transposes for free).
+
+use crate::op::MatmulDims;
+use rayon::prelude::*;
+
+/// Parallelism for one product of this many multiply-adds.
+pub(super) fn parallelism(flops: usize) -> gemm::Parallelism {
+    if flops < super::PARALLEL_THRESHOLD * 8 {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    }
+}
+
+/// One product `out (m×n, row stride ldo) = op(A) · op(B)` where A and B are given with
+/// (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: &mut [f32],
+    ldo: usize,
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+    par: gemm::Parallelism,
+) {
+    // The last element each operand touches must be inside its slice.
+    debug_assert!(out.len() >= (m - 1) * ldo + n);
+    debug_assert!(a.len() > (m - 1) * a_strides.0 + (k - 1) * a_strides.1);
+    debug_assert!(b.len() > (k - 1) * b_strides.0 + (n - 1) * b_strides.1);
+    // SAFETY: the asserts above (upheld by the callers' shape validation) keep every access in
+    // bounds; `out` does not alias `a` or `b` (it is a distinct &mut).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            ldo as isize,
+            false,
+            a.as_ptr(),
+            a_strides.1 as isize,
+            a_strides.0 as isize,
+            b.as_ptr(),
+            b_strides.1 as isize,
+            b_strides.0 as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// C[batch, m, n] = op(A) · op(B).
+pub(crate) fn matmul(a: &[f32], b: &[f32], d: MatmulDims) -> Vec<f32> {
+    let mut out = super::output(d.batch * d.m * d.n);
+    let a_strides = if d.trans_a { (1, d.m) } else { (d.k, 1) };
+    let b_strides = if d.trans_b { (1, d.k) } else { (d.n, 1) };
+    let flops = d.m * d.n * d.k;
+    let one = |(i, c): (usize, &mut [f32]), par| {
+        let a = &a[i * d.a_batch_stride..];
+        let b = &b[i * d.b_batch_stride..];
+        gemm_strided(d.m, d.n, d.k, c, d.n, a, a_strides, b, b_strides, par);
+    };
+    if d.batch > 1 && flops < super::PARALLEL_THRESHOLD * 64 {
+        // Many small products: one thread each.
+        out.par_chunks_mut(d.m * d.n).enumerate().for_each(|x| one(x, gemm::Parallelism::None));
+    } else {
+        out.chunks_mut(d.m * d.n).enumerate().for_each(|x| one(x, parallelism(flops)));
+    }
+    out
+}

@@ -1,0 +1,63 @@
+//! Reductions along one axis, argmax and softmax on the CPU.
+
+use crate::op::ReduceOp;
+use rayon::prelude::*;
+
+/// Reduces `x` viewed as [outer, len, inner] along the middle axis.
+pub(crate) fn reduce(x: &[f32], outer: usize, len: usize, inner: usize, op: ReduceOp) -> Vec<f32> {
+    let mut y = super::output(outer * inner);
+    y.par_chunks_mut(inner).enumerate().for_each(|(o, out)| {
+        let block = &x[o * len * inner..][..len * inner];
+        out.copy_from_slice(&block[..inner]);
+        for row in block.chunks_exact(inner).skip(1) {
+            for (acc, &v) in out.iter_mut().zip(row) {
+                *acc = match op {
+                    ReduceOp::Sum | ReduceOp::Mean => *acc + v,
+                    ReduceOp::Max => acc.max(v),
+                    ReduceOp::Min => acc.min(v),
+                };
+            }
+        }
+        if op == ReduceOp::Mean {
+            out.iter_mut().for_each(|v| *v /= len as f32);
+        }
+    });
+    y
+}
+
+/// Index of the first maximum of `x` viewed as [outer, len, inner] along the middle axis.
+pub(crate) fn argmax(x: &[f32], outer: usize, len: usize, inner: usize) -> Vec<i32> {
+    let mut y = vec![0i32; outer * inner];
+    y.par_chunks_mut(inner).enumerate().for_each(|(o, out)| {
+        let block = &x[o * len * inner..][..len * inner];
+        for (i, idx) in out.iter_mut().enumerate() {
+            let mut best = block[i];
+            let mut best_l = 0;
+            for l in 1..len {
+                let v = block[l * inner + i];
+                if v > best {
+                    best = v;
+                    best_l = l;
+                }
+            }
+            *idx = best_l as i32;
+        }
+    });
+    y
+}
+
+/// Softmax (or log-softmax) of each row of a [rows, cols] matrix, max-subtracted for stability.
+pub(crate) fn softmax(x: &[f32], cols: usize, log: bool) -> Vec<f32> {
+    let mut y = super::output(x.len());
+    y.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(out, row)| {
+        let max = row.iter().copied().fold(f32::MIN, f32::max);
+        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+        if log {
+            let log_sum = sum.ln();
+            out.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max - log_sum);
+        } else {
+            out.iter_mut().zip(row).for_each(|(o, &v)| *o = (v - max).exp() / sum);
+        }
+    });
+    y
+}

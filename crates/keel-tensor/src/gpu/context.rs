@@ -1,0 +1,182 @@
+//! Opening an adapter with its own limits, recording work into a batched command encoder,
+//! waiting for it, and catching wgpu errors instead of aborting.
+
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+
+use super::buffer::BufferPool;
+use super::kernels::PipelineKey;
+
+/// Submit the recorded work after this many dispatches, so the GPU starts while we keep recording.
+const DISPATCHES_PER_SUBMIT: usize = 128;
+
+/// A wgpu device and queue, with everything keel caches per device.
+pub(crate) struct GpuContext {
+    pub(super) device: wgpu::Device,
+    pub(super) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    pub(super) limits: wgpu::Limits,
+    /// Errors wgpu reported outside an error scope; surfaced at the next wait.
+    errors: Arc<Mutex<Vec<String>>>,
+    recorder: Mutex<Recorder>,
+    pub(super) pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    pub(super) pool: Mutex<BufferPool>,
+}
+
+/// The command encoder that ops append to until the next submit.
+#[derive(Default)]
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    dispatches: usize,
+}
+
+/// Prefers real GPUs to software ones.
+fn adapter_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 4,
+        wgpu::DeviceType::IntegratedGpu => 3,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 1,
+        wgpu::DeviceType::Other => 0,
+    }
+}
+
+impl GpuContext {
+    /// Opens the best adapter (see [`adapter_rank`]) with the adapter's own limits.
+    pub fn open() -> Result<GpuContext> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let wanted = std::env::var("WGPU_ADAPTER_NAME").ok().map(|s| s.to_lowercase());
+        let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .into_iter()
+            .filter(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_lowercase().contains(w)))
+            .max_by_key(|a| adapter_rank(a.get_info().device_type))
+            .ok_or_else(|| {
+                Error::NoAdapter(format!(
+                    "wgpu found no adapter for backends {backends:?}{}; on Linux without a GPU install lavapipe: \
+                     apt-get install -y mesa-vulkan-drivers libvulkan1",
+                    wanted.map(|w| format!(" named like {w:?}")).unwrap_or_default()
+                ))
+            })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("keel"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::NoAdapter(format!("{} refused a device: {e}", info.name)))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            errors,
+            recorder: Mutex::new(Recorder::default()),
+            pipelines: Mutex::new(HashMap::new()),
+            pool: Mutex::new(BufferPool::default()),
+        })
+    }
+
+    /// True for a real GPU (not a software rasteriser such as lavapipe).
+    pub fn is_hardware(&self) -> bool {
+        adapter_rank(self.info.device_type) >= 2
+    }
+
+    /// Adapter name, backend and driver, for logs.
+    pub fn describe(&self) -> String {
+        let driver = format!("{} {}", self.info.driver, self.info.driver_info);
+        format!("{} ({:?}, {:?}, {})", self.info.name, self.info.backend, self.info.device_type, driver.trim())
+    }
+
+    /// Largest range of a buffer one storage binding may cover.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size as u64
+    }
+
+    /// Runs `record` on the pending command encoder and submits every [`DISPATCHES_PER_SUBMIT`].
+    pub(super) fn record(&self, record: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut rec = self.recorder.lock().unwrap();
+        let encoder = rec
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("keel ops") }));
+        record(encoder);
+        rec.dispatches += 1;
+        if rec.dispatches >= DISPATCHES_PER_SUBMIT {
+            Self::submit_locked(&self.queue, &mut rec);
+        }
+    }
+
+    fn submit_locked(queue: &wgpu::Queue, rec: &mut Recorder) {
+        if let Some(encoder) = rec.encoder.take() {
+            queue.submit([encoder.finish()]);
+        }
+        rec.dispatches = 0;
+    }
+
+    /// Submits whatever has been recorded.
+    pub(super) fn submit(&self) {
+        Self::submit_locked(&self.queue, &mut self.recorder.lock().unwrap());
+    }
+
+    /// Returns (and clears) the errors wgpu reported since the last check.
+    pub(super) fn take_errors(&self) -> Result<()> {
+        let mut errors = self.errors.lock().unwrap();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let all = errors.join("; ");
+        errors.clear();
+        Err(Error::Gpu(all))
+    }
+
+    fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        Ok(())
+    }
+
+    /// Submits all recorded work and waits for it to finish.
+    pub fn synchronize(&self) -> Result<()> {
+        self.submit();
+        self.wait()?;
+        self.take_errors()
+    }
+
+    /// Copies `bytes` bytes from the start of `buffer` back to the host, waiting for pending work.
+    pub(super) fn read_bytes(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("keel readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.record(|enc| enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes));
+        self.submit();
+        let (tx, rx) = mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        self.take_errors()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("the readback was never completed".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping the readback buffer failed: {e}")))?;
+        let data = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("reading the mapped buffer failed: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+}

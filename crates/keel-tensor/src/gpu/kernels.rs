@@ -1,0 +1,159 @@
+//! WGSL sources, the per-device pipeline cache, and the one function that records a dispatch.
+
+use super::{GpuBuffer, GpuContext};
+use crate::{Error, Result};
+use std::sync::Arc;
+
+/// One WGSL file of `shaders/`: a kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Shader {
+    Elementwise,
+    Layout,
+    Matmul,
+    Conv2d,
+    Depthwise,
+    Pool,
+    Reduce,
+    Softmax,
+}
+
+impl Shader {
+    fn source(self) -> &'static str {
+        match self {
+            Shader::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
+            Shader::Layout => include_str!("../../../../shaders/layout.wgsl"),
+            Shader::Matmul => include_str!("../../../../shaders/matmul.wgsl"),
+            Shader::Conv2d => include_str!("../../../../shaders/conv2d.wgsl"),
+            Shader::Depthwise => include_str!("../../../../shaders/depthwise.wgsl"),
+            Shader::Pool => include_str!("../../../../shaders/pool.wgsl"),
+            Shader::Reduce => include_str!("../../../../shaders/reduce.wgsl"),
+            Shader::Softmax => include_str!("../../../../shaders/softmax.wgsl"),
+        }
+    }
+}
+
+/// Pipelines are cached per (file, entry point).
+pub(crate) type PipelineKey = (Shader, &'static str);
+
+/// A byte range of a buffer bound at one binding slot of a kernel.
+pub(crate) struct Binding<'a> {
+    pub slot: u32,
+    pub buffer: &'a GpuBuffer,
+    /// Byte offset into the buffer (a multiple of the device's storage offset alignment).
+    pub offset: u64,
+    /// Bytes bound.
+    pub size: u64,
+}
+
+impl<'a> Binding<'a> {
+    /// All bytes of the tensor in `buffer`, at `slot`.
+    pub fn whole(slot: u32, buffer: &'a GpuBuffer) -> Self {
+        Binding { slot, buffer, offset: 0, size: buffer.bytes().div_ceil(4) * 4 }
+    }
+}
+
+/// Invocations per workgroup of the 1-D kernels.
+pub(crate) const WORKGROUP: u64 = 256;
+
+impl GpuContext {
+    fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
+        if let Some(p) = self.pipelines.lock().unwrap().get(&(shader, entry)) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(entry),
+            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("compiling {shader:?}::{entry} failed: {e}")));
+        }
+        let pipeline = Arc::new(pipeline);
+        self.pipelines.lock().unwrap().insert((shader, entry), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// A 2-D grid of workgroups covering `groups` workgroups within the per-dimension limit.
+    pub(crate) fn grid(&self, op: &'static str, groups: u64) -> Result<[u32; 3]> {
+        let max = self.limits.max_compute_workgroups_per_dimension as u64;
+        let x = groups.clamp(1, max);
+        let y = groups.div_ceil(x);
+        if y > max {
+            return Err(Error::invalid(op, format!("{groups} workgroups exceed this device's dispatch limit of {max}×{max}")));
+        }
+        Ok([x as u32, y as u32, 1])
+    }
+
+    /// Workgroups for `items` elements, one per invocation of a 256-wide 1-D kernel.
+    pub(crate) fn grid_for(&self, op: &'static str, items: u64) -> Result<[u32; 3]> {
+        self.grid(op, items.div_ceil(WORKGROUP))
+    }
+
+    /// Records one dispatch of `shader::entry` with `params` at binding 0 and `bindings` after it.
+    pub(crate) fn launch<P: bytemuck::Pod>(
+        &self,
+        op: &'static str,
+        shader: Shader,
+        entry: &'static str,
+        params: &P,
+        bindings: &[Binding<'_>],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let max = self.max_binding_bytes();
+        for b in bindings {
+            if b.size > max {
+                return Err(Error::TooLarge {
+                    op,
+                    what: format!("a tensor bound to kernel {entry}"),
+                    bytes: b.size,
+                    limit: max,
+                    limit_name: "max_storage_buffer_binding_size",
+                });
+            }
+        }
+        let limit = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > limit) {
+            return Err(Error::invalid(op, format!("dispatch {groups:?} exceeds the device limit of {limit} workgroups per dimension")));
+        }
+        let pipeline = self.pipeline(shader, entry)?;
+        let uniform = wgpu::util::DeviceExt::create_buffer_init(
+            &self.device,
+            &wgpu::util::BufferInitDescriptor {
+                label: Some("keel params"),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            },
+        );
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        for b in bindings {
+            entries.push(wgpu::BindGroupEntry {
+                binding: b.slot,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buffer.raw(),
+                    offset: b.offset,
+                    size: wgpu::BufferSize::new(b.size),
+                }),
+            });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        self.record(|encoder| {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,10 @@
+//! The wgpu backend: one context per adapter, a buffer pool, cached pipelines, and one launch
+//! function per kernel family of `shaders/`.
+
+mod buffer;
+mod context;
+mod kernels;
+pub(crate) mod ops;
+
+pub(crate) use buffer::GpuBuffer;
+pub(crate) use context::GpuContext;

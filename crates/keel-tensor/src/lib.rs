@@ -1,0 +1,36 @@
+//! keel-tensor: tensors, devices and the op set of keel.
+//!
+//! A [`Tensor`] is a handle to an n-dimensional f32 (or i32) array on a [`Device`]: the native
+//! CPU backend or a wgpu adapter (Vulkan, Metal, DX12; lavapipe in CI). Every op has the same
+//! semantics on both, runs WGSL compute shaders from `shaders/` on wgpu, and returns a
+//! [`Result`] whose error names the op and the shapes. Images are NHWC, kernels HWIO.
+//!
+//! ```
+//! use keel_tensor::{Conv2dOptions, Device, Padding, Tensor};
+//! let dev = Device::cpu();
+//! let x = Tensor::ones([1, 5, 5, 3], &dev)?;
+//! let w = Tensor::ones([3, 3, 3, 8], &dev)?;
+//! let y = x.conv2d(&w, &Conv2dOptions::default().padding(Padding::Same))?.relu()?;
+//! assert_eq!(y.dims(), &[1, 5, 5, 8]);
+//! # Ok::<(), keel_tensor::Error>(())
+//! ```
+
+mod cpu;
+pub mod debug;
+mod device;
+mod dtype;
+mod error;
+mod geometry;
+mod gpu;
+pub mod op;
+mod ops;
+mod shape;
+mod tensor;
+
+pub use device::Device;
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use geometry::{Conv2dOptions, Padding, Pool2dOptions};
+pub use op::{Activation, BinaryOp, PoolOp, ReduceOp, UnaryOp};
+pub use shape::{broadcast_shapes, Shape, MAX_RANK};
+pub use tensor::Tensor;

@@ -1,0 +1,189 @@
+//! The op vocabulary shared by both backends (and by autograd's backward rules).
+
+/// Elementwise functions of one tensor (and scalar ops, which carry their scalars).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    /// max(x, 0)
+    Relu,
+    /// min(max(x, 0), 6)
+    Relu6,
+    /// 1 / (1 + e^-x), computed without overflow
+    Sigmoid,
+    /// tanh(x), computed without overflow
+    Tanh,
+    /// e^x
+    Exp,
+    /// natural logarithm
+    Log,
+    /// square root
+    Sqrt,
+    /// -x
+    Neg,
+    /// |x|
+    Abs,
+    /// x · mul + add (scalar add, sub, mul, div)
+    Affine {
+        /// factor
+        mul: f32,
+        /// offset
+        add: f32,
+    },
+    /// max(x, s)
+    MaxScalar(f32),
+    /// min(x, s)
+    MinScalar(f32),
+    /// x^s
+    PowScalar(f32),
+}
+
+impl UnaryOp {
+    /// The op code used by `shaders/elementwise.wgsl`, and the two scalars it carries.
+    pub(crate) fn code(self) -> (u32, f32, f32) {
+        match self {
+            UnaryOp::Relu => (0, 0.0, 0.0),
+            UnaryOp::Relu6 => (1, 0.0, 0.0),
+            UnaryOp::Sigmoid => (2, 0.0, 0.0),
+            UnaryOp::Tanh => (3, 0.0, 0.0),
+            UnaryOp::Exp => (4, 0.0, 0.0),
+            UnaryOp::Log => (5, 0.0, 0.0),
+            UnaryOp::Sqrt => (6, 0.0, 0.0),
+            UnaryOp::Neg => (7, 0.0, 0.0),
+            UnaryOp::Abs => (8, 0.0, 0.0),
+            UnaryOp::Affine { mul, add } => (9, mul, add),
+            UnaryOp::MaxScalar(s) => (10, s, 0.0),
+            UnaryOp::MinScalar(s) => (11, s, 0.0),
+            UnaryOp::PowScalar(s) => (12, s, 0.0),
+        }
+    }
+
+    /// The function itself, for the CPU backend.
+    pub(crate) fn apply(self, x: f32) -> f32 {
+        match self {
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::Relu6 => x.clamp(0.0, 6.0),
+            UnaryOp::Sigmoid => {
+                if x >= 0.0 {
+                    1.0 / (1.0 + (-x).exp())
+                } else {
+                    let e = x.exp();
+                    e / (1.0 + e)
+                }
+            }
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Neg => -x,
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Affine { mul, add } => x * mul + add,
+            UnaryOp::MaxScalar(s) => x.max(s),
+            UnaryOp::MinScalar(s) => x.min(s),
+            UnaryOp::PowScalar(s) => x.powf(s),
+        }
+    }
+}
+
+/// Elementwise functions of two tensors, with NumPy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a − b
+    Sub,
+    /// a · b
+    Mul,
+    /// a / b
+    Div,
+    /// max(a, b)
+    Max,
+    /// min(a, b)
+    Min,
+}
+
+impl BinaryOp {
+    /// The op code used by `shaders/elementwise.wgsl`.
+    pub(crate) fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The function itself, for the CPU backend.
+    pub(crate) fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Max => a.max(b),
+            BinaryOp::Min => a.min(b),
+        }
+    }
+
+    /// The op's name in error messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Max => "maximum",
+            BinaryOp::Min => "minimum",
+        }
+    }
+}
+
+/// Reductions along an axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Σ
+    Sum,
+    /// Σ / n
+    Mean,
+    /// largest element
+    Max,
+    /// smallest element
+    Min,
+}
+
+impl ReduceOp {
+    /// The op code used by `shaders/reduce.wgsl`.
+    pub(crate) fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// Which pooling window function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolOp {
+    /// Largest value under the window.
+    Max,
+    /// Mean of the real (unpadded) values under the window.
+    Avg,
+}
+
+/// An activation fused into a per-channel affine map (batch-norm followed by ReLU, say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// No activation.
+    #[default]
+    None,
+    /// max(x, 0)
+    Relu,
+    /// min(max(x, 0), 6)
+    Relu6,
+}
+
+/// Shape of a batched matmul: `batch` products of (m×k)·(k×n), operands optionally transposed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MatmulDims {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    /// Elements between consecutive matrices of A (0 to reuse one matrix for every batch).
+    pub a_batch_stride: usize,
+    /// Same for B.
+    pub b_batch_stride: usize,
+}
+

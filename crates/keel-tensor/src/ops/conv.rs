@@ -1,0 +1,39 @@
+//! 2-D convolution (NHWC input, HWIO kernel), grouped and depthwise.
+
+use crate::geometry::{conv2d_geometry, Conv2dOptions};
+use crate::tensor::Storage;
+use crate::{cpu, gpu, DType, Error, Result, Tensor};
+
+impl Tensor {
+    /// Convolves an NHWC batch with an HWIO kernel of shape
+    /// [kernel_h, kernel_w, in_channels / groups, out_channels].
+    pub fn conv2d(&self, kernel: &Tensor, options: &Conv2dOptions) -> Result<Tensor> {
+        const OP: &str = "conv2d";
+        self.same_device(OP, kernel)?;
+        self.expect_dtype(OP, DType::F32)?;
+        kernel.expect_dtype(OP, DType::F32)?;
+        let g = conv2d_geometry(self.shape(), kernel.shape(), options)?;
+        let shape = g.out_shape();
+        match (self.storage(), kernel.storage()) {
+            (Storage::Gpu(x), Storage::Gpu(w)) => Ok(self.with_gpu(gpu::ops::conv2d(x, w, &g)?, shape, DType::F32)),
+            _ => Ok(self.with_cpu(cpu::conv2d(self.cpu_f32(), kernel.cpu_f32(), &g), shape)),
+        }
+    }
+
+    /// Depthwise convolution with a Keras-layout kernel [kernel_h, kernel_w, channels, multiplier]:
+    /// output channel `c · multiplier + m` filters input channel `c`. `options.groups` is ignored.
+    pub fn depthwise_conv2d(&self, kernel: &Tensor, options: &Conv2dOptions) -> Result<Tensor> {
+        let k = kernel.dims();
+        let channels = self.dims().last().copied().unwrap_or(0);
+        if k.len() != 4 || k[2] != channels {
+            return Err(Error::shapes(
+                "depthwise_conv2d",
+                self.shape(),
+                kernel.shape(),
+                format!("the kernel must be [kh, kw, {channels}, multiplier] for an input of {channels} channels"),
+            ));
+        }
+        let grouped = kernel.reshape([k[0], k[1], 1, k[2] * k[3]])?;
+        self.conv2d(&grouped, &options.groups(channels))
+    }
+}

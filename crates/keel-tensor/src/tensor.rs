@@ -1,0 +1,239 @@
+//! The `Tensor` handle: shape, dtype and storage on one device. Tensors are immutable and cheap
+//! to clone (the storage is shared); every op returns a new tensor.
+
+use crate::device::DeviceKind;
+use crate::gpu::GpuBuffer;
+use crate::{DType, Device, Error, Result, Shape};
+use half::{bf16, f16};
+use std::fmt;
+use std::sync::Arc;
+
+/// Host-side storage of the CPU backend.
+pub(crate) enum CpuData {
+    F32(Vec<f32>),
+    I32(Vec<i32>),
+}
+
+/// Where a tensor's elements are.
+pub(crate) enum Storage {
+    Cpu(CpuData),
+    Gpu(GpuBuffer),
+}
+
+/// An n-dimensional array on a [`Device`]. Images are NHWC, convolution kernels HWIO.
+#[derive(Clone)]
+pub struct Tensor {
+    storage: Arc<Storage>,
+    shape: Shape,
+    dtype: DType,
+    device: Device,
+}
+
+fn check_len(op: &'static str, len: usize, shape: &Shape) -> Result<()> {
+    if len != shape.elem_count() {
+        return Err(Error::invalid(op, format!("{len} values do not fill shape {shape} ({} elements)", shape.elem_count())));
+    }
+    shape.check_usable(op)
+}
+
+impl Tensor {
+    pub(crate) fn from_storage(storage: Storage, shape: Shape, dtype: DType, device: Device) -> Tensor {
+        Tensor { storage: Arc::new(storage), shape, dtype, device }
+    }
+
+    /// A tensor holding `data` (row-major) with the given shape.
+    pub fn from_vec(data: Vec<f32>, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        check_len("from_vec", data.len(), &shape)?;
+        let storage = match &device.0 {
+            DeviceKind::Cpu => Storage::Cpu(CpuData::F32(data)),
+            DeviceKind::Wgpu(ctx) => Storage::Gpu(ctx.upload("from_vec", bytemuck::cast_slice(&data))?),
+        };
+        Ok(Tensor::from_storage(storage, shape, DType::F32, device.clone()))
+    }
+
+    /// A tensor copied from a slice.
+    pub fn from_slice(data: &[f32], shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::from_vec(data.to_vec(), shape, device)
+    }
+
+    /// A tensor from half-precision data, converted to f32.
+    pub fn from_f16(data: &[f16], shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::from_vec(data.iter().map(|v| v.to_f32()).collect(), shape, device)
+    }
+
+    /// A tensor from bfloat16 data, converted to f32.
+    pub fn from_bf16(data: &[bf16], shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::from_vec(data.iter().map(|v| v.to_f32()).collect(), shape, device)
+    }
+
+    /// An i32 tensor (class labels, indices).
+    pub fn from_i32(data: Vec<i32>, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        check_len("from_i32", data.len(), &shape)?;
+        let storage = match &device.0 {
+            DeviceKind::Cpu => Storage::Cpu(CpuData::I32(data)),
+            DeviceKind::Wgpu(ctx) => Storage::Gpu(ctx.upload("from_i32", bytemuck::cast_slice(&data))?),
+        };
+        Ok(Tensor::from_storage(storage, shape, DType::I32, device.clone()))
+    }
+
+    /// A tensor of one value everywhere.
+    pub fn full(value: f32, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        shape.check_usable("full")?;
+        match &device.0 {
+            DeviceKind::Cpu => Tensor::from_vec(vec![value; shape.elem_count()], shape, device),
+            DeviceKind::Wgpu(ctx) => {
+                let buf = ctx.alloc("full", shape.elem_count() as u64 * 4)?;
+                crate::gpu::ops::fill(&buf, value)?;
+                Ok(Tensor::from_storage(Storage::Gpu(buf), shape, DType::F32, device.clone()))
+            }
+        }
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::full(0.0, shape, device)
+    }
+
+    /// A tensor of ones.
+    pub fn ones(shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        Tensor::full(1.0, shape, device)
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.shape.rank()
+    }
+
+    /// Number of elements.
+    pub fn elem_count(&self) -> usize {
+        self.shape.elem_count()
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device holding the data.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The elements as f32, row-major (waits for pending GPU work).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        self.expect_dtype("to_vec", DType::F32)?;
+        match &*self.storage {
+            Storage::Cpu(CpuData::F32(v)) => Ok(v.clone()),
+            Storage::Cpu(CpuData::I32(_)) => unreachable!("dtype checked above"),
+            Storage::Gpu(buf) => Ok(bytemuck::pod_collect_to_vec(&buf.read()?[..self.elem_count() * 4])),
+        }
+    }
+
+    /// The elements of an i32 tensor, row-major.
+    pub fn to_vec_i32(&self) -> Result<Vec<i32>> {
+        self.expect_dtype("to_vec_i32", DType::I32)?;
+        match &*self.storage {
+            Storage::Cpu(CpuData::I32(v)) => Ok(v.clone()),
+            Storage::Cpu(CpuData::F32(_)) => unreachable!("dtype checked above"),
+            Storage::Gpu(buf) => Ok(bytemuck::pod_collect_to_vec(&buf.read()?[..self.elem_count() * 4])),
+        }
+    }
+
+    /// The single element of a one-element tensor.
+    pub fn to_scalar(&self) -> Result<f32> {
+        if self.elem_count() != 1 {
+            return Err(Error::invalid("to_scalar", format!("tensor of shape {} has {} elements, not 1", self.shape, self.elem_count())));
+        }
+        Ok(self.to_vec()?[0])
+    }
+
+    /// The same values on another device (a no-op when it is already there).
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device.same_as(device) {
+            return Ok(self.clone());
+        }
+        match self.dtype {
+            DType::F32 => Tensor::from_vec(self.to_vec()?, self.shape.clone(), device),
+            DType::I32 => Tensor::from_i32(self.to_vec_i32()?, self.shape.clone(), device),
+        }
+    }
+
+    /// Converts between f32 and i32 (f32 → i32 truncates toward zero). Goes through the host.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        match (self.dtype, dtype) {
+            (a, b) if a == b => Ok(self.clone()),
+            (DType::I32, DType::F32) => {
+                Tensor::from_vec(self.to_vec_i32()?.into_iter().map(|v| v as f32).collect(), self.shape.clone(), &self.device)
+            }
+            _ => Tensor::from_i32(self.to_vec()?.into_iter().map(|v| v as i32).collect(), self.shape.clone(), &self.device),
+        }
+    }
+
+    /// The same elements with another shape of the same element count (shares the storage).
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        if shape.elem_count() != self.elem_count() {
+            return Err(Error::shapes("reshape", &self.shape, &shape, "element counts differ"));
+        }
+        shape.check_usable("reshape")?;
+        Ok(Tensor { storage: self.storage.clone(), shape, dtype: self.dtype, device: self.device.clone() })
+    }
+
+    // ----- helpers for the op modules -----
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub(crate) fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
+        if self.dtype != dtype {
+            return Err(Error::DTypeMismatch { op, expected: dtype, got: self.dtype });
+        }
+        Ok(())
+    }
+
+    /// Fails unless `other` is on the same device.
+    pub(crate) fn same_device(&self, op: &'static str, other: &Tensor) -> Result<()> {
+        if !self.device.same_as(&other.device) {
+            return Err(Error::DeviceMismatch { op, lhs: self.device.to_string(), rhs: other.device.to_string() });
+        }
+        Ok(())
+    }
+
+    /// A new f32 tensor on this tensor's device from backend output.
+    pub(crate) fn with_cpu(&self, data: Vec<f32>, shape: Shape) -> Tensor {
+        Tensor::from_storage(Storage::Cpu(CpuData::F32(data)), shape, DType::F32, self.device.clone())
+    }
+
+    /// A new tensor on this tensor's (wgpu) device from a kernel's output buffer.
+    pub(crate) fn with_gpu(&self, buf: GpuBuffer, shape: Shape, dtype: DType) -> Tensor {
+        Tensor::from_storage(Storage::Gpu(buf), shape, dtype, self.device.clone())
+    }
+
+    /// The f32 host data (CPU tensors only).
+    pub(crate) fn cpu_f32(&self) -> &[f32] {
+        match &*self.storage {
+            Storage::Cpu(CpuData::F32(v)) => v,
+            _ => unreachable!("cpu_f32 on a non-f32 or GPU tensor; callers check dtype and device"),
+        }
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor({}, {}, {})", self.shape, self.dtype, self.device)
+    }
+}

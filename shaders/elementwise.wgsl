@@ -1,0 +1,133 @@
+// Elementwise kernels: fill, unary and scalar ops, broadcasting binary ops, and a per-channel
+// affine map (batch-norm in inference form, optionally fused with ReLU/ReLU6).
+// Outputs are contiguous; binary inputs are strided views (stride 0 on broadcast dimensions).
+
+struct Params {
+    len: u32,        // output elements
+    op: u32,         // op code, see each entry point
+    rank: u32,       // rank of the strided views (binary)
+    channels: u32,   // channel count (affine)
+    scalar_a: f32,
+    scalar_b: f32,
+    out_offset: u32, // element offsets, so huge tensors can be processed in chunks
+    a_offset: u32,
+    shape: array<vec4<u32>, 2>,
+    a_strides: array<vec4<u32>, 2>,
+    b_strides: array<vec4<u32>, 2>,
+    b_offset: u32,
+    index_base: u32, // global index of element 0 of this chunk (affine channel phase)
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src_a: array<f32>;
+@group(0) @binding(2) var<storage, read> src_b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+
+const WG: u32 = 256u;
+
+fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+fn dim(a: array<vec4<u32>, 2>, d: u32) -> u32 {
+    return a[d / 4u][d % 4u];
+}
+
+fn stable_sigmoid(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+fn stable_tanh(x: f32) -> f32 {
+    let e = exp(-2.0 * abs(x));
+    return sign(x) * (1.0 - e) / (1.0 + e);
+}
+
+// Op codes shared with src/gpu/ops.rs (UnaryOp::code).
+fn apply_unary(op: u32, x: f32) -> f32 {
+    switch op {
+        case 0u: { return max(x, 0.0); }
+        case 1u: { return clamp(x, 0.0, 6.0); }
+        case 2u: { return stable_sigmoid(x); }
+        case 3u: { return stable_tanh(x); }
+        case 4u: { return exp(x); }
+        case 5u: { return log(x); }
+        case 6u: { return sqrt(x); }
+        case 7u: { return -x; }
+        case 8u: { return abs(x); }
+        case 9u: { return x * p.scalar_a + p.scalar_b; }
+        case 10u: { return max(x, p.scalar_a); }
+        case 11u: { return min(x, p.scalar_a); }
+        case 12u: { return pow(x, p.scalar_a); }
+        default: { return x; }
+    }
+}
+
+fn apply_binary(op: u32, a: f32, b: f32) -> f32 {
+    switch op {
+        case 0u: { return a + b; }
+        case 1u: { return a - b; }
+        case 2u: { return a * b; }
+        case 3u: { return a / b; }
+        case 4u: { return max(a, b); }
+        default: { return min(a, b); }
+    }
+}
+
+@compute @workgroup_size(256)
+fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_index(gid, nwg);
+    if (i < p.len) {
+        dst[p.out_offset + i] = p.scalar_a;
+    }
+}
+
+@compute @workgroup_size(256)
+fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_index(gid, nwg);
+    if (i < p.len) {
+        dst[p.out_offset + i] = apply_unary(p.op, src_a[p.a_offset + i]);
+    }
+}
+
+@compute @workgroup_size(256)
+fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_index(gid, nwg);
+    if (i >= p.len) {
+        return;
+    }
+    var rest = i;
+    var ia = p.a_offset;
+    var ib = p.b_offset;
+    for (var d = i32(p.rank) - 1; d >= 0; d--) {
+        let extent = dim(p.shape, u32(d));
+        let coord = rest % extent;
+        rest = rest / extent;
+        ia += coord * dim(p.a_strides, u32(d));
+        ib += coord * dim(p.b_strides, u32(d));
+    }
+    dst[p.out_offset + i] = apply_binary(p.op, src_a[ia], src_b[ib]);
+}
+
+// dst = act(x * scale[c] + shift[c]); src_b holds scale (channels values) then shift.
+// op: 0 none, 1 relu, 2 relu6.
+@compute @workgroup_size(256)
+fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_index(gid, nwg);
+    if (i >= p.len) {
+        return;
+    }
+    let c = (p.index_base + i) % p.channels;
+    var y = src_a[p.a_offset + i] * src_b[c] + src_b[p.channels + c];
+    if (p.op == 1u) {
+        y = max(y, 0.0);
+    } else if (p.op == 2u) {
+        y = clamp(y, 0.0, 6.0);
+    }
+    dst[p.out_offset + i] = y;
+}

@@ -1,0 +1,102 @@
+// Batched matrix multiply C = op(A) · op(B), op = optional transpose.
+// A workgroup of 16×16 invocations computes a 64×64 tile of C; each invocation a 4×4 block held
+// in registers. K advances in steps of 16 through workgroup memory; the inner loop reads vec4s
+// of A and B from workgroup memory and does four vec4 FMAs per step.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    trans_a: u32,
+    trans_b: u32,
+    a_batch_stride: u32,
+    b_batch_stride: u32,
+    c_batch_stride: u32,
+    a_offset: u32,
+    b_offset: u32,
+    c_offset: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+
+const TILE: u32 = 64u;    // rows and columns of C per workgroup
+const TILE_K: u32 = 16u;  // depth of one step through K
+const THREADS: u32 = 256u;
+
+// tile_a[kk * 16 + r / 4][r % 4] = A(row0 + r, k0 + kk); tile_b likewise along columns.
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
+
+@compute @workgroup_size(16, 16)
+fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
+    let t = lid.y * 16u + lid.x;
+    let a_base = p.a_offset + wid.z * p.a_batch_stride;
+    let b_base = p.b_offset + wid.z * p.b_batch_stride;
+    var acc: array<vec4<f32>, 4>;
+
+    for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
+        for (var i = 0u; i < 4u; i++) {
+            let e = t + i * THREADS;
+            // Consecutive invocations read consecutive addresses in either layout.
+            var r = e / TILE_K;
+            var kk = e % TILE_K;
+            if (p.trans_a != 0u) {
+                kk = e / TILE;
+                r = e % TILE;
+            }
+            let gr = row0 + r;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if (gr < p.m && gk < p.k) {
+                v = a[a_base + select(gr * p.k + gk, gk * p.m + gr, p.trans_a != 0u)];
+            }
+            tile_a[kk * 16u + r / 4u][r % 4u] = v;
+        }
+        for (var i = 0u; i < 4u; i++) {
+            let e = t + i * THREADS;
+            var kk = e / TILE;
+            var col = e % TILE;
+            if (p.trans_b != 0u) {
+                col = e / TILE_K;
+                kk = e % TILE_K;
+            }
+            let gc = col0 + col;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if (gc < p.n && gk < p.k) {
+                v = b[b_base + select(gk * p.n + gc, gc * p.k + gk, p.trans_b != 0u)];
+            }
+            tile_b[kk * 16u + col / 4u][col % 4u] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            let av = tile_a[kk * 16u + lid.y];
+            let bv = tile_b[kk * 16u + lid.x];
+            acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
+            acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
+            acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
+            acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
+        }
+        workgroupBarrier();
+    }
+
+    let c_base = p.c_offset + wid.z * p.c_batch_stride;
+    for (var i = 0u; i < 4u; i++) {
+        let r = row0 + lid.y * 4u + i;
+        if (r >= p.m) {
+            break;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lid.x * 4u + j;
+            if (col < p.n) {
+                c[c_base + r * p.n + col] = acc[i][j];
+            }
+        }
+    }
+}

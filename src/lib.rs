@@ -1,0 +1,6 @@
+//! keel: a deep-learning framework for images on any GPU (wgpu) and on the CPU.
+//!
+//! This crate re-exports the workspace's crates; see [`tensor`] for tensors, devices and ops.
+
+pub use keel_tensor as tensor;
+pub use keel_tensor::{Conv2dOptions, DType, Device, Error, Padding, Pool2dOptions, Result, Shape, Tensor};
