@@ -48,6 +48,19 @@ fn stable_tanh(x: f32) -> f32 {
     return sign(x) * (1.0 - e) / (1.0 + e);
 }
 
+// x^e with powf's meaning for negative bases: defined for integer exponents, NaN otherwise
+// (WGSL's pow is undefined for x < 0).
+fn pow_any(x: f32, e: f32) -> f32 {
+    if (x >= 0.0 || fract(e) != 0.0) {
+        return pow(x, e);
+    }
+    let m = pow(-x, e);
+    if (fract(e * 0.5) != 0.0) {
+        return -m;
+    }
+    return m;
+}
+
 // Op codes shared with src/gpu/ops.rs (UnaryOp::code).
 fn apply_unary(op: u32, x: f32) -> f32 {
     switch op {
@@ -63,7 +76,7 @@ fn apply_unary(op: u32, x: f32) -> f32 {
         case 9u: { return x * p.scalar_a + p.scalar_b; }
         case 10u: { return max(x, p.scalar_a); }
         case 11u: { return min(x, p.scalar_a); }
-        case 12u: { return pow(x, p.scalar_a); }
+        case 12u: { return pow_any(x, p.scalar_a); }
         default: { return x; }
     }
 }

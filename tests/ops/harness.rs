@@ -1,0 +1,188 @@
+//! One helper that runs an op on every device and compares it with an f64 reference.
+//!
+//! Inputs are random; outputs are poisoned with NaN before each kernel runs, so an element a
+//! kernel forgot to write fails the comparison. With `KEEL_REQUIRE_WGPU=1` (CI) a missing wgpu
+//! adapter is a failure, never a silent skip.
+
+use keel::{Device, Tensor};
+
+/// A deterministic random source (SplitMix64), so a failure reproduces.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+    /// `n` values uniform in [lo, hi).
+    pub fn values(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+}
+
+/// A host-side input: shape and row-major values.
+#[derive(Clone)]
+pub struct Input {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Input {
+    /// Random values in [-1, 1).
+    pub fn random(rng: &mut Rng, shape: &[usize]) -> Input {
+        Input { shape: shape.to_vec(), data: rng.values(shape.iter().product(), -1.0, 1.0) }
+    }
+    /// Random values in [lo, hi).
+    pub fn random_in(rng: &mut Rng, shape: &[usize], lo: f32, hi: f32) -> Input {
+        Input { shape: shape.to_vec(), data: rng.values(shape.iter().product(), lo, hi) }
+    }
+    /// The values in f64, for references.
+    pub fn f64(&self) -> Vec<f64> {
+        self.data.iter().map(|&v| v as f64).collect()
+    }
+}
+
+/// What a reference computed.
+pub struct Expected {
+    pub shape: Vec<usize>,
+    pub data: Vec<f64>,
+}
+
+/// The devices under test and what ran on each.
+pub struct Runner {
+    devices: Vec<Device>,
+    cases: Vec<usize>,
+    failures: Vec<String>,
+    current: String,
+    /// Relative tolerance: |got − want| ≤ tol · max(|want|, 1).
+    pub tol: f64,
+}
+
+impl Runner {
+    /// The CPU backend, plus the wgpu adapter when there is one (required with KEEL_REQUIRE_WGPU=1).
+    pub fn new() -> Runner {
+        keel::tensor::debug::set_poison_outputs(true);
+        let mut devices = vec![Device::cpu()];
+        let mut failures = Vec::new();
+        match Device::wgpu() {
+            Ok(d) => devices.push(d),
+            Err(e) if std::env::var("KEEL_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
+                failures.push(format!("KEEL_REQUIRE_WGPU=1 but no wgpu adapter: {e}"));
+            }
+            Err(e) => eprintln!("note: no wgpu adapter, testing the CPU backend only ({e})"),
+        }
+        let cases = vec![0; devices.len()];
+        Runner { devices, cases, failures, current: String::new(), tol: 1e-4 }
+    }
+
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    pub fn begin(&mut self, test: &str) {
+        self.current = test.to_string();
+    }
+
+    fn fail(&mut self, device: &Device, case: &str, why: String) {
+        self.failures.push(format!("{} [{case}] on {device}: {why}", self.current));
+    }
+
+    /// Runs `op` on `inputs` on every device and compares with `expected`.
+    pub fn check(&mut self, case: &str, inputs: &[Input], op: impl Fn(&[Tensor]) -> keel::Result<Tensor>, expected: &Expected) {
+        for i in 0..self.devices.len() {
+            let device = self.devices[i].clone();
+            self.cases[i] += 1;
+            let result = inputs
+                .iter()
+                .map(|x| Tensor::from_slice(&x.data, x.shape.clone(), &device))
+                .collect::<keel::Result<Vec<_>>>()
+                .and_then(|ts| op(&ts))
+                .and_then(|y| Ok((y.dims().to_vec(), y.to_vec()?)));
+            match result {
+                Err(e) => self.fail(&device, case, format!("error: {e}")),
+                Ok((shape, _)) if shape != expected.shape => {
+                    self.fail(&device, case, format!("shape {shape:?}, expected {:?}", expected.shape))
+                }
+                Ok((_, got)) => {
+                    if let Some(why) = compare(&got, &expected.data, self.tol) {
+                        self.fail(&device, case, why);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Like [`check`](Self::check) for ops with an i32 result, compared exactly.
+    pub fn check_i32(&mut self, case: &str, inputs: &[Input], op: impl Fn(&[Tensor]) -> keel::Result<Tensor>, shape: &[usize], expected: &[i32]) {
+        for i in 0..self.devices.len() {
+            let device = self.devices[i].clone();
+            self.cases[i] += 1;
+            let result = inputs
+                .iter()
+                .map(|x| Tensor::from_slice(&x.data, x.shape.clone(), &device))
+                .collect::<keel::Result<Vec<_>>>()
+                .and_then(|ts| op(&ts))
+                .and_then(|y| Ok((y.dims().to_vec(), y.to_vec_i32()?)));
+            match result {
+                Err(e) => self.fail(&device, case, format!("error: {e}")),
+                Ok((s, got)) if s != shape || got != expected => {
+                    self.fail(&device, case, format!("got {s:?} {got:?}, expected {shape:?} {expected:?}"))
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Records a failure that is not a comparison (an error test, say).
+    pub fn expect(&mut self, ok: bool, case: &str, why: impl FnOnce() -> String) {
+        self.cases.iter_mut().for_each(|c| *c += 1);
+        if !ok {
+            self.failures.push(format!("{} [{case}]: {}", self.current, why()));
+        }
+    }
+
+    pub fn failure_count(&self) -> usize {
+        self.failures.len()
+    }
+
+    /// Prints what ran where and the failures; returns whether everything passed.
+    pub fn report(&self, tests: usize, failed_tests: usize) -> bool {
+        for f in &self.failures {
+            println!("FAILED {f}");
+        }
+        for (d, n) in self.devices.iter().zip(&self.cases) {
+            println!("{n} cases ran on {d}");
+        }
+        if !self.devices.iter().any(|d| d.is_wgpu()) {
+            println!("no wgpu adapter: WGSL kernels were not exercised");
+        }
+        println!("{} passed, {} failed", tests - failed_tests, failed_tests);
+        self.failures.is_empty()
+    }
+}
+
+/// None if every element is within tolerance, else a description of the worst one.
+fn compare(got: &[f32], want: &[f64], tol: f64) -> Option<String> {
+    if got.len() != want.len() {
+        return Some(format!("{} values, expected {}", got.len(), want.len()));
+    }
+    let mut worst: Option<(usize, f64)> = None;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs() / w.abs().max(1.0);
+        let bad = !(err <= tol) || (g.is_nan() != w.is_nan());
+        if bad && worst.is_none_or(|(_, e)| err > e || err.is_nan()) {
+            worst = Some((i, err));
+        }
+    }
+    worst.map(|(i, err)| format!("element {i}: got {}, expected {} (relative error {err:.2e} > {tol:.0e})", got[i], want[i]))
+}

@@ -1,0 +1,177 @@
+//! Plain f64 reference implementations, written from the definitions with no shared code
+//! with the library.
+
+/// Row-major strides.
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Multi-index of a linear index.
+pub fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        idx[d] = i % shape[d];
+        i /= shape[d];
+    }
+    idx
+}
+
+/// C = op(A)·op(B) for `batch` matrices; a batch stride of 0 shares one matrix.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(a: &[f64], b: &[f64], batch: usize, m: usize, n: usize, k: usize, ta: bool, tb: bool, a_shared: bool, b_shared: bool) -> Vec<f64> {
+    let mut c = vec![0.0; batch * m * n];
+    for bi in 0..batch {
+        let ao = if a_shared { 0 } else { bi * m * k };
+        let bo = if b_shared { 0 } else { bi * k * n };
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0;
+                for p in 0..k {
+                    let av = if ta { a[ao + p * m + i] } else { a[ao + i * k + p] };
+                    let bv = if tb { b[bo + j * k + p] } else { b[bo + p * n + j] };
+                    s += av * bv;
+                }
+                c[bi * m * n + i * n + j] = s;
+            }
+        }
+    }
+    c
+}
+
+/// Output length and leading pad of one axis: explicit pads, or TensorFlow's `same` when `None`.
+pub fn axis(input: usize, k: usize, s: usize, d: usize, pad: Option<(usize, usize)>) -> (usize, usize) {
+    let span = (k - 1) * d + 1;
+    match pad {
+        Some((b, a)) => ((input + b + a - span) / s + 1, b),
+        None => {
+            let out = input.div_ceil(s);
+            let total = ((out - 1) * s + span).saturating_sub(input);
+            (out, total / 2)
+        }
+    }
+}
+
+/// Convolution geometry for the reference: (stride, dilation, pads per axis or None for same).
+pub struct Conv {
+    pub stride: (usize, usize),
+    pub dilation: (usize, usize),
+    pub pad: Option<((usize, usize), (usize, usize))>,
+    pub groups: usize,
+}
+
+/// Direct NHWC × HWIO convolution.
+pub fn conv2d(x: &[f64], xs: &[usize], w: &[f64], ws: &[usize], c: &Conv) -> (Vec<usize>, Vec<f64>) {
+    let (n, h, wd, ci) = (xs[0], xs[1], xs[2], xs[3]);
+    let (kh, kw, cg, co) = (ws[0], ws[1], ws[2], ws[3]);
+    let og = co / c.groups;
+    let (oh, pt) = axis(h, kh, c.stride.0, c.dilation.0, c.pad.map(|p| p.0));
+    let (ow, pl) = axis(wd, kw, c.stride.1, c.dilation.1, c.pad.map(|p| p.1));
+    let mut y = vec![0.0; n * oh * ow * co];
+    for b in 0..n {
+        for i in 0..oh {
+            for j in 0..ow {
+                for o in 0..co {
+                    let g = o / og;
+                    let mut s = 0.0;
+                    for p in 0..kh {
+                        for q in 0..kw {
+                            let ih = (i * c.stride.0 + p * c.dilation.0) as isize - pt as isize;
+                            let iw = (j * c.stride.1 + q * c.dilation.1) as isize - pl as isize;
+                            if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
+                                continue;
+                            }
+                            for r in 0..cg {
+                                let xv = x[((b * h + ih as usize) * wd + iw as usize) * ci + g * cg + r];
+                                s += xv * w[((p * kw + q) * cg + r) * co + o];
+                            }
+                        }
+                    }
+                    y[((b * oh + i) * ow + j) * co + o] = s;
+                }
+            }
+        }
+    }
+    (vec![n, oh, ow, co], y)
+}
+
+/// Max or average pooling (padded positions excluded).
+pub fn pool(x: &[f64], xs: &[usize], size: (usize, usize), stride: (usize, usize), same: bool, max: bool) -> (Vec<usize>, Vec<f64>) {
+    let (n, h, w, c) = (xs[0], xs[1], xs[2], xs[3]);
+    let pad = |_: usize| if same { None } else { Some((0, 0)) };
+    let (oh, pt) = axis(h, size.0, stride.0, 1, pad(0));
+    let (ow, pl) = axis(w, size.1, stride.1, 1, pad(1));
+    let mut y = vec![0.0; n * oh * ow * c];
+    for b in 0..n {
+        for i in 0..oh {
+            for j in 0..ow {
+                for ch in 0..c {
+                    let mut vals = Vec::new();
+                    for p in 0..size.0 {
+                        for q in 0..size.1 {
+                            let ih = (i * stride.0 + p) as isize - pt as isize;
+                            let iw = (j * stride.1 + q) as isize - pl as isize;
+                            if ih >= 0 && iw >= 0 && ih < h as isize && iw < w as isize {
+                                vals.push(x[((b * h + ih as usize) * w + iw as usize) * c + ch]);
+                            }
+                        }
+                    }
+                    y[((b * oh + i) * ow + j) * c + ch] = if max {
+                        vals.iter().copied().fold(f64::MIN, f64::max)
+                    } else {
+                        vals.iter().sum::<f64>() / vals.len() as f64
+                    };
+                }
+            }
+        }
+    }
+    (vec![n, oh, ow, c], y)
+}
+
+/// Reduces `axes` of `x` with `f` over the collected values.
+pub fn reduce(x: &[f64], shape: &[usize], axes: &[usize], keepdim: bool, f: impl Fn(&[f64]) -> f64) -> (Vec<usize>, Vec<f64>) {
+    let kept_shape: Vec<usize> = shape.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+    let count: usize = kept_shape.iter().product();
+    let mut groups = vec![Vec::new(); count];
+    let ks = strides(&kept_shape);
+    for (i, &v) in x.iter().enumerate() {
+        let idx = unravel(i, shape);
+        let o: usize = idx.iter().enumerate().map(|(d, &c)| if axes.contains(&d) { 0 } else { c * ks[d] }).sum();
+        groups[o].push(v);
+    }
+    let out_shape = if keepdim { kept_shape } else { shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect() };
+    (out_shape, groups.iter().map(|g| f(g)).collect())
+}
+
+/// Softmax or log-softmax of rows of length `cols`.
+pub fn softmax(x: &[f64], cols: usize, log: bool) -> Vec<f64> {
+    x.chunks(cols)
+        .flat_map(|row| {
+            let m = row.iter().copied().fold(f64::MIN, f64::max);
+            let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
+            row.iter().map(move |v| if log { v - m - s.ln() } else { (v - m).exp() / s }).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Broadcast binary op.
+pub fn broadcast(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], f: impl Fn(f64, f64) -> f64) -> (Vec<usize>, Vec<f64>) {
+    let rank = sa.len().max(sb.len());
+    let pad = |s: &[usize]| [vec![1; rank - s.len()], s.to_vec()].concat();
+    let (pa, pb) = (pad(sa), pad(sb));
+    let out: Vec<usize> = pa.iter().zip(&pb).map(|(&x, &y)| x.max(y)).collect();
+    let (ta, tb) = (strides(&pa), strides(&pb));
+    let n: usize = out.iter().product();
+    let data = (0..n)
+        .map(|i| {
+            let idx = unravel(i, &out);
+            let ia: usize = idx.iter().enumerate().map(|(d, &c)| if pa[d] == 1 { 0 } else { c * ta[d] }).sum();
+            let ib: usize = idx.iter().enumerate().map(|(d, &c)| if pb[d] == 1 { 0 } else { c * tb[d] }).sum();
+            f(a[ia], b[ib])
+        })
+        .collect();
+    (out, data)
+}
