@@ -33,6 +33,7 @@ fn main() {
         ("layout", layout),
         ("batch_norm", batch_norm),
         ("bad_input", bad_input),
+        ("larger_than_a_binding", larger_than_a_binding),
     ];
     let mut runner = Runner::new();
     let (mut ran, mut failed) = (0, 0);
@@ -401,5 +402,30 @@ fn bad_input(t: &mut Runner, _rng: &mut Rng) {
     if let (Some(cpu), Some(gpu)) = (t.devices().first().cloned(), t.devices().get(1).cloned()) {
         let r = Tensor::zeros([2], &cpu).unwrap().add(&Tensor::zeros([2], &gpu).unwrap());
         t.expect(matches!(r, Err(keel::Error::DeviceMismatch { .. })), "device mismatch", || format!("{r:?}"));
+    }
+}
+
+/// Tensors bigger than one storage binding (128 MiB on lavapipe) are processed in chunks.
+fn larger_than_a_binding(t: &mut Runner, rng: &mut Rng) {
+    let Some(gpu) = t.devices().iter().find(|d| d.is_wgpu()).cloned() else { return };
+    let shape = [9usize, 1024, 1024, 4]; // 151 MB of f32
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let scale = rng.values(4, -2.0, 2.0);
+    let run = || -> keel::Result<(Vec<f32>, Vec<f32>)> {
+        let x = Tensor::from_slice(&data, shape, &gpu)?;
+        let relu = x.relu()?.to_vec()?;
+        let w = Tensor::from_slice(&scale, [1, 1, 4, 1], &gpu)?;
+        let dw = x.depthwise_conv2d(&w, &Conv2dOptions::default())?.to_vec()?;
+        Ok((relu, dw))
+    };
+    match run() {
+        Err(e) => t.expect(false, "151 MB relu and depthwise", || format!("error: {e}")),
+        Ok((relu, dw)) => {
+            let relu_ok = relu.iter().zip(&data).all(|(&g, &x)| g == x.max(0.0));
+            t.expect(relu_ok, "151 MB relu", || "wrong values".into());
+            let dw_ok = dw.iter().zip(&data).enumerate().all(|(i, (&g, &x))| (g - x * scale[i % 4]).abs() <= 1e-6);
+            t.expect(dw_ok, "151 MB depthwise 1x1", || "wrong values".into());
+        }
     }
 }

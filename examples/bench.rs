@@ -1,0 +1,147 @@
+//! Kernel benchmarks per device: matmul 1024³, a VGG16 block3_conv2-shaped convolution and a
+//! MobileNet depthwise 3×3 layer. Medians after warm-up; see docs/performance.md.
+//!
+//! `cargo run --release --example bench -- [--device auto|wgpu|cpu] [--json] [--gemm-crates]`
+
+use clap::Parser;
+use keel::{Conv2dOptions, Device, Padding, Tensor};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks keel's kernels on each device")]
+struct Args {
+    /// Device to measure (auto, wgpu or cpu); every available device when omitted.
+    #[arg(long)]
+    device: Option<String>,
+    /// Print one JSON object per device instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also time the two CPU GEMM crates keel chose between, on 1024³.
+    #[arg(long)]
+    gemm_crates: bool,
+    /// Timed repetitions per measurement (after two warm-up runs).
+    #[arg(long, default_value_t = 0)]
+    reps: usize,
+}
+
+/// Median seconds of `reps` runs of `f` (each waits for the device), after two warm-ups.
+fn median_secs(reps: usize, device: &Device, mut f: impl FnMut() -> keel::Result<Tensor>) -> keel::Result<f64> {
+    for _ in 0..2 {
+        f()?;
+        device.synchronize()?;
+    }
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let start = Instant::now();
+        let out = f()?;
+        device.synchronize()?;
+        times.push(start.elapsed().as_secs_f64());
+        drop(out);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[times.len() / 2])
+}
+
+fn random(shape: &[usize], seed: u64, device: &Device) -> keel::Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let mut s = seed;
+    let data = (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    Tensor::from_vec(data, shape.to_vec(), device)
+}
+
+struct Figures {
+    matmul_gflops: f64,
+    conv_gflops: f64,
+    conv_ms: f64,
+    depthwise_gbps: f64,
+    depthwise_ms: f64,
+}
+
+fn measure(device: &Device, reps: usize) -> keel::Result<Figures> {
+    let a = random(&[1024, 1024], 1, device)?;
+    let b = random(&[1024, 1024], 2, device)?;
+    let t = median_secs(reps, device, || a.matmul(&b))?;
+    let matmul_gflops = 2.0 * 1024f64.powi(3) / t / 1e9;
+
+    // VGG16 block3_conv2: 56×56×256 → 256, 3×3 same, batch 8.
+    let x = random(&[8, 56, 56, 256], 3, device)?;
+    let w = random(&[3, 3, 256, 256], 4, device)?;
+    let same = Conv2dOptions::default().padding(Padding::Same);
+    let conv_reps = if device.is_cpu() { reps } else { reps.min(5) };
+    let t = median_secs(conv_reps, device, || x.conv2d(&w, &same))?;
+    let conv_flops = 2.0 * 8.0 * 56.0 * 56.0 * 256.0 * (3.0 * 3.0 * 256.0);
+    let (conv_gflops, conv_ms) = (conv_flops / t / 1e9, t * 1e3);
+
+    // MobileNet depthwise 3×3 on 112×112×32, batch 8: bytes = input + output + kernel.
+    let x = random(&[8, 112, 112, 32], 5, device)?;
+    let w = random(&[3, 3, 32, 1], 6, device)?;
+    let t = median_secs(reps, device, || x.depthwise_conv2d(&w, &same))?;
+    let bytes = (2 * 8 * 112 * 112 * 32 + 9 * 32) as f64 * 4.0;
+    Ok(Figures { matmul_gflops, conv_gflops, conv_ms, depthwise_gbps: bytes / t / 1e9, depthwise_ms: t * 1e3 })
+}
+
+/// GFLOP/s of the `gemm` and `matrixmultiply` crates on 1024³ with all threads (median of 20).
+fn gemm_crates() -> (f64, f64) {
+    let n = 1024;
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut c = vec![0f32; n * n];
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        let mut t: Vec<f64> = (0..20).map(|_| { let s = Instant::now(); f(); s.elapsed().as_secs_f64() }).collect();
+        t.sort_by(|a, b| a.total_cmp(b));
+        2.0 * (n as f64).powi(3) / t[10] / 1e9
+    };
+    let threads = rayon::current_num_threads();
+    // SAFETY: all three buffers hold n×n elements, row-major with the strides given.
+    let gemm = time(&mut || unsafe {
+        gemm::gemm(n, n, n, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, n as isize, b.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::Rayon(threads));
+    });
+    // SAFETY: as above.
+    let mm = time(&mut || unsafe {
+        matrixmultiply::sgemm(n, n, n, 1.0, a.as_ptr(), n as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1);
+    });
+    (gemm, mm)
+}
+
+fn main() -> keel::Result<()> {
+    let args = Args::parse();
+    let devices = match &args.device {
+        Some(name) => vec![Device::from_name(name)?],
+        None => {
+            let mut d = vec![Device::cpu()];
+            d.extend(Device::wgpu().ok());
+            d
+        }
+    };
+    for device in &devices {
+        let reps = if args.reps > 0 { args.reps } else if device.is_cpu() { 15 } else { 5 };
+        let f = measure(device, reps)?;
+        if args.json {
+            let obj = serde_json::json!({
+                "device": device.to_string(),
+                "matmul_1024_gflops": f.matmul_gflops,
+                "vgg_block3_conv_gflops": f.conv_gflops,
+                "vgg_block3_conv_ms": f.conv_ms,
+                "depthwise_gbps": f.depthwise_gbps,
+                "depthwise_ms": f.depthwise_ms,
+            });
+            println!("{obj}");
+        } else {
+            println!("{device}");
+            println!("  matmul 1024³              {:>9.1} GFLOP/s", f.matmul_gflops);
+            println!("  VGG16 block3_conv2 (b=8)  {:>9.1} GFLOP/s  {:>9.2} ms", f.conv_gflops, f.conv_ms);
+            println!("  depthwise 3×3 112²×32 b=8 {:>9.2} GB/s     {:>9.2} ms", f.depthwise_gbps, f.depthwise_ms);
+        }
+    }
+    if args.gemm_crates {
+        let (g, m) = gemm_crates();
+        println!("CPU GEMM crates, 1024³ f32, {} threads: gemm {g:.1} GFLOP/s, matrixmultiply {m:.1} GFLOP/s", rayon::current_num_threads());
+    }
+    Ok(())
+}
