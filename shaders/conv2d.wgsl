@@ -2,7 +2,7 @@
 // GEMM rows are output pixels (n, oh, ow), columns are output channels of one group, and the
 // depth K runs over (kh, kw, input channel of the group). The input patch is gathered straight
 // from the image while filling workgroup memory (no im2col buffer), then the same 64×64 tile,
-// 4×4-per-invocation register blocking as matmul.wgsl. workgroup_id.z is the group.
+// 8×8-per-invocation register blocking as matmul.wgsl. workgroup_id.z is the group.
 
 struct Params {
     batch: u32,
@@ -38,10 +38,19 @@ struct Params {
 
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
-const THREADS: u32 = 256u;
+const THREADS: u32 = 64u;
 
-var<workgroup> tile_a: array<vec4<f32>, 256>;
-var<workgroup> tile_b: array<vec4<f32>, 256>;
+// Workgroup tiles, scalar so that each invocation writes whole memory locations:
+// tile_a[kk * 64 + r] = A(row0 + r, k0 + kk), tile_b[kk * 64 + c] = B(k0 + kk, col0 + c).
+var<workgroup> tile_a: array<f32, 1024>;
+var<workgroup> tile_b: array<f32, 1024>;
+
+fn load4(base: u32, from_a: bool) -> vec4<f32> {
+    if (from_a) {
+        return vec4<f32>(tile_a[base], tile_a[base + 1u], tile_a[base + 2u], tile_a[base + 3u]);
+    }
+    return vec4<f32>(tile_b[base], tile_b[base + 1u], tile_b[base + 2u], tile_b[base + 3u]);
+}
 
 // One element of the implicit im2col matrix: input pixel under tap `kk` of output pixel `row`.
 fn patch_value(row: u32, kk: u32, group: u32) -> f32 {
@@ -64,16 +73,16 @@ fn patch_value(row: u32, kk: u32, group: u32) -> f32 {
     return x[p.x_offset + pixel * p.in_c + group * p.in_per_group + ci];
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(8, 8)
 fn conv2d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
     let group = wid.z;
-    let t = lid.y * 16u + lid.x;
-    var acc: array<vec4<f32>, 4>;
+    let t = lid.y * 8u + lid.x;
+    var acc: array<vec4<f32>, 16>; // acc[2i + h]: row i, columns 4h..4h+3 of this invocation's 8×8 block
 
     for (var k0 = 0u; k0 < p.depth; k0 += TILE_K) {
-        for (var i = 0u; i < 4u; i++) {
+        for (var i = 0u; i < 16u; i++) {
             let e = t + i * THREADS;
             let r = e / TILE_K;
             let kk = e % TILE_K;
@@ -81,9 +90,9 @@ fn conv2d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
             if (row0 + r < p.rows && k0 + kk < p.depth) {
                 v = patch_value(row0 + r, k0 + kk, group);
             }
-            tile_a[kk * 16u + r / 4u][r % 4u] = v;
+            tile_a[kk * TILE + r] = v;
         }
-        for (var i = 0u; i < 4u; i++) {
+        for (var i = 0u; i < 16u; i++) {
             let e = t + i * THREADS;
             let kk = e / TILE;
             let col = e % TILE;
@@ -91,29 +100,43 @@ fn conv2d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
             if (col0 + col < p.out_per_group && k0 + kk < p.depth) {
                 v = w[(k0 + kk) * p.out_c + group * p.out_per_group + col0 + col];
             }
-            tile_b[kk * 16u + col / 4u][col % 4u] = v;
+            tile_b[kk * TILE + col] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
-            let av = tile_a[kk * 16u + lid.y];
-            let bv = tile_b[kk * 16u + lid.x];
-            acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
-            acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
-            acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
-            acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
+            let a0 = load4(kk * TILE + lid.y * 8u, true);
+            let a1 = load4(kk * TILE + lid.y * 8u + 4u, true);
+            let b0 = load4(kk * TILE + lid.x * 8u, false);
+            let b1 = load4(kk * TILE + lid.x * 8u + 4u, false);
+            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);
+            acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
+            acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);
+            acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
+            acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);
+            acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
+            acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);
+            acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
+            acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);
+            acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
+            acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]);
+            acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
+            acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]);
+            acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
+            acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]);
+            acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let r = row0 + lid.y * 4u + i;
+    for (var i = 0u; i < 8u; i++) {
+        let r = row0 + lid.y * 8u + i;
         if (r >= p.rows) {
             break;
         }
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x * 4u + j;
+        for (var j = 0u; j < 8u; j++) {
+            let col = col0 + lid.x * 8u + j;
             if (col < p.out_per_group) {
-                y[p.out_offset + r * p.out_c + group * p.out_per_group + col] = acc[i][j];
+                y[p.out_offset + r * p.out_c + group * p.out_per_group + col] = acc[2u * i + j / 4u][j % 4u];
             }
         }
     }

@@ -1,7 +1,7 @@
 // Batched matrix multiply C = op(A) · op(B), op = optional transpose.
-// A workgroup of 16×16 invocations computes a 64×64 tile of C; each invocation a 4×4 block held
-// in registers. K advances in steps of 16 through workgroup memory; the inner loop reads vec4s
-// of A and B from workgroup memory and does four vec4 FMAs per step.
+// A workgroup of 8×8 invocations computes a 64×64 tile of C; each invocation an 8×8 block held
+// in registers. K advances in steps of 16 through workgroup memory; per step an invocation reads
+// two vec4s of A and two of B and does sixteen vec4 FMAs.
 
 struct Params {
     m: u32,
@@ -24,24 +24,32 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
 const TILE: u32 = 64u;    // rows and columns of C per workgroup
-const TILE_K: u32 = 16u;  // depth of one step through K
-const THREADS: u32 = 256u;
+const TILE_K: u32 = 16u; // depth of one step through K
+const THREADS: u32 = 64u;
 
-// tile_a[kk * 16 + r / 4][r % 4] = A(row0 + r, k0 + kk); tile_b likewise along columns.
-var<workgroup> tile_a: array<vec4<f32>, 256>;
-var<workgroup> tile_b: array<vec4<f32>, 256>;
+// Workgroup tiles, scalar so that each invocation writes whole memory locations:
+// tile_a[kk * 64 + r] = A(row0 + r, k0 + kk), tile_b[kk * 64 + c] = B(k0 + kk, col0 + c).
+var<workgroup> tile_a: array<f32, 1024>;
+var<workgroup> tile_b: array<f32, 1024>;
 
-@compute @workgroup_size(16, 16)
+fn load4(base: u32, from_a: bool) -> vec4<f32> {
+    if (from_a) {
+        return vec4<f32>(tile_a[base], tile_a[base + 1u], tile_a[base + 2u], tile_a[base + 3u]);
+    }
+    return vec4<f32>(tile_b[base], tile_b[base + 1u], tile_b[base + 2u], tile_b[base + 3u]);
+}
+
+@compute @workgroup_size(8, 8)
 fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
-    let t = lid.y * 16u + lid.x;
+    let t = lid.y * 8u + lid.x;
     let a_base = p.a_offset + wid.z * p.a_batch_stride;
     let b_base = p.b_offset + wid.z * p.b_batch_stride;
-    var acc: array<vec4<f32>, 4>;
+    var acc: array<vec4<f32>, 16>; // acc[2i + h]: row i, columns 4h..4h+3 of this invocation's 8×8 block
 
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
-        for (var i = 0u; i < 4u; i++) {
+        for (var i = 0u; i < 16u; i++) {
             let e = t + i * THREADS;
             // Consecutive invocations read consecutive addresses in either layout.
             var r = e / TILE_K;
@@ -56,9 +64,9 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
             if (gr < p.m && gk < p.k) {
                 v = a[a_base + select(gr * p.k + gk, gk * p.m + gr, p.trans_a != 0u)];
             }
-            tile_a[kk * 16u + r / 4u][r % 4u] = v;
+            tile_a[kk * TILE + r] = v;
         }
-        for (var i = 0u; i < 4u; i++) {
+        for (var i = 0u; i < 16u; i++) {
             let e = t + i * THREADS;
             var kk = e / TILE;
             var col = e % TILE;
@@ -72,30 +80,44 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
             if (gc < p.n && gk < p.k) {
                 v = b[b_base + select(gk * p.n + gc, gc * p.k + gk, p.trans_b != 0u)];
             }
-            tile_b[kk * 16u + col / 4u][col % 4u] = v;
+            tile_b[kk * TILE + col] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
-            let av = tile_a[kk * 16u + lid.y];
-            let bv = tile_b[kk * 16u + lid.x];
-            acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
-            acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
-            acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
-            acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
+            let a0 = load4(kk * TILE + lid.y * 8u, true);
+            let a1 = load4(kk * TILE + lid.y * 8u + 4u, true);
+            let b0 = load4(kk * TILE + lid.x * 8u, false);
+            let b1 = load4(kk * TILE + lid.x * 8u + 4u, false);
+            acc[0] = fma(vec4<f32>(a0.x), b0, acc[0]);
+            acc[1] = fma(vec4<f32>(a0.x), b1, acc[1]);
+            acc[2] = fma(vec4<f32>(a0.y), b0, acc[2]);
+            acc[3] = fma(vec4<f32>(a0.y), b1, acc[3]);
+            acc[4] = fma(vec4<f32>(a0.z), b0, acc[4]);
+            acc[5] = fma(vec4<f32>(a0.z), b1, acc[5]);
+            acc[6] = fma(vec4<f32>(a0.w), b0, acc[6]);
+            acc[7] = fma(vec4<f32>(a0.w), b1, acc[7]);
+            acc[8] = fma(vec4<f32>(a1.x), b0, acc[8]);
+            acc[9] = fma(vec4<f32>(a1.x), b1, acc[9]);
+            acc[10] = fma(vec4<f32>(a1.y), b0, acc[10]);
+            acc[11] = fma(vec4<f32>(a1.y), b1, acc[11]);
+            acc[12] = fma(vec4<f32>(a1.z), b0, acc[12]);
+            acc[13] = fma(vec4<f32>(a1.z), b1, acc[13]);
+            acc[14] = fma(vec4<f32>(a1.w), b0, acc[14]);
+            acc[15] = fma(vec4<f32>(a1.w), b1, acc[15]);
         }
         workgroupBarrier();
     }
 
     let c_base = p.c_offset + wid.z * p.c_batch_stride;
-    for (var i = 0u; i < 4u; i++) {
-        let r = row0 + lid.y * 4u + i;
+    for (var i = 0u; i < 8u; i++) {
+        let r = row0 + lid.y * 8u + i;
         if (r >= p.m) {
             break;
         }
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x * 4u + j;
+        for (var j = 0u; j < 8u; j++) {
+            let col = col0 + lid.x * 8u + j;
             if (col < p.n) {
-                c[c_base + r * p.n + col] = acc[i][j];
+                c[c_base + r * p.n + col] = acc[2u * i + j / 4u][j % 4u];
             }
         }
     }
