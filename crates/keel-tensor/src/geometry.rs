@@ -147,7 +147,7 @@ fn axis_geometry(
     kernel: usize,
     stride: usize,
     dilation: usize,
-    pad: Option<(usize, usize)>,
+    pad: AxisPad,
 ) -> Result<(usize, usize)> {
     let span = (kernel - 1) * dilation + 1;
     let (before, after) = match pad {
@@ -168,8 +168,11 @@ fn axis_geometry(
     Ok(((padded - span) / stride + 1, before))
 }
 
-/// Pads (before, after) for each axis, or `None` for `Same`, which depends on sizes.
-fn explicit_pads(p: Padding) -> (Option<(usize, usize)>, Option<(usize, usize)>) {
+/// (before, after) pixels of one axis; `None` means `Same`, which depends on the sizes.
+type AxisPad = Option<(usize, usize)>;
+
+/// The padding of each axis (rows, columns).
+fn explicit_pads(p: Padding) -> (AxisPad, AxisPad) {
     match p {
         Padding::Valid => (Some((0, 0)), Some((0, 0))),
         Padding::Same => (None, None),

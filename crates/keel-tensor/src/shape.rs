@@ -59,7 +59,7 @@ impl Shape {
 
     /// Fails with the op's name if the shape has a zero-sized dimension or too many dimensions.
     pub(crate) fn check_usable(&self, op: &'static str) -> Result<()> {
-        if self.0.iter().any(|&d| d == 0) {
+        if self.0.contains(&0) {
             return Err(Error::invalid(op, format!("shape {self} has a zero-sized dimension")));
         }
         if self.rank() > MAX_RANK {
@@ -113,10 +113,10 @@ impl fmt::Debug for Shape {
 pub fn broadcast_shapes(op: &'static str, a: &Shape, b: &Shape) -> Result<Shape> {
     let rank = a.rank().max(b.rank());
     let mut out = vec![0; rank];
-    for i in 0..rank {
+    for (i, slot) in out.iter_mut().enumerate() {
         let da = if i < rank - a.rank() { 1 } else { a.0[i - (rank - a.rank())] };
         let db = if i < rank - b.rank() { 1 } else { b.0[i - (rank - b.rank())] };
-        out[i] = match (da, db) {
+        *slot = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,

@@ -91,7 +91,7 @@ impl GpuContext {
         self.check_buffer_size(op, "uploaded tensor", data.len() as u64)?;
         // Pad to 16 bytes so any buffer can also be read as vec4s.
         let mut padded;
-        let contents = if data.len() % 16 == 0 {
+        let contents = if data.len().is_multiple_of(16) {
             data
         } else {
             padded = data.to_vec();

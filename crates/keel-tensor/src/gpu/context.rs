@@ -100,7 +100,7 @@ impl GpuContext {
 
     /// Largest range of a buffer one storage binding may cover.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size as u64
+        self.limits.max_storage_buffer_binding_size
     }
 
     /// Runs `record` on the pending command encoder and submits every [`DISPATCHES_PER_SUBMIT`].
