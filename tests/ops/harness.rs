@@ -102,12 +102,7 @@ impl Runner {
         for i in 0..self.devices.len() {
             let device = self.devices[i].clone();
             self.cases[i] += 1;
-            let result = inputs
-                .iter()
-                .map(|x| Tensor::from_slice(&x.data, x.shape.clone(), &device))
-                .collect::<keel::Result<Vec<_>>>()
-                .and_then(|ts| op(&ts))
-                .and_then(|y| Ok((y.dims().to_vec(), y.to_vec()?)));
+            let result = run_on(&device, inputs, &op).and_then(|y| Ok((y.dims().to_vec(), y.to_vec()?)));
             match result {
                 Err(e) => self.fail(&device, case, format!("error: {e}")),
                 Ok((shape, _)) if shape != expected.shape => {
@@ -127,12 +122,7 @@ impl Runner {
         for i in 0..self.devices.len() {
             let device = self.devices[i].clone();
             self.cases[i] += 1;
-            let result = inputs
-                .iter()
-                .map(|x| Tensor::from_slice(&x.data, x.shape.clone(), &device))
-                .collect::<keel::Result<Vec<_>>>()
-                .and_then(|ts| op(&ts))
-                .and_then(|y| Ok((y.dims().to_vec(), y.to_vec_i32()?)));
+            let result = run_on(&device, inputs, &op).and_then(|y| Ok((y.dims().to_vec(), y.to_vec_i32()?)));
             match result {
                 Err(e) => self.fail(&device, case, format!("error: {e}")),
                 Ok((s, got)) if s != shape || got != expected => {
@@ -169,6 +159,12 @@ impl Runner {
         println!("{} passed, {} failed", tests - failed_tests, failed_tests);
         self.failures.is_empty()
     }
+}
+
+/// Uploads `inputs` to `device` and applies `op`.
+fn run_on(device: &Device, inputs: &[Input], op: &impl Fn(&[Tensor]) -> keel::Result<Tensor>) -> keel::Result<Tensor> {
+    let tensors = inputs.iter().map(|x| Tensor::from_slice(&x.data, x.shape.clone(), device)).collect::<keel::Result<Vec<_>>>()?;
+    op(&tensors)
 }
 
 /// None if every element is within tolerance, else a description of the worst one.

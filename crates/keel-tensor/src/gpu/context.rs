@@ -31,6 +31,14 @@ struct Recorder {
     dispatches: usize,
 }
 
+/// wgpu's full message: `Display` of a validation error is only "Validation Error".
+pub(super) fn describe_error(e: &wgpu::Error) -> String {
+    match e {
+        wgpu::Error::Validation { description, .. } | wgpu::Error::Internal { description, .. } => description.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Prefers real GPUs to software ones.
 fn adapter_rank(t: wgpu::DeviceType) -> u8 {
     match t {
@@ -73,7 +81,7 @@ impl GpuContext {
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().unwrap().push(e.to_string());
+            sink.lock().unwrap().push(describe_error(&e));
         }));
         Ok(GpuContext {
             device,

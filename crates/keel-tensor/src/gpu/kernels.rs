@@ -22,8 +22,8 @@ impl Shader {
         match self {
             Shader::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
             Shader::Layout => include_str!("../../../../shaders/layout.wgsl"),
-            Shader::Matmul => include_str!("../../../../shaders/matmul.wgsl"),
-            Shader::Conv2d => include_str!("../../../../shaders/conv2d.wgsl"),
+            Shader::Matmul => concat!(include_str!("../../../../shaders/gemm_tile.wgsl"), include_str!("../../../../shaders/matmul.wgsl")),
+            Shader::Conv2d => concat!(include_str!("../../../../shaders/gemm_tile.wgsl"), include_str!("../../../../shaders/conv2d.wgsl")),
             Shader::Depthwise => include_str!("../../../../shaders/depthwise.wgsl"),
             Shader::Pool => include_str!("../../../../shaders/pool.wgsl"),
             Shader::Reduce => include_str!("../../../../shaders/reduce.wgsl"),
@@ -74,7 +74,7 @@ impl GpuContext {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("compiling {shader:?}::{entry} failed: {e}")));
+            return Err(Error::Gpu(format!("compiling {shader:?}::{entry} failed: {}", super::context::describe_error(&e))));
         }
         let pipeline = Arc::new(pipeline);
         self.pipelines.lock().unwrap().insert((shader, entry), pipeline.clone());
