@@ -175,7 +175,8 @@ fn compare(got: &[f32], want: &[f64], tol: f64) -> Option<String> {
     let mut worst: Option<(usize, f64)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w).abs() / w.abs().max(1.0);
-        let bad = !(err <= tol) || (g.is_nan() != w.is_nan());
+        // NaN (an unwritten, poisoned element) must fail, so compare with `>` negated by hand.
+        let bad = err.is_nan() || err > tol || (g.is_nan() != w.is_nan());
         if bad && worst.is_none_or(|(_, e)| err > e || err.is_nan()) {
             worst = Some((i, err));
         }

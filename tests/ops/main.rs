@@ -240,7 +240,7 @@ fn global_pool(t: &mut Runner, rng: &mut Rng) {
     for shape in [[1, 7, 7, 13], [5, 3, 1, 3], [2, 1, 1, 1]] {
         let x = Input::random(rng, &shape);
         let (_, want) = r::reduce(&x.f64(), &shape, &[1, 2], false, |g| g.iter().sum::<f64>() / g.len() as f64);
-        t.check(&format!("avg {shape:?}"), &[x.clone()], |v| v[0].global_avg_pool2d(), &exp(vec![shape[0], shape[3]], want));
+        t.check(&format!("avg {shape:?}"), std::slice::from_ref(&x), |v| v[0].global_avg_pool2d(), &exp(vec![shape[0], shape[3]], want));
         let (_, want) = r::reduce(&x.f64(), &shape, &[1, 2], false, |g| g.iter().copied().fold(f64::MIN, f64::max));
         t.check(&format!("max {shape:?}"), &[x], |v| v[0].global_max_pool2d(), &exp(vec![shape[0], shape[3]], want));
     }
@@ -260,7 +260,7 @@ fn reductions(t: &mut Runner, rng: &mut Rng) {
             ];
             for (name, f, op) in cases {
                 let (s, want) = r::reduce(&x.f64(), &shape, &resolved, keepdim, f);
-                t.check(&format!("{name} {axes:?} keepdim={keepdim}"), &[x.clone()], |v| v[0].reduce(op, axes, keepdim), &exp(s, want));
+                t.check(&format!("{name} {axes:?} keepdim={keepdim}"), std::slice::from_ref(&x), |v| v[0].reduce(op, axes, keepdim), &exp(s, want));
             }
         }
     }
@@ -296,7 +296,7 @@ fn softmax(t: &mut Runner, rng: &mut Rng) {
         for log in [false, true] {
             let want = r::softmax(&x.f64(), shape[1], log);
             let name = format!("{} {shape:?} logits ±{scale}", if log { "log_softmax" } else { "softmax" });
-            t.check(&name, &[x.clone()], |v| if log { v[0].log_softmax() } else { v[0].softmax() }, &exp(shape.to_vec(), want));
+            t.check(&name, std::slice::from_ref(&x), |v| if log { v[0].log_softmax() } else { v[0].softmax() }, &exp(shape.to_vec(), want));
         }
     }
 }
@@ -312,7 +312,7 @@ fn layout(t: &mut Runner, rng: &mut Rng) {
         let idx = r::unravel(i, &out);
         x.data[idx.iter().enumerate().map(|(d, &c)| c * xs[perm[d]]).sum::<usize>()] as f64
     }).collect();
-    t.check("permute", &[x.clone()], |v| v[0].permute(&perm), &exp(out, want));
+    t.check("permute", std::slice::from_ref(&x), |v| v[0].permute(&perm), &exp(out, want));
     // transpose of a matrix
     let m = Input::random(rng, &[7, 13]);
     let want: Vec<f64> = (0..91).map(|i| m.data[(i % 7) * 13 + i / 7] as f64).collect();
@@ -324,10 +324,10 @@ fn layout(t: &mut Runner, rng: &mut Rng) {
         let idx = r::unravel(i, &out);
         x.data[(idx[0] + 1) * xs[0] + idx[1] * xs[1] + (idx[2] + 2) * xs[2] + idx[3]] as f64
     }).collect();
-    t.check("slice", &[x.clone()], |v| v[0].slice(&ranges), &exp(out, want));
+    t.check("slice", std::slice::from_ref(&x), |v| v[0].slice(&ranges), &exp(out, want));
     // narrow on the last axis
     let want: Vec<f64> = (0..2 * 3 * 5 * 3).map(|i| { let idx = r::unravel(i, &[2, 3, 5, 3]); x.data[idx[0] * xs[0] + idx[1] * xs[1] + idx[2] * xs[2] + idx[3] + 4] as f64 }).collect();
-    t.check("narrow", &[x.clone()], |v| v[0].narrow(-1, 4, 3), &exp(vec![2, 3, 5, 3], want));
+    t.check("narrow", std::slice::from_ref(&x), |v| v[0].narrow(-1, 4, 3), &exp(vec![2, 3, 5, 3], want));
     // concat along axis 1 and along the last axis
     let a = Input::random(rng, &[2, 3, 4]);
     let b = Input::random(rng, &[2, 1, 4]);
