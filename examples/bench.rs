@@ -25,7 +25,11 @@ struct Args {
 }
 
 /// Median seconds of `reps` runs of `f` (each waits for the device), after two warm-ups.
-fn median_secs(reps: usize, device: &Device, mut f: impl FnMut() -> keel::Result<Tensor>) -> keel::Result<f64> {
+fn median_secs(
+    reps: usize,
+    device: &Device,
+    mut f: impl FnMut() -> keel::Result<Tensor>,
+) -> keel::Result<f64> {
     for _ in 0..2 {
         f()?;
         device.synchronize()?;
@@ -47,7 +51,9 @@ fn random(shape: &[usize], seed: u64, device: &Device) -> keel::Result<Tensor> {
     let mut s = seed;
     let data = (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect();
@@ -82,7 +88,13 @@ fn measure(device: &Device, reps: usize) -> keel::Result<Figures> {
     let w = random(&[3, 3, 32, 1], 6, device)?;
     let t = median_secs(reps, device, || x.depthwise_conv2d(&w, &same))?;
     let bytes = (2 * 8 * 112 * 112 * 32 + 9 * 32) as f64 * 4.0;
-    Ok(Figures { matmul_gflops, conv_gflops, conv_ms, depthwise_gbps: bytes / t / 1e9, depthwise_ms: t * 1e3 })
+    Ok(Figures {
+        matmul_gflops,
+        conv_gflops,
+        conv_ms,
+        depthwise_gbps: bytes / t / 1e9,
+        depthwise_ms: t * 1e3,
+    })
 }
 
 /// GFLOP/s of the `gemm` and `matrixmultiply` crates on 1024³ with all threads (median of 20).
@@ -93,18 +105,59 @@ fn gemm_crates() -> (f64, f64) {
     let mut c = vec![0f32; n * n];
     let time = |f: &mut dyn FnMut()| {
         f();
-        let mut t: Vec<f64> = (0..20).map(|_| { let s = Instant::now(); f(); s.elapsed().as_secs_f64() }).collect();
+        let mut t: Vec<f64> = (0..20)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64()
+            })
+            .collect();
         t.sort_by(|a, b| a.total_cmp(b));
         2.0 * (n as f64).powi(3) / t[10] / 1e9
     };
     let threads = rayon::current_num_threads();
     // SAFETY: all three buffers hold n×n elements, row-major with the strides given.
     let gemm = time(&mut || unsafe {
-        gemm::gemm(n, n, n, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, n as isize, b.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::Rayon(threads));
+        gemm::gemm(
+            n,
+            n,
+            n,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            n as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(threads),
+        );
     });
     // SAFETY: as above.
     let mm = time(&mut || unsafe {
-        matrixmultiply::sgemm(n, n, n, 1.0, a.as_ptr(), n as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1);
+        matrixmultiply::sgemm(
+            n,
+            n,
+            n,
+            1.0,
+            a.as_ptr(),
+            n as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
     });
     (gemm, mm)
 }
@@ -120,7 +173,13 @@ fn main() -> keel::Result<()> {
         }
     };
     for device in &devices {
-        let reps = if args.reps > 0 { args.reps } else if device.is_cpu() { 15 } else { 5 };
+        let reps = if args.reps > 0 {
+            args.reps
+        } else if device.is_cpu() {
+            15
+        } else {
+            5
+        };
         let f = measure(device, reps)?;
         if args.json {
             let obj = serde_json::json!({
@@ -134,9 +193,18 @@ fn main() -> keel::Result<()> {
             println!("{obj}");
         } else {
             println!("{device}");
-            println!("  matmul 1024³              {:>9.1} GFLOP/s", f.matmul_gflops);
-            println!("  VGG16 block3_conv2 (b=8)  {:>9.1} GFLOP/s  {:>9.2} ms", f.conv_gflops, f.conv_ms);
-            println!("  depthwise 3×3 112²×32 b=8 {:>9.2} GB/s     {:>9.2} ms", f.depthwise_gbps, f.depthwise_ms);
+            println!(
+                "  matmul 1024³              {:>9.1} GFLOP/s",
+                f.matmul_gflops
+            );
+            println!(
+                "  VGG16 block3_conv2 (b=8)  {:>9.1} GFLOP/s  {:>9.2} ms",
+                f.conv_gflops, f.conv_ms
+            );
+            println!(
+                "  depthwise 3×3 112²×32 b=8 {:>9.2} GB/s     {:>9.2} ms",
+                f.depthwise_gbps, f.depthwise_ms
+            );
         }
     }
     if args.gemm_crates {

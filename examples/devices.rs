@@ -12,7 +12,9 @@ fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
@@ -28,10 +30,21 @@ fn small_cnn(x: &Tensor, device: &Device) -> keel::Result<Tensor> {
     let wd = Tensor::from_vec(values(8 * 8 * 32 * 10, 5, 0.02), [8 * 8 * 32, 10], device)?;
     let bd = Tensor::from_vec(values(10, 6, 0.1), [10], device)?;
     let pool = Pool2dOptions::new(2);
-    let h = x.conv2d(&w1, &same)?.bias_add(&b1)?.relu()?.max_pool2d(&pool)?;
-    let h = h.conv2d(&w2, &same)?.bias_add(&b2)?.relu()?.max_pool2d(&pool)?;
+    let h = x
+        .conv2d(&w1, &same)?
+        .bias_add(&b1)?
+        .relu()?
+        .max_pool2d(&pool)?;
+    let h = h
+        .conv2d(&w2, &same)?
+        .bias_add(&b2)?
+        .relu()?
+        .max_pool2d(&pool)?;
     let n = h.dims()[0];
-    h.reshape([n, 8 * 8 * 32])?.matmul(&wd)?.bias_add(&bd)?.softmax()
+    h.reshape([n, 8 * 8 * 32])?
+        .matmul(&wd)?
+        .bias_add(&bd)?
+        .softmax()
 }
 
 fn main() -> keel::Result<()> {
@@ -62,11 +75,18 @@ fn main() -> keel::Result<()> {
         let pred = probs.argmax(-1, false)?.to_vec_i32()?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let probs = probs.to_vec()?;
-        println!("  {device}\n    {ms:.2} ms, predicted classes {pred:?}, row sums {:.5}", probs[..10].iter().sum::<f32>());
+        println!(
+            "  {device}\n    {ms:.2} ms, predicted classes {pred:?}, row sums {:.5}",
+            probs[..10].iter().sum::<f32>()
+        );
         outputs.push(probs);
     }
     if let [cpu, gpu] = &outputs[..] {
-        let diff = cpu.iter().zip(gpu).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let diff = cpu
+            .iter()
+            .zip(gpu)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
         println!("\nlargest difference between cpu and wgpu probabilities: {diff:.2e}");
         if diff > 1e-4 {
             eprintln!("devices disagree by more than 1e-4");

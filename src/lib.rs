@@ -3,4 +3,6 @@
 //! This crate re-exports the workspace's crates; see [`tensor`] for tensors, devices and ops.
 
 pub use keel_tensor as tensor;
-pub use keel_tensor::{Conv2dOptions, DType, Device, Error, Padding, Pool2dOptions, Result, Shape, Tensor};
+pub use keel_tensor::{
+    Conv2dOptions, DType, Device, Error, Padding, Pool2dOptions, Result, Shape, Tensor,
+};

@@ -40,11 +40,17 @@ pub struct Input {
 impl Input {
     /// Random values in [-1, 1).
     pub fn random(rng: &mut Rng, shape: &[usize]) -> Input {
-        Input { shape: shape.to_vec(), data: rng.values(shape.iter().product(), -1.0, 1.0) }
+        Input {
+            shape: shape.to_vec(),
+            data: rng.values(shape.iter().product(), -1.0, 1.0),
+        }
     }
     /// Random values in [lo, hi).
     pub fn random_in(rng: &mut Rng, shape: &[usize], lo: f32, hi: f32) -> Input {
-        Input { shape: shape.to_vec(), data: rng.values(shape.iter().product(), lo, hi) }
+        Input {
+            shape: shape.to_vec(),
+            data: rng.values(shape.iter().product(), lo, hi),
+        }
     }
     /// The values in f64, for references.
     pub fn f64(&self) -> Vec<f64> {
@@ -82,7 +88,13 @@ impl Runner {
             Err(e) => eprintln!("note: no wgpu adapter, testing the CPU backend only ({e})"),
         }
         let cases = vec![0; devices.len()];
-        Runner { devices, cases, failures, current: String::new(), tol: 1e-4 }
+        Runner {
+            devices,
+            cases,
+            failures,
+            current: String::new(),
+            tol: 1e-4,
+        }
     }
 
     pub fn devices(&self) -> &[Device] {
@@ -94,20 +106,30 @@ impl Runner {
     }
 
     fn fail(&mut self, device: &Device, case: &str, why: String) {
-        self.failures.push(format!("{} [{case}] on {device}: {why}", self.current));
+        self.failures
+            .push(format!("{} [{case}] on {device}: {why}", self.current));
     }
 
     /// Runs `op` on `inputs` on every device and compares with `expected`.
-    pub fn check(&mut self, case: &str, inputs: &[Input], op: impl Fn(&[Tensor]) -> keel::Result<Tensor>, expected: &Expected) {
+    pub fn check(
+        &mut self,
+        case: &str,
+        inputs: &[Input],
+        op: impl Fn(&[Tensor]) -> keel::Result<Tensor>,
+        expected: &Expected,
+    ) {
         for i in 0..self.devices.len() {
             let device = self.devices[i].clone();
             self.cases[i] += 1;
-            let result = run_on(&device, inputs, &op).and_then(|y| Ok((y.dims().to_vec(), y.to_vec()?)));
+            let result =
+                run_on(&device, inputs, &op).and_then(|y| Ok((y.dims().to_vec(), y.to_vec()?)));
             match result {
                 Err(e) => self.fail(&device, case, format!("error: {e}")),
-                Ok((shape, _)) if shape != expected.shape => {
-                    self.fail(&device, case, format!("shape {shape:?}, expected {:?}", expected.shape))
-                }
+                Ok((shape, _)) if shape != expected.shape => self.fail(
+                    &device,
+                    case,
+                    format!("shape {shape:?}, expected {:?}", expected.shape),
+                ),
                 Ok((_, got)) => {
                     if let Some(why) = compare(&got, &expected.data, self.tol) {
                         self.fail(&device, case, why);
@@ -118,16 +140,26 @@ impl Runner {
     }
 
     /// Like [`check`](Self::check) for ops with an i32 result, compared exactly.
-    pub fn check_i32(&mut self, case: &str, inputs: &[Input], op: impl Fn(&[Tensor]) -> keel::Result<Tensor>, shape: &[usize], expected: &[i32]) {
+    pub fn check_i32(
+        &mut self,
+        case: &str,
+        inputs: &[Input],
+        op: impl Fn(&[Tensor]) -> keel::Result<Tensor>,
+        shape: &[usize],
+        expected: &[i32],
+    ) {
         for i in 0..self.devices.len() {
             let device = self.devices[i].clone();
             self.cases[i] += 1;
-            let result = run_on(&device, inputs, &op).and_then(|y| Ok((y.dims().to_vec(), y.to_vec_i32()?)));
+            let result =
+                run_on(&device, inputs, &op).and_then(|y| Ok((y.dims().to_vec(), y.to_vec_i32()?)));
             match result {
                 Err(e) => self.fail(&device, case, format!("error: {e}")),
-                Ok((s, got)) if s != shape || got != expected => {
-                    self.fail(&device, case, format!("got {s:?} {got:?}, expected {shape:?} {expected:?}"))
-                }
+                Ok((s, got)) if s != shape || got != expected => self.fail(
+                    &device,
+                    case,
+                    format!("got {s:?} {got:?}, expected {shape:?} {expected:?}"),
+                ),
                 Ok(_) => {}
             }
         }
@@ -137,7 +169,8 @@ impl Runner {
     pub fn expect(&mut self, ok: bool, case: &str, why: impl FnOnce() -> String) {
         self.cases.iter_mut().for_each(|c| *c += 1);
         if !ok {
-            self.failures.push(format!("{} [{case}]: {}", self.current, why()));
+            self.failures
+                .push(format!("{} [{case}]: {}", self.current, why()));
         }
     }
 
@@ -162,8 +195,15 @@ impl Runner {
 }
 
 /// Uploads `inputs` to `device` and applies `op`.
-fn run_on(device: &Device, inputs: &[Input], op: &impl Fn(&[Tensor]) -> keel::Result<Tensor>) -> keel::Result<Tensor> {
-    let tensors = inputs.iter().map(|x| Tensor::from_slice(&x.data, x.shape.clone(), device)).collect::<keel::Result<Vec<_>>>()?;
+fn run_on(
+    device: &Device,
+    inputs: &[Input],
+    op: &impl Fn(&[Tensor]) -> keel::Result<Tensor>,
+) -> keel::Result<Tensor> {
+    let tensors = inputs
+        .iter()
+        .map(|x| Tensor::from_slice(&x.data, x.shape.clone(), device))
+        .collect::<keel::Result<Vec<_>>>()?;
     op(&tensors)
 }
 
@@ -181,5 +221,10 @@ fn compare(got: &[f32], want: &[f64], tol: f64) -> Option<String> {
             worst = Some((i, err));
         }
     }
-    worst.map(|(i, err)| format!("element {i}: got {}, expected {} (relative error {err:.2e} > {tol:.0e})", got[i], want[i]))
+    worst.map(|(i, err)| {
+        format!(
+            "element {i}: got {}, expected {} (relative error {err:.2e} > {tol:.0e})",
+            got[i], want[i]
+        )
+    })
 }

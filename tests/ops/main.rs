@@ -13,7 +13,10 @@ use reference as r;
 type Test = fn(&mut Runner, &mut Rng);
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let tests: &[(&str, Test)] = &[
         ("matmul", matmul),
         ("matmul_batched", matmul_batched),
@@ -59,13 +62,25 @@ fn exp(shape: Vec<usize>, data: Vec<f64>) -> Expected {
 }
 
 fn matmul(t: &mut Runner, rng: &mut Rng) {
-    for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (13, 1, 7), (7, 13, 1), (65, 33, 130), (128, 64, 64)] {
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (3, 7, 5),
+        (13, 1, 7),
+        (7, 13, 1),
+        (65, 33, 130),
+        (128, 64, 64),
+    ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let a = Input::random(rng, &if ta { [k, m] } else { [m, k] });
             let b = Input::random(rng, &if tb { [n, k] } else { [k, n] });
             let want = r::matmul(&a.f64(), &b.f64(), 1, m, n, k, ta, tb, false, false);
             let case = format!("{m}x{k}x{n} ta={ta} tb={tb}");
-            t.check(&case, &[a, b], |x| x[0].matmul_t(&x[1], ta, tb), &exp(vec![m, n], want));
+            t.check(
+                &case,
+                &[a, b],
+                |x| x[0].matmul_t(&x[1], ta, tb),
+                &exp(vec![m, n], want),
+            );
         }
     }
 }
@@ -74,16 +89,53 @@ fn matmul_batched(t: &mut Runner, rng: &mut Rng) {
     let (batch, m, k, n) = (5, 7, 13, 3);
     let a = Input::random(rng, &[batch, m, k]);
     let b = Input::random(rng, &[batch, k, n]);
-    let want = r::matmul(&a.f64(), &b.f64(), batch, m, n, k, false, false, false, false);
-    t.check("batched", &[a.clone(), b], |x| x[0].matmul(&x[1]), &exp(vec![batch, m, n], want));
+    let want = r::matmul(
+        &a.f64(),
+        &b.f64(),
+        batch,
+        m,
+        n,
+        k,
+        false,
+        false,
+        false,
+        false,
+    );
+    t.check(
+        "batched",
+        &[a.clone(), b],
+        |x| x[0].matmul(&x[1]),
+        &exp(vec![batch, m, n], want),
+    );
     // A Dense layer: a batch of rows times one shared weight matrix.
     let w = Input::random(rng, &[k, n]);
-    let want = r::matmul(&a.f64(), &w.f64(), batch, m, n, k, false, false, false, true);
-    t.check("shared rhs", &[a, w], |x| x[0].matmul(&x[1]), &exp(vec![batch, m, n], want));
+    let want = r::matmul(
+        &a.f64(),
+        &w.f64(),
+        batch,
+        m,
+        n,
+        k,
+        false,
+        false,
+        false,
+        true,
+    );
+    t.check(
+        "shared rhs",
+        &[a, w],
+        |x| x[0].matmul(&x[1]),
+        &exp(vec![batch, m, n], want),
+    );
     let a = Input::random(rng, &[3, 2, 5, 4]);
     let b = Input::random(rng, &[3, 2, 6, 4]);
     let want = r::matmul(&a.f64(), &b.f64(), 6, 5, 6, 4, false, true, false, false);
-    t.check("rank 4, transposed rhs", &[a, b], |x| x[0].matmul_t(&x[1], false, true), &exp(vec![3, 2, 5, 6], want));
+    t.check(
+        "rank 4, transposed rhs",
+        &[a, b],
+        |x| x[0].matmul_t(&x[1], false, true),
+        &exp(vec![3, 2, 5, 6], want),
+    );
 }
 
 fn bias_add(t: &mut Runner, rng: &mut Rng) {
@@ -94,7 +146,13 @@ fn bias_add(t: &mut Runner, rng: &mut Rng) {
 }
 
 fn binary_broadcast(t: &mut Runner, rng: &mut Rng) {
-    let shapes: &[(&[usize], &[usize])] = &[(&[13], &[13]), (&[5, 1, 3], &[4, 1]), (&[1], &[2, 3]), (&[2, 3, 1, 7], &[3, 5, 1]), (&[7, 1], &[1, 13])];
+    let shapes: &[(&[usize], &[usize])] = &[
+        (&[13], &[13]),
+        (&[5, 1, 3], &[4, 1]),
+        (&[1], &[2, 3]),
+        (&[2, 3, 1, 7], &[3, 5, 1]),
+        (&[7, 1], &[1, 13]),
+    ];
     type F = fn(f64, f64) -> f64;
     let ops: [(&str, keel::tensor::BinaryOp, F); 6] = [
         ("add", keel::tensor::BinaryOp::Add, |a, b| a + b),
@@ -108,9 +166,18 @@ fn binary_broadcast(t: &mut Runner, rng: &mut Rng) {
         for (name, op, f) in ops {
             let a = Input::random(rng, sa);
             // Divisors away from zero keep the relative error meaningful.
-            let b = if name == "div" { Input::random_in(rng, sb, 0.5, 2.0) } else { Input::random(rng, sb) };
+            let b = if name == "div" {
+                Input::random_in(rng, sb, 0.5, 2.0)
+            } else {
+                Input::random(rng, sb)
+            };
             let (s, want) = r::broadcast(&a.f64(), sa, &b.f64(), sb, f);
-            t.check(&format!("{name} {sa:?} {sb:?}"), &[a, b], |x| x[0].binary(&x[1], op), &exp(s, want));
+            t.check(
+                &format!("{name} {sa:?} {sb:?}"),
+                &[a, b],
+                |x| x[0].binary(&x[1], op),
+                &exp(s, want),
+            );
         }
     }
 }
@@ -121,7 +188,13 @@ fn unary(t: &mut Runner, rng: &mut Rng) {
     let ops: [(&str, F, G, f32, f32); 9] = [
         ("relu", Tensor::relu, |x| x.max(0.0), -3.0, 3.0),
         ("relu6", Tensor::relu6, |x| x.clamp(0.0, 6.0), -8.0, 8.0),
-        ("sigmoid", Tensor::sigmoid, |x| 1.0 / (1.0 + (-x).exp()), -90.0, 90.0),
+        (
+            "sigmoid",
+            Tensor::sigmoid,
+            |x| 1.0 / (1.0 + (-x).exp()),
+            -90.0,
+            90.0,
+        ),
         ("tanh", Tensor::tanh, f64::tanh, -50.0, 50.0),
         ("exp", Tensor::exp, f64::exp, -5.0, 5.0),
         ("log", Tensor::log, f64::ln, 0.01, 10.0),
@@ -133,7 +206,12 @@ fn unary(t: &mut Runner, rng: &mut Rng) {
         for shape in [&[1][..], &[3, 7], &[5, 13, 3]] {
             let x = Input::random_in(rng, shape, lo, hi);
             let want = x.f64().into_iter().map(f).collect();
-            t.check(&format!("{name} {shape:?}"), &[x], |v| op(&v[0]), &exp(shape.to_vec(), want));
+            t.check(
+                &format!("{name} {shape:?}"),
+                &[x],
+                |v| op(&v[0]),
+                &exp(shape.to_vec(), want),
+            );
         }
     }
 }
@@ -160,19 +238,48 @@ fn scalar_ops(t: &mut Runner, rng: &mut Rng) {
 
 /// Checks one convolution case against the reference.
 #[allow(clippy::too_many_arguments)]
-fn conv_case(t: &mut Runner, rng: &mut Rng, x: &[usize], kernel: (usize, usize), out_c: usize, stride: usize, dilation: usize, padding: Padding, groups: usize) {
+fn conv_case(
+    t: &mut Runner,
+    rng: &mut Rng,
+    x: &[usize],
+    kernel: (usize, usize),
+    out_c: usize,
+    stride: usize,
+    dilation: usize,
+    padding: Padding,
+    groups: usize,
+) {
     let xi = Input::random(rng, x);
     let wi = Input::random(rng, &[kernel.0, kernel.1, x[3] / groups, out_c]);
     let pad = match padding {
         Padding::Valid => Some(((0, 0), (0, 0))),
         Padding::Same => None,
-        Padding::Explicit { top, bottom, left, right } => Some(((top, bottom), (left, right))),
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => Some(((top, bottom), (left, right))),
     };
-    let c = r::Conv { stride: (stride, stride), dilation: (dilation, dilation), pad, groups };
+    let c = r::Conv {
+        stride: (stride, stride),
+        dilation: (dilation, dilation),
+        pad,
+        groups,
+    };
     let (s, want) = r::conv2d(&xi.f64(), x, &wi.f64(), &wi.shape, &c);
-    let opts = Conv2dOptions::default().stride(stride).dilation(dilation).padding(padding).groups(groups);
+    let opts = Conv2dOptions::default()
+        .stride(stride)
+        .dilation(dilation)
+        .padding(padding)
+        .groups(groups);
     let case = format!("x{x:?} k{kernel:?}→{out_c} s{stride} d{dilation} {padding:?} g{groups}");
-    t.check(&case, &[xi, wi], |v| v[0].conv2d(&v[1], &opts), &exp(s, want));
+    t.check(
+        &case,
+        &[xi, wi],
+        |v| v[0].conv2d(&v[1], &opts),
+        &exp(s, want),
+    );
 }
 
 fn conv2d_padding(t: &mut Runner, rng: &mut Rng) {
@@ -180,7 +287,22 @@ fn conv2d_padding(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[5, 7, 6, 3], (3, 3), 8, 1, 1, Padding::Same, 1);
     conv_case(t, rng, &[2, 7, 7, 1], (4, 4), 3, 1, 1, Padding::Same, 1); // even kernel: pad (1, 2)
     conv_case(t, rng, &[2, 8, 5, 3], (2, 2), 7, 1, 1, Padding::Same, 1);
-    conv_case(t, rng, &[1, 5, 5, 2], (3, 3), 4, 1, 1, Padding::Explicit { top: 2, bottom: 0, left: 1, right: 3 }, 1);
+    conv_case(
+        t,
+        rng,
+        &[1, 5, 5, 2],
+        (3, 3),
+        4,
+        1,
+        1,
+        Padding::Explicit {
+            top: 2,
+            bottom: 0,
+            left: 1,
+            right: 3,
+        },
+        1,
+    );
     conv_case(t, rng, &[3, 13, 13, 7], (1, 1), 13, 1, 1, Padding::Valid, 1); // pointwise
     conv_case(t, rng, &[1, 1, 1, 3], (1, 1), 1, 1, 1, Padding::Same, 1);
     conv_case(t, rng, &[2, 9, 9, 17], (3, 3), 70, 1, 1, Padding::Same, 1); // crosses GEMM tiles
@@ -193,7 +315,22 @@ fn conv2d_stride_dilation(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[5, 9, 11, 1], (3, 3), 3, 2, 1, Padding::Valid, 1);
     conv_case(t, rng, &[1, 11, 11, 3], (3, 3), 4, 1, 2, Padding::Same, 1);
     conv_case(t, rng, &[2, 13, 9, 2], (3, 2), 3, 1, 3, Padding::Valid, 1);
-    conv_case(t, rng, &[1, 12, 12, 3], (3, 3), 5, 3, 2, Padding::Explicit { top: 1, bottom: 2, left: 0, right: 1 }, 1);
+    conv_case(
+        t,
+        rng,
+        &[1, 12, 12, 3],
+        (3, 3),
+        5,
+        3,
+        2,
+        Padding::Explicit {
+            top: 1,
+            bottom: 2,
+            left: 0,
+            right: 1,
+        },
+        1,
+    );
 }
 
 fn conv2d_groups(t: &mut Runner, rng: &mut Rng) {
@@ -211,10 +348,20 @@ fn conv2d_depthwise(t: &mut Runner, rng: &mut Rng) {
     // The Keras-layout entry point: kernel [kh, kw, C, multiplier].
     let x = Input::random(rng, &[2, 6, 6, 3]);
     let w = Input::random(rng, &[3, 3, 3, 2]);
-    let c = r::Conv { stride: (1, 1), dilation: (1, 1), pad: None, groups: 3 };
+    let c = r::Conv {
+        stride: (1, 1),
+        dilation: (1, 1),
+        pad: None,
+        groups: 3,
+    };
     let (s, want) = r::conv2d(&x.f64(), &x.shape, &w.f64(), &[3, 3, 1, 6], &c);
     let opts = Conv2dOptions::default().padding(Padding::Same);
-    t.check("depthwise_conv2d keras layout", &[x, w], |v| v[0].depthwise_conv2d(&v[1], &opts), &exp(s, want));
+    t.check(
+        "depthwise_conv2d keras layout",
+        &[x, w],
+        |v| v[0].depthwise_conv2d(&v[1], &opts),
+        &exp(s, want),
+    );
 }
 
 fn pool2d(t: &mut Runner, rng: &mut Rng) {
@@ -229,9 +376,27 @@ fn pool2d(t: &mut Runner, rng: &mut Rng) {
         for max in [true, false] {
             let x = Input::random(rng, shape);
             let (s, want) = r::pool(&x.f64(), shape, (size, size), (stride, stride), same, max);
-            let opts = Pool2dOptions::new(size).stride(stride).padding(if same { Padding::Same } else { Padding::Valid });
-            let case = format!("{} {shape:?} size {size} stride {stride} same={same}", if max { "max" } else { "avg" });
-            t.check(&case, &[x], |v| if max { v[0].max_pool2d(&opts) } else { v[0].avg_pool2d(&opts) }, &exp(s, want));
+            let opts = Pool2dOptions::new(size).stride(stride).padding(if same {
+                Padding::Same
+            } else {
+                Padding::Valid
+            });
+            let case = format!(
+                "{} {shape:?} size {size} stride {stride} same={same}",
+                if max { "max" } else { "avg" }
+            );
+            t.check(
+                &case,
+                &[x],
+                |v| {
+                    if max {
+                        v[0].max_pool2d(&opts)
+                    } else {
+                        v[0].avg_pool2d(&opts)
+                    }
+                },
+                &exp(s, want),
+            );
         }
     }
 }
@@ -239,10 +404,24 @@ fn pool2d(t: &mut Runner, rng: &mut Rng) {
 fn global_pool(t: &mut Runner, rng: &mut Rng) {
     for shape in [[1, 7, 7, 13], [5, 3, 1, 3], [2, 1, 1, 1]] {
         let x = Input::random(rng, &shape);
-        let (_, want) = r::reduce(&x.f64(), &shape, &[1, 2], false, |g| g.iter().sum::<f64>() / g.len() as f64);
-        t.check(&format!("avg {shape:?}"), std::slice::from_ref(&x), |v| v[0].global_avg_pool2d(), &exp(vec![shape[0], shape[3]], want));
-        let (_, want) = r::reduce(&x.f64(), &shape, &[1, 2], false, |g| g.iter().copied().fold(f64::MIN, f64::max));
-        t.check(&format!("max {shape:?}"), &[x], |v| v[0].global_max_pool2d(), &exp(vec![shape[0], shape[3]], want));
+        let (_, want) = r::reduce(&x.f64(), &shape, &[1, 2], false, |g| {
+            g.iter().sum::<f64>() / g.len() as f64
+        });
+        t.check(
+            &format!("avg {shape:?}"),
+            std::slice::from_ref(&x),
+            |v| v[0].global_avg_pool2d(),
+            &exp(vec![shape[0], shape[3]], want),
+        );
+        let (_, want) = r::reduce(&x.f64(), &shape, &[1, 2], false, |g| {
+            g.iter().copied().fold(f64::MIN, f64::max)
+        });
+        t.check(
+            &format!("max {shape:?}"),
+            &[x],
+            |v| v[0].global_max_pool2d(),
+            &exp(vec![shape[0], shape[3]], want),
+        );
     }
 }
 
@@ -251,23 +430,51 @@ fn reductions(t: &mut Runner, rng: &mut Rng) {
     for axes in [&[0isize][..], &[1], &[-1], &[0, 2], &[]] {
         for keepdim in [false, true] {
             let x = Input::random(rng, &shape);
-            let resolved: Vec<usize> = if axes.is_empty() { vec![0, 1, 2] } else { axes.iter().map(|&a| if a < 0 { (a + 3) as usize } else { a as usize }).collect() };
+            let resolved: Vec<usize> = if axes.is_empty() {
+                vec![0, 1, 2]
+            } else {
+                axes.iter()
+                    .map(|&a| if a < 0 { (a + 3) as usize } else { a as usize })
+                    .collect()
+            };
             let cases: [(&str, fn(&[f64]) -> f64, keel::tensor::ReduceOp); 4] = [
                 ("sum", |g| g.iter().sum(), keel::tensor::ReduceOp::Sum),
-                ("mean", |g| g.iter().sum::<f64>() / g.len() as f64, keel::tensor::ReduceOp::Mean),
-                ("max", |g| g.iter().copied().fold(f64::MIN, f64::max), keel::tensor::ReduceOp::Max),
-                ("min", |g| g.iter().copied().fold(f64::MAX, f64::min), keel::tensor::ReduceOp::Min),
+                (
+                    "mean",
+                    |g| g.iter().sum::<f64>() / g.len() as f64,
+                    keel::tensor::ReduceOp::Mean,
+                ),
+                (
+                    "max",
+                    |g| g.iter().copied().fold(f64::MIN, f64::max),
+                    keel::tensor::ReduceOp::Max,
+                ),
+                (
+                    "min",
+                    |g| g.iter().copied().fold(f64::MAX, f64::min),
+                    keel::tensor::ReduceOp::Min,
+                ),
             ];
             for (name, f, op) in cases {
                 let (s, want) = r::reduce(&x.f64(), &shape, &resolved, keepdim, f);
-                t.check(&format!("{name} {axes:?} keepdim={keepdim}"), std::slice::from_ref(&x), |v| v[0].reduce(op, axes, keepdim), &exp(s, want));
+                t.check(
+                    &format!("{name} {axes:?} keepdim={keepdim}"),
+                    std::slice::from_ref(&x),
+                    |v| v[0].reduce(op, axes, keepdim),
+                    &exp(s, want),
+                );
             }
         }
     }
     // A long axis takes the workgroup-per-output kernel on wgpu.
     let x = Input::random(rng, &[3, 4099]);
     let (s, want) = r::reduce(&x.f64(), &[3, 4099], &[1], false, |g| g.iter().sum());
-    t.check("sum long axis", &[x], |v| v[0].sum(&[1], false), &exp(s, want));
+    t.check(
+        "sum long axis",
+        &[x],
+        |v| v[0].sum(&[1], false),
+        &exp(s, want),
+    );
 }
 
 fn argmax(t: &mut Runner, rng: &mut Rng) {
@@ -278,25 +485,68 @@ fn argmax(t: &mut Runner, rng: &mut Rng) {
             shape,
             &[axis],
             false,
-            |flat| flat.iter().copied().fold((f64::MIN, 0usize, 0usize), |(bv, bi, pos), i| {
-                let v = x.data[i as usize] as f64;
-                if v > bv { (v, pos, pos + 1) } else { (bv, bi, pos + 1) }
-            }).1 as f64,
+            |flat| {
+                flat.iter()
+                    .copied()
+                    .fold((f64::MIN, 0usize, 0usize), |(bv, bi, pos), i| {
+                        let v = x.data[i as usize] as f64;
+                        if v > bv {
+                            (v, pos, pos + 1)
+                        } else {
+                            (bv, bi, pos + 1)
+                        }
+                    })
+                    .1 as f64
+            },
         );
         let want: Vec<i32> = idx.iter().map(|&v| v as i32).collect();
-        t.check_i32(&format!("{shape:?} axis {axis}"), &[x], |v| v[0].argmax(axis as isize, false), &s, &want);
+        t.check_i32(
+            &format!("{shape:?} axis {axis}"),
+            &[x],
+            |v| v[0].argmax(axis as isize, false),
+            &s,
+            &want,
+        );
     }
-    let ties = Input { shape: vec![1, 4], data: vec![0.5, 2.0, 2.0, -1.0] };
-    t.check_i32("first of ties", &[ties], |v| v[0].argmax(-1, true), &[1, 1], &[1]);
+    let ties = Input {
+        shape: vec![1, 4],
+        data: vec![0.5, 2.0, 2.0, -1.0],
+    };
+    t.check_i32(
+        "first of ties",
+        &[ties],
+        |v| v[0].argmax(-1, true),
+        &[1, 1],
+        &[1],
+    );
 }
 
 fn softmax(t: &mut Runner, rng: &mut Rng) {
-    for (shape, scale) in [([1usize, 1usize], 1.0f32), ([5, 13], 3.0), ([3, 1000], 10.0), ([4, 7], 1e4)] {
+    for (shape, scale) in [
+        ([1usize, 1usize], 1.0f32),
+        ([5, 13], 3.0),
+        ([3, 1000], 10.0),
+        ([4, 7], 1e4),
+    ] {
         let x = Input::random_in(rng, &shape, -scale, scale);
         for log in [false, true] {
             let want = r::softmax(&x.f64(), shape[1], log);
-            let name = format!("{} {shape:?} logits ±{scale}", if log { "log_softmax" } else { "softmax" });
-            t.check(&name, std::slice::from_ref(&x), |v| if log { v[0].log_softmax() } else { v[0].softmax() }, &exp(shape.to_vec(), want));
+            let name = format!(
+                "{} {shape:?} logits ±{scale}",
+                if log { "log_softmax" } else { "softmax" }
+            );
+            t.check(
+                &name,
+                std::slice::from_ref(&x),
+                |v| {
+                    if log {
+                        v[0].log_softmax()
+                    } else {
+                        v[0].softmax()
+                    }
+                },
+                &exp(shape.to_vec(), want),
+            );
         }
     }
 }
@@ -308,49 +558,121 @@ fn layout(t: &mut Runner, rng: &mut Rng) {
     let perm = [0usize, 3, 1, 2];
     let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let xs = r::strides(&shape);
-    let want: Vec<f64> = (0..x.data.len()).map(|i| {
-        let idx = r::unravel(i, &out);
-        x.data[idx.iter().enumerate().map(|(d, &c)| c * xs[perm[d]]).sum::<usize>()] as f64
-    }).collect();
-    t.check("permute", std::slice::from_ref(&x), |v| v[0].permute(&perm), &exp(out, want));
+    let want: Vec<f64> = (0..x.data.len())
+        .map(|i| {
+            let idx = r::unravel(i, &out);
+            x.data[idx
+                .iter()
+                .enumerate()
+                .map(|(d, &c)| c * xs[perm[d]])
+                .sum::<usize>()] as f64
+        })
+        .collect();
+    t.check(
+        "permute",
+        std::slice::from_ref(&x),
+        |v| v[0].permute(&perm),
+        &exp(out, want),
+    );
     // transpose of a matrix
     let m = Input::random(rng, &[7, 13]);
-    let want: Vec<f64> = (0..91).map(|i| m.data[(i % 7) * 13 + i / 7] as f64).collect();
-    t.check("transpose", &[m], |v| v[0].transpose(0, 1), &exp(vec![13, 7], want));
+    let want: Vec<f64> = (0..91)
+        .map(|i| m.data[(i % 7) * 13 + i / 7] as f64)
+        .collect();
+    t.check(
+        "transpose",
+        &[m],
+        |v| v[0].transpose(0, 1),
+        &exp(vec![13, 7], want),
+    );
     // slice
     let ranges = [1..2, 0..3, 2..5];
     let out = vec![1, 3, 3, 7];
-    let want: Vec<f64> = (0..63).map(|i| {
-        let idx = r::unravel(i, &out);
-        x.data[(idx[0] + 1) * xs[0] + idx[1] * xs[1] + (idx[2] + 2) * xs[2] + idx[3]] as f64
-    }).collect();
-    t.check("slice", std::slice::from_ref(&x), |v| v[0].slice(&ranges), &exp(out, want));
+    let want: Vec<f64> = (0..63)
+        .map(|i| {
+            let idx = r::unravel(i, &out);
+            x.data[(idx[0] + 1) * xs[0] + idx[1] * xs[1] + (idx[2] + 2) * xs[2] + idx[3]] as f64
+        })
+        .collect();
+    t.check(
+        "slice",
+        std::slice::from_ref(&x),
+        |v| v[0].slice(&ranges),
+        &exp(out, want),
+    );
     // narrow on the last axis
-    let want: Vec<f64> = (0..2 * 3 * 5 * 3).map(|i| { let idx = r::unravel(i, &[2, 3, 5, 3]); x.data[idx[0] * xs[0] + idx[1] * xs[1] + idx[2] * xs[2] + idx[3] + 4] as f64 }).collect();
-    t.check("narrow", std::slice::from_ref(&x), |v| v[0].narrow(-1, 4, 3), &exp(vec![2, 3, 5, 3], want));
+    let want: Vec<f64> = (0..2 * 3 * 5 * 3)
+        .map(|i| {
+            let idx = r::unravel(i, &[2, 3, 5, 3]);
+            x.data[idx[0] * xs[0] + idx[1] * xs[1] + idx[2] * xs[2] + idx[3] + 4] as f64
+        })
+        .collect();
+    t.check(
+        "narrow",
+        std::slice::from_ref(&x),
+        |v| v[0].narrow(-1, 4, 3),
+        &exp(vec![2, 3, 5, 3], want),
+    );
     // concat along axis 1 and along the last axis
     let a = Input::random(rng, &[2, 3, 4]);
     let b = Input::random(rng, &[2, 1, 4]);
-    let want: Vec<f64> = (0..2).flat_map(|n| a.data[n * 12..n * 12 + 12].iter().chain(&b.data[n * 4..n * 4 + 4]).map(|&v| v as f64).collect::<Vec<_>>()).collect();
-    t.check("concat axis 1", &[a, b], |v| Tensor::concat(&[&v[0], &v[1]], 1), &exp(vec![2, 4, 4], want));
+    let want: Vec<f64> = (0..2)
+        .flat_map(|n| {
+            a.data[n * 12..n * 12 + 12]
+                .iter()
+                .chain(&b.data[n * 4..n * 4 + 4])
+                .map(|&v| v as f64)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    t.check(
+        "concat axis 1",
+        &[a, b],
+        |v| Tensor::concat(&[&v[0], &v[1]], 1),
+        &exp(vec![2, 4, 4], want),
+    );
     let a = Input::random(rng, &[3, 2]);
     let b = Input::random(rng, &[3, 5]);
-    let want: Vec<f64> = (0..3).flat_map(|i| a.data[i * 2..i * 2 + 2].iter().chain(&b.data[i * 5..i * 5 + 5]).map(|&v| v as f64).collect::<Vec<_>>()).collect();
-    t.check("concat last axis", &[a, b], |v| Tensor::concat(&[&v[0], &v[1]], -1), &exp(vec![3, 7], want));
+    let want: Vec<f64> = (0..3)
+        .flat_map(|i| {
+            a.data[i * 2..i * 2 + 2]
+                .iter()
+                .chain(&b.data[i * 5..i * 5 + 5])
+                .map(|&v| v as f64)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    t.check(
+        "concat last axis",
+        &[a, b],
+        |v| Tensor::concat(&[&v[0], &v[1]], -1),
+        &exp(vec![3, 7], want),
+    );
     // pad (ZeroPadding2D-style on H and W, plus a constant on channels)
     let p = Input::random(rng, &[1, 3, 2, 2]);
     let pads = [(0, 0), (1, 2), (0, 1), (1, 0)];
     let out = vec![1, 6, 3, 3];
-    let want: Vec<f64> = (0..54).map(|i| {
-        let idx = r::unravel(i, &out);
-        let (h, w, c) = (idx[1] as isize - 1, idx[2] as isize, idx[3] as isize - 1);
-        if (0..3).contains(&h) && (0..2).contains(&w) && (0..2).contains(&c) { p.data[(h * 4 + w * 2 + c) as usize] as f64 } else { -0.5 }
-    }).collect();
+    let want: Vec<f64> = (0..54)
+        .map(|i| {
+            let idx = r::unravel(i, &out);
+            let (h, w, c) = (idx[1] as isize - 1, idx[2] as isize, idx[3] as isize - 1);
+            if (0..3).contains(&h) && (0..2).contains(&w) && (0..2).contains(&c) {
+                p.data[(h * 4 + w * 2 + c) as usize] as f64
+            } else {
+                -0.5
+            }
+        })
+        .collect();
     t.check("pad", &[p], |v| v[0].pad(&pads, -0.5), &exp(out, want));
     // reshape shares data
     let q = Input::random(rng, &[6, 5]);
     let want = q.f64();
-    t.check("reshape", &[q], |v| v[0].reshape([3, 10]), &exp(vec![3, 10], want));
+    t.check(
+        "reshape",
+        &[q],
+        |v| v[0].reshape([3, 10]),
+        &exp(vec![3, 10], want),
+    );
 }
 
 fn batch_norm(t: &mut Runner, rng: &mut Rng) {
@@ -361,14 +683,41 @@ fn batch_norm(t: &mut Runner, rng: &mut Rng) {
     let mean = Input::random(rng, &[c]);
     let var = Input::random_in(rng, &[c], 0.1, 2.0);
     let eps = 1e-3;
-    for (name, act) in [("plain", Activation::None), ("fused relu", Activation::Relu), ("fused relu6", Activation::Relu6)] {
-        let want: Vec<f64> = x.f64().iter().enumerate().map(|(i, &v)| {
-            let ch = i % c;
-            let y = (v - mean.data[ch] as f64) / (var.data[ch] as f64 + eps).sqrt() * gamma.data[ch] as f64 + beta.data[ch] as f64;
-            match act { Activation::None => y, Activation::Relu => y.max(0.0), Activation::Relu6 => y.clamp(0.0, 6.0) }
-        }).map(|v| v * 1.0).collect();
-        let inputs = [x.clone(), gamma.clone(), beta.clone(), mean.clone(), var.clone()];
-        t.check(name, &inputs, |v| v[0].batch_norm_act(&v[1], &v[2], &v[3], &v[4], eps as f32, act), &exp(x.shape.clone(), want));
+    for (name, act) in [
+        ("plain", Activation::None),
+        ("fused relu", Activation::Relu),
+        ("fused relu6", Activation::Relu6),
+    ] {
+        let want: Vec<f64> = x
+            .f64()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let ch = i % c;
+                let y = (v - mean.data[ch] as f64) / (var.data[ch] as f64 + eps).sqrt()
+                    * gamma.data[ch] as f64
+                    + beta.data[ch] as f64;
+                match act {
+                    Activation::None => y,
+                    Activation::Relu => y.max(0.0),
+                    Activation::Relu6 => y.clamp(0.0, 6.0),
+                }
+            })
+            .map(|v| v * 1.0)
+            .collect();
+        let inputs = [
+            x.clone(),
+            gamma.clone(),
+            beta.clone(),
+            mean.clone(),
+            var.clone(),
+        ];
+        t.check(
+            name,
+            &inputs,
+            |v| v[0].batch_norm_act(&v[1], &v[2], &v[3], &v[4], eps as f32, act),
+            &exp(x.shape.clone(), want),
+        );
     }
 }
 
@@ -377,18 +726,58 @@ fn bad_input(t: &mut Runner, _rng: &mut Rng) {
     for device in t.devices().to_vec() {
         let z = |s: &[usize]| Tensor::zeros(s.to_vec(), &device).unwrap();
         let cases: Vec<(&str, keel::Result<Tensor>, &[&str])> = vec![
-            ("matmul inner dims", z(&[2, 3]).matmul(&z(&[4, 5])), &["matmul", "[2, 3]", "[4, 5]"]),
-            ("conv channels", z(&[1, 8, 8, 3]).conv2d(&z(&[3, 3, 4, 8]), &Conv2dOptions::default()), &["conv2d", "[1, 8, 8, 3]", "[3, 3, 4, 8]"]),
-            ("conv rank", z(&[8, 8, 3]).conv2d(&z(&[3, 3, 3, 8]), &Conv2dOptions::default()), &["conv2d", "[8, 8, 3]"]),
-            ("window too big", z(&[1, 2, 2, 1]).conv2d(&z(&[3, 3, 1, 1]), &Conv2dOptions::default()), &["conv2d", "does not fit"]),
-            ("broadcast", z(&[2, 3]).add(&z(&[4])), &["add", "[2, 3]", "[4]"]),
-            ("zero-sized", Tensor::zeros([0, 3], &device), &["zero-sized", "[0, 3]"]),
-            ("reshape", z(&[2, 3]).reshape([4, 2]), &["reshape", "[2, 3]", "[4, 2]"]),
+            (
+                "matmul inner dims",
+                z(&[2, 3]).matmul(&z(&[4, 5])),
+                &["matmul", "[2, 3]", "[4, 5]"],
+            ),
+            (
+                "conv channels",
+                z(&[1, 8, 8, 3]).conv2d(&z(&[3, 3, 4, 8]), &Conv2dOptions::default()),
+                &["conv2d", "[1, 8, 8, 3]", "[3, 3, 4, 8]"],
+            ),
+            (
+                "conv rank",
+                z(&[8, 8, 3]).conv2d(&z(&[3, 3, 3, 8]), &Conv2dOptions::default()),
+                &["conv2d", "[8, 8, 3]"],
+            ),
+            (
+                "window too big",
+                z(&[1, 2, 2, 1]).conv2d(&z(&[3, 3, 1, 1]), &Conv2dOptions::default()),
+                &["conv2d", "does not fit"],
+            ),
+            (
+                "broadcast",
+                z(&[2, 3]).add(&z(&[4])),
+                &["add", "[2, 3]", "[4]"],
+            ),
+            (
+                "zero-sized",
+                Tensor::zeros([0, 3], &device),
+                &["zero-sized", "[0, 3]"],
+            ),
+            (
+                "reshape",
+                z(&[2, 3]).reshape([4, 2]),
+                &["reshape", "[2, 3]", "[4, 2]"],
+            ),
             ("bias", z(&[2, 3]).bias_add(&z(&[2])), &["bias_add", "[2]"]),
             ("axis", z(&[2, 3]).sum(&[2], false), &["sum", "axis 2"]),
-            ("pool stride 0", z(&[1, 4, 4, 1]).max_pool2d(&Pool2dOptions::new(2).stride(0)), &["max_pool2d", "stride"]),
-            ("from_vec length", Tensor::from_vec(vec![1.0; 5], [2, 3], &device), &["from_vec", "5 values", "[2, 3]"]),
-            ("dtype", Tensor::from_i32(vec![1, 2], [2], &device).unwrap().relu(), &["unary", "f32", "i32"]),
+            (
+                "pool stride 0",
+                z(&[1, 4, 4, 1]).max_pool2d(&Pool2dOptions::new(2).stride(0)),
+                &["max_pool2d", "stride"],
+            ),
+            (
+                "from_vec length",
+                Tensor::from_vec(vec![1.0; 5], [2, 3], &device),
+                &["from_vec", "5 values", "[2, 3]"],
+            ),
+            (
+                "dtype",
+                Tensor::from_i32(vec![1, 2], [2], &device).unwrap().relu(),
+                &["unary", "f32", "i32"],
+            ),
         ];
         for (name, result, words) in cases {
             let msg = match result {
@@ -396,27 +785,41 @@ fn bad_input(t: &mut Runner, _rng: &mut Rng) {
                 Err(e) => e.to_string(),
             };
             let ok = words.iter().all(|w| msg.contains(w));
-            t.expect(ok, &format!("{name} on {device}"), || format!("error {msg:?} should mention {words:?}"));
+            t.expect(ok, &format!("{name} on {device}"), || {
+                format!("error {msg:?} should mention {words:?}")
+            });
         }
     }
     if let (Some(cpu), Some(gpu)) = (t.devices().first().cloned(), t.devices().get(1).cloned()) {
-        let r = Tensor::zeros([2], &cpu).unwrap().add(&Tensor::zeros([2], &gpu).unwrap());
-        t.expect(matches!(r, Err(keel::Error::DeviceMismatch { .. })), "device mismatch", || format!("{r:?}"));
+        let r = Tensor::zeros([2], &cpu)
+            .unwrap()
+            .add(&Tensor::zeros([2], &gpu).unwrap());
+        t.expect(
+            matches!(r, Err(keel::Error::DeviceMismatch { .. })),
+            "device mismatch",
+            || format!("{r:?}"),
+        );
     }
 }
 
 /// Tensors bigger than one storage binding (128 MiB on lavapipe) are processed in chunks.
 fn larger_than_a_binding(t: &mut Runner, rng: &mut Rng) {
-    let Some(gpu) = t.devices().iter().find(|d| d.is_wgpu()).cloned() else { return };
+    let Some(gpu) = t.devices().iter().find(|d| d.is_wgpu()).cloned() else {
+        return;
+    };
     let shape = [9usize, 1024, 1024, 4]; // 151 MB of f32
     let n: usize = shape.iter().product();
-    let data: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let data: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
     let scale = rng.values(4, -2.0, 2.0);
     let run = || -> keel::Result<(Vec<f32>, Vec<f32>)> {
         let x = Tensor::from_slice(&data, shape, &gpu)?;
         let relu = x.relu()?.to_vec()?;
         let w = Tensor::from_slice(&scale, [1, 1, 4, 1], &gpu)?;
-        let dw = x.depthwise_conv2d(&w, &Conv2dOptions::default())?.to_vec()?;
+        let dw = x
+            .depthwise_conv2d(&w, &Conv2dOptions::default())?
+            .to_vec()?;
         Ok((relu, dw))
     };
     match run() {
@@ -424,7 +827,11 @@ fn larger_than_a_binding(t: &mut Runner, rng: &mut Rng) {
         Ok((relu, dw)) => {
             let relu_ok = relu.iter().zip(&data).all(|(&g, &x)| g == x.max(0.0));
             t.expect(relu_ok, "151 MB relu", || "wrong values".into());
-            let dw_ok = dw.iter().zip(&data).enumerate().all(|(i, (&g, &x))| (g - x * scale[i % 4]).abs() <= 1e-6);
+            let dw_ok = dw
+                .iter()
+                .zip(&data)
+                .enumerate()
+                .all(|(i, (&g, &x))| (g - x * scale[i % 4]).abs() <= 1e-6);
             t.expect(dw_ok, "151 MB depthwise 1x1", || "wrong values".into());
         }
     }

@@ -22,7 +22,18 @@ pub fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
 
 /// C = op(A)·op(B) for `batch` matrices; a batch stride of 0 shares one matrix.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(a: &[f64], b: &[f64], batch: usize, m: usize, n: usize, k: usize, ta: bool, tb: bool, a_shared: bool, b_shared: bool) -> Vec<f64> {
+pub fn matmul(
+    a: &[f64],
+    b: &[f64],
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    ta: bool,
+    tb: bool,
+    a_shared: bool,
+    b_shared: bool,
+) -> Vec<f64> {
     let mut c = vec![0.0; batch * m * n];
     for bi in 0..batch {
         let ao = if a_shared { 0 } else { bi * m * k };
@@ -31,8 +42,16 @@ pub fn matmul(a: &[f64], b: &[f64], batch: usize, m: usize, n: usize, k: usize, 
             for j in 0..n {
                 let mut s = 0.0;
                 for p in 0..k {
-                    let av = if ta { a[ao + p * m + i] } else { a[ao + i * k + p] };
-                    let bv = if tb { b[bo + j * k + p] } else { b[bo + p * n + j] };
+                    let av = if ta {
+                        a[ao + p * m + i]
+                    } else {
+                        a[ao + i * k + p]
+                    };
+                    let bv = if tb {
+                        b[bo + j * k + p]
+                    } else {
+                        b[bo + p * n + j]
+                    };
                     s += av * bv;
                 }
                 c[bi * m * n + i * n + j] = s;
@@ -43,7 +62,13 @@ pub fn matmul(a: &[f64], b: &[f64], batch: usize, m: usize, n: usize, k: usize, 
 }
 
 /// Output length and leading pad of one axis: explicit pads, or TensorFlow's `same` when `None`.
-pub fn axis(input: usize, k: usize, s: usize, d: usize, pad: Option<(usize, usize)>) -> (usize, usize) {
+pub fn axis(
+    input: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+    pad: Option<(usize, usize)>,
+) -> (usize, usize) {
     let span = (k - 1) * d + 1;
     match pad {
         Some((b, a)) => ((input + b + a - span) / s + 1, b),
@@ -64,7 +89,13 @@ pub struct Conv {
 }
 
 /// Direct NHWC × HWIO convolution.
-pub fn conv2d(x: &[f64], xs: &[usize], w: &[f64], ws: &[usize], c: &Conv) -> (Vec<usize>, Vec<f64>) {
+pub fn conv2d(
+    x: &[f64],
+    xs: &[usize],
+    w: &[f64],
+    ws: &[usize],
+    c: &Conv,
+) -> (Vec<usize>, Vec<f64>) {
     let (n, h, wd, ci) = (xs[0], xs[1], xs[2], xs[3]);
     let (kh, kw, cg, co) = (ws[0], ws[1], ws[2], ws[3]);
     let og = co / c.groups;
@@ -85,7 +116,8 @@ pub fn conv2d(x: &[f64], xs: &[usize], w: &[f64], ws: &[usize], c: &Conv) -> (Ve
                                 continue;
                             }
                             for r in 0..cg {
-                                let xv = x[((b * h + ih as usize) * wd + iw as usize) * ci + g * cg + r];
+                                let xv =
+                                    x[((b * h + ih as usize) * wd + iw as usize) * ci + g * cg + r];
                                 s += xv * w[((p * kw + q) * cg + r) * co + o];
                             }
                         }
@@ -99,7 +131,14 @@ pub fn conv2d(x: &[f64], xs: &[usize], w: &[f64], ws: &[usize], c: &Conv) -> (Ve
 }
 
 /// Max or average pooling (padded positions excluded).
-pub fn pool(x: &[f64], xs: &[usize], size: (usize, usize), stride: (usize, usize), same: bool, max: bool) -> (Vec<usize>, Vec<f64>) {
+pub fn pool(
+    x: &[f64],
+    xs: &[usize],
+    size: (usize, usize),
+    stride: (usize, usize),
+    same: bool,
+    max: bool,
+) -> (Vec<usize>, Vec<f64>) {
     let (n, h, w, c) = (xs[0], xs[1], xs[2], xs[3]);
     let pad = |_: usize| if same { None } else { Some((0, 0)) };
     let (oh, pt) = axis(h, size.0, stride.0, 1, pad(0));
@@ -132,17 +171,40 @@ pub fn pool(x: &[f64], xs: &[usize], size: (usize, usize), stride: (usize, usize
 }
 
 /// Reduces `axes` of `x` with `f` over the collected values.
-pub fn reduce(x: &[f64], shape: &[usize], axes: &[usize], keepdim: bool, f: impl Fn(&[f64]) -> f64) -> (Vec<usize>, Vec<f64>) {
-    let kept_shape: Vec<usize> = shape.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+pub fn reduce(
+    x: &[f64],
+    shape: &[usize],
+    axes: &[usize],
+    keepdim: bool,
+    f: impl Fn(&[f64]) -> f64,
+) -> (Vec<usize>, Vec<f64>) {
+    let kept_shape: Vec<usize> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
+        .collect();
     let count: usize = kept_shape.iter().product();
     let mut groups = vec![Vec::new(); count];
     let ks = strides(&kept_shape);
     for (i, &v) in x.iter().enumerate() {
         let idx = unravel(i, shape);
-        let o: usize = idx.iter().enumerate().map(|(d, &c)| if axes.contains(&d) { 0 } else { c * ks[d] }).sum();
+        let o: usize = idx
+            .iter()
+            .enumerate()
+            .map(|(d, &c)| if axes.contains(&d) { 0 } else { c * ks[d] })
+            .sum();
         groups[o].push(v);
     }
-    let out_shape = if keepdim { kept_shape } else { shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect() };
+    let out_shape = if keepdim {
+        kept_shape
+    } else {
+        shape
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(_, &d)| d)
+            .collect()
+    };
     (out_shape, groups.iter().map(|g| f(g)).collect())
 }
 
@@ -152,13 +214,27 @@ pub fn softmax(x: &[f64], cols: usize, log: bool) -> Vec<f64> {
         .flat_map(|row| {
             let m = row.iter().copied().fold(f64::MIN, f64::max);
             let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
-            row.iter().map(move |v| if log { v - m - s.ln() } else { (v - m).exp() / s }).collect::<Vec<_>>()
+            row.iter()
+                .map(move |v| {
+                    if log {
+                        v - m - s.ln()
+                    } else {
+                        (v - m).exp() / s
+                    }
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
 /// Broadcast binary op.
-pub fn broadcast(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], f: impl Fn(f64, f64) -> f64) -> (Vec<usize>, Vec<f64>) {
+pub fn broadcast(
+    a: &[f64],
+    sa: &[usize],
+    b: &[f64],
+    sb: &[usize],
+    f: impl Fn(f64, f64) -> f64,
+) -> (Vec<usize>, Vec<f64>) {
     let rank = sa.len().max(sb.len());
     let pad = |s: &[usize]| [vec![1; rank - s.len()], s.to_vec()].concat();
     let (pa, pb) = (pad(sa), pad(sb));
@@ -168,8 +244,16 @@ pub fn broadcast(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], f: impl Fn(f6
     let data = (0..n)
         .map(|i| {
             let idx = unravel(i, &out);
-            let ia: usize = idx.iter().enumerate().map(|(d, &c)| if pa[d] == 1 { 0 } else { c * ta[d] }).sum();
-            let ib: usize = idx.iter().enumerate().map(|(d, &c)| if pb[d] == 1 { 0 } else { c * tb[d] }).sum();
+            let ia: usize = idx
+                .iter()
+                .enumerate()
+                .map(|(d, &c)| if pa[d] == 1 { 0 } else { c * ta[d] })
+                .sum();
+            let ib: usize = idx
+                .iter()
+                .enumerate()
+                .map(|(d, &c)| if pb[d] == 1 { 0 } else { c * tb[d] })
+                .sum();
             f(a[ia], b[ib])
         })
         .collect();

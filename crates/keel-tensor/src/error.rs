@@ -29,7 +29,9 @@ pub enum Error {
         msg: String,
     },
     /// Operands that live on different devices.
-    #[error("{op}: operands are on different devices ({lhs} and {rhs}); move one with `to_device`")]
+    #[error(
+        "{op}: operands are on different devices ({lhs} and {rhs}); move one with `to_device`"
+    )]
     DeviceMismatch {
         /// The op that was called.
         op: &'static str,
@@ -55,7 +57,9 @@ pub enum Error {
     #[error("unknown device {0:?}: expected one of auto, wgpu, cpu")]
     UnknownDevice(String),
     /// A buffer larger than the device allows, with the sizes involved.
-    #[error("{op}: {what} needs {bytes} bytes, more than this device's {limit_name} of {limit} bytes")]
+    #[error(
+        "{op}: {what} needs {bytes} bytes, more than this device's {limit_name} of {limit} bytes"
+    )]
     TooLarge {
         /// The op that was called.
         op: &'static str,
@@ -76,11 +80,24 @@ pub enum Error {
 impl Error {
     /// Shorthand for [`Error::InvalidArgument`].
     pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::InvalidArgument { op, msg: msg.into() }
+        Error::InvalidArgument {
+            op,
+            msg: msg.into(),
+        }
     }
 
     /// Shorthand for [`Error::ShapeMismatch`].
-    pub(crate) fn shapes(op: &'static str, lhs: &Shape, rhs: &Shape, detail: impl Into<String>) -> Self {
-        Error::ShapeMismatch { op, lhs: lhs.clone(), rhs: rhs.clone(), detail: detail.into() }
+    pub(crate) fn shapes(
+        op: &'static str,
+        lhs: &Shape,
+        rhs: &Shape,
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::ShapeMismatch {
+            op,
+            lhs: lhs.clone(),
+            rhs: rhs.clone(),
+            detail: detail.into(),
+        }
     }
 }

@@ -26,7 +26,12 @@ pub enum Padding {
 impl Padding {
     /// The same explicit padding on all four sides.
     pub fn uniform(p: usize) -> Self {
-        Padding::Explicit { top: p, bottom: p, left: p, right: p }
+        Padding::Explicit {
+            top: p,
+            bottom: p,
+            left: p,
+            right: p,
+        }
     }
 }
 
@@ -45,7 +50,12 @@ pub struct Conv2dOptions {
 
 impl Default for Conv2dOptions {
     fn default() -> Self {
-        Conv2dOptions { stride: (1, 1), padding: Padding::Valid, dilation: (1, 1), groups: 1 }
+        Conv2dOptions {
+            stride: (1, 1),
+            padding: Padding::Valid,
+            dilation: (1, 1),
+            groups: 1,
+        }
     }
 }
 
@@ -86,7 +96,11 @@ pub struct Pool2dOptions {
 impl Pool2dOptions {
     /// A square window whose stride equals its size, `valid` padding (Keras' defaults).
     pub fn new(size: usize) -> Self {
-        Pool2dOptions { size: (size, size), stride: (size, size), padding: Padding::Valid }
+        Pool2dOptions {
+            size: (size, size),
+            stride: (size, size),
+            padding: Padding::Valid,
+        }
     }
     /// Sets the stride on both axes.
     pub fn stride(mut self, s: usize) -> Self {
@@ -176,13 +190,21 @@ fn explicit_pads(p: Padding) -> (AxisPad, AxisPad) {
     match p {
         Padding::Valid => (Some((0, 0)), Some((0, 0))),
         Padding::Same => (None, None),
-        Padding::Explicit { top, bottom, left, right } => (Some((top, bottom)), Some((left, right))),
+        Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        } => (Some((top, bottom)), Some((left, right))),
     }
 }
 
 fn check_positive(op: &'static str, what: &str, v: (usize, usize)) -> Result<()> {
     if v.0 == 0 || v.1 == 0 {
-        return Err(Error::invalid(op, format!("{what} must be at least 1, got {v:?}")));
+        return Err(Error::invalid(
+            op,
+            format!("{what} must be at least 1, got {v:?}"),
+        ));
     }
     Ok(())
 }
@@ -190,17 +212,31 @@ fn check_positive(op: &'static str, what: &str, v: (usize, usize)) -> Result<()>
 fn nhwc(op: &'static str, input: &Shape) -> Result<[usize; 4]> {
     match *input.dims() {
         [n, h, w, c] => Ok([n, h, w, c]),
-        _ => Err(Error::invalid(op, format!("expected an NHWC input of rank 4, got shape {input}"))),
+        _ => Err(Error::invalid(
+            op,
+            format!("expected an NHWC input of rank 4, got shape {input}"),
+        )),
     }
 }
 
 /// Validates a convolution and computes its geometry. `kernel` is HWIO: (kh, kw, in/groups, out).
-pub(crate) fn conv2d_geometry(input: &Shape, kernel: &Shape, o: &Conv2dOptions) -> Result<WindowGeometry> {
+pub(crate) fn conv2d_geometry(
+    input: &Shape,
+    kernel: &Shape,
+    o: &Conv2dOptions,
+) -> Result<WindowGeometry> {
     const OP: &str = "conv2d";
     let [n, h, w, c] = nhwc(OP, input)?;
     let [kh, kw, kc, oc] = match *kernel.dims() {
         [a, b, c, d] => [a, b, c, d],
-        _ => return Err(Error::shapes(OP, input, kernel, "the kernel must be HWIO of rank 4")),
+        _ => {
+            return Err(Error::shapes(
+                OP,
+                input,
+                kernel,
+                "the kernel must be HWIO of rank 4",
+            ))
+        }
     };
     check_positive(OP, "stride", o.stride)?;
     check_positive(OP, "dilation", o.dilation)?;
@@ -209,7 +245,10 @@ pub(crate) fn conv2d_geometry(input: &Shape, kernel: &Shape, o: &Conv2dOptions) 
             OP,
             input,
             kernel,
-            format!("groups = {} must divide the input channels {c} and the output channels {oc}", o.groups),
+            format!(
+                "groups = {} must divide the input channels {c} and the output channels {oc}",
+                o.groups
+            ),
         ));
     }
     if kc != c / o.groups {
@@ -244,7 +283,11 @@ pub(crate) fn conv2d_geometry(input: &Shape, kernel: &Shape, o: &Conv2dOptions) 
 }
 
 /// Validates a pooling window and computes its geometry (channels pass through).
-pub(crate) fn pool2d_geometry(op: &'static str, input: &Shape, o: &Pool2dOptions) -> Result<WindowGeometry> {
+pub(crate) fn pool2d_geometry(
+    op: &'static str,
+    input: &Shape,
+    o: &Pool2dOptions,
+) -> Result<WindowGeometry> {
     let [n, h, w, c] = nhwc(op, input)?;
     check_positive(op, "pool size", o.size)?;
     check_positive(op, "stride", o.stride)?;
@@ -278,17 +321,35 @@ mod tests {
     #[test]
     fn same_padding_puts_the_extra_pixel_at_the_end() {
         // 224 input, 3x3 kernel, stride 2 (MobileNet's first conv): out 112, total pad 1 -> (0, 1).
-        let g = conv2d_geometry(&Shape::new([1, 224, 224, 3]), &Shape::new([3, 3, 3, 32]), &Conv2dOptions::default().stride(2).padding(Padding::Same)).unwrap();
+        let g = conv2d_geometry(
+            &Shape::new([1, 224, 224, 3]),
+            &Shape::new([3, 3, 3, 32]),
+            &Conv2dOptions::default().stride(2).padding(Padding::Same),
+        )
+        .unwrap();
         assert_eq!((g.out_h, g.pad_top), (112, 0));
         // Even kernel 4, stride 1, input 7: total pad 3 -> (1, 2).
-        let g = conv2d_geometry(&Shape::new([1, 7, 7, 1]), &Shape::new([4, 4, 1, 1]), &Conv2dOptions::default().padding(Padding::Same)).unwrap();
+        let g = conv2d_geometry(
+            &Shape::new([1, 7, 7, 1]),
+            &Shape::new([4, 4, 1, 1]),
+            &Conv2dOptions::default().padding(Padding::Same),
+        )
+        .unwrap();
         assert_eq!((g.out_h, g.pad_top), (7, 1));
     }
 
     #[test]
     fn bad_channels_are_named() {
-        let e = conv2d_geometry(&Shape::new([1, 8, 8, 3]), &Shape::new([3, 3, 4, 8]), &Conv2dOptions::default()).unwrap_err();
+        let e = conv2d_geometry(
+            &Shape::new([1, 8, 8, 3]),
+            &Shape::new([3, 3, 4, 8]),
+            &Conv2dOptions::default(),
+        )
+        .unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("conv2d") && msg.contains("[1, 8, 8, 3]") && msg.contains("[3, 3, 4, 8]"), "{msg}");
+        assert!(
+            msg.contains("conv2d") && msg.contains("[1, 8, 8, 3]") && msg.contains("[3, 3, 4, 8]"),
+            "{msg}"
+        );
     }
 }

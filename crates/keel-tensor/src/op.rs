@@ -186,4 +186,3 @@ pub(crate) struct MatmulDims {
     /// Same for B.
     pub b_batch_stride: usize,
 }
-

@@ -45,7 +45,10 @@ impl Shape {
         let rank = self.rank() as isize;
         let resolved = if axis < 0 { axis + rank } else { axis };
         if resolved < 0 || resolved >= rank {
-            return Err(Error::invalid(op, format!("axis {axis} is out of range for shape {self}")));
+            return Err(Error::invalid(
+                op,
+                format!("axis {axis} is out of range for shape {self}"),
+            ));
         }
         Ok(resolved as usize)
     }
@@ -60,10 +63,16 @@ impl Shape {
     /// Fails with the op's name if the shape has a zero-sized dimension or too many dimensions.
     pub(crate) fn check_usable(&self, op: &'static str) -> Result<()> {
         if self.0.contains(&0) {
-            return Err(Error::invalid(op, format!("shape {self} has a zero-sized dimension")));
+            return Err(Error::invalid(
+                op,
+                format!("shape {self} has a zero-sized dimension"),
+            ));
         }
         if self.rank() > MAX_RANK {
-            return Err(Error::invalid(op, format!("shape {self} has more than {MAX_RANK} dimensions")));
+            return Err(Error::invalid(
+                op,
+                format!("shape {self} has more than {MAX_RANK} dimensions"),
+            ));
         }
         Ok(())
     }
@@ -114,13 +123,28 @@ pub fn broadcast_shapes(op: &'static str, a: &Shape, b: &Shape) -> Result<Shape>
     let rank = a.rank().max(b.rank());
     let mut out = vec![0; rank];
     for (i, slot) in out.iter_mut().enumerate() {
-        let da = if i < rank - a.rank() { 1 } else { a.0[i - (rank - a.rank())] };
-        let db = if i < rank - b.rank() { 1 } else { b.0[i - (rank - b.rank())] };
+        let da = if i < rank - a.rank() {
+            1
+        } else {
+            a.0[i - (rank - a.rank())]
+        };
+        let db = if i < rank - b.rank() {
+            1
+        } else {
+            b.0[i - (rank - b.rank())]
+        };
         *slot = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            _ => return Err(Error::shapes(op, a, b, format!("dimension {i} is {da} vs {db}, and neither is 1"))),
+            _ => {
+                return Err(Error::shapes(
+                    op,
+                    a,
+                    b,
+                    format!("dimension {i} is {da} vs {db}, and neither is 1"),
+                ))
+            }
         };
     }
     Ok(Shape(out))
@@ -137,7 +161,11 @@ pub(crate) struct StridedView {
 impl StridedView {
     /// The whole of a contiguous tensor.
     pub fn contiguous(shape: &Shape) -> Self {
-        StridedView { shape: shape.dims().to_vec(), strides: shape.strides(), offset: 0 }
+        StridedView {
+            shape: shape.dims().to_vec(),
+            strides: shape.strides(),
+            offset: 0,
+        }
     }
 
     /// A contiguous tensor read as if it had the (broadcast) shape `target`: stretched dims get stride 0.
@@ -145,9 +173,19 @@ impl StridedView {
         let pad = target.rank() - shape.rank();
         let own = shape.strides();
         let strides = (0..target.rank())
-            .map(|i| if i < pad || shape.dims()[i - pad] == 1 { 0 } else { own[i - pad] })
+            .map(|i| {
+                if i < pad || shape.dims()[i - pad] == 1 {
+                    0
+                } else {
+                    own[i - pad]
+                }
+            })
             .collect();
-        StridedView { shape: target.dims().to_vec(), strides, offset: 0 }
+        StridedView {
+            shape: target.dims().to_vec(),
+            strides,
+            offset: 0,
+        }
     }
 
     /// The flat offset of the element with the given row-major linear index in this view.
@@ -174,7 +212,10 @@ mod tests {
     fn broadcasting_follows_numpy() {
         let a = Shape::new([5, 1, 3]);
         let b = Shape::new([4, 1]);
-        assert_eq!(broadcast_shapes("add", &a, &b).unwrap(), Shape::new([5, 4, 3]));
+        assert_eq!(
+            broadcast_shapes("add", &a, &b).unwrap(),
+            Shape::new([5, 4, 3])
+        );
         assert!(broadcast_shapes("add", &Shape::new([2, 3]), &Shape::new([4])).is_err());
     }
 

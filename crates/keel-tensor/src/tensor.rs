@@ -31,14 +31,30 @@ pub struct Tensor {
 
 fn check_len(op: &'static str, len: usize, shape: &Shape) -> Result<()> {
     if len != shape.elem_count() {
-        return Err(Error::invalid(op, format!("{len} values do not fill shape {shape} ({} elements)", shape.elem_count())));
+        return Err(Error::invalid(
+            op,
+            format!(
+                "{len} values do not fill shape {shape} ({} elements)",
+                shape.elem_count()
+            ),
+        ));
     }
     shape.check_usable(op)
 }
 
 impl Tensor {
-    pub(crate) fn from_storage(storage: Storage, shape: Shape, dtype: DType, device: Device) -> Tensor {
-        Tensor { storage: Arc::new(storage), shape, dtype, device }
+    pub(crate) fn from_storage(
+        storage: Storage,
+        shape: Shape,
+        dtype: DType,
+        device: Device,
+    ) -> Tensor {
+        Tensor {
+            storage: Arc::new(storage),
+            shape,
+            dtype,
+            device,
+        }
     }
 
     /// A tensor holding `data` (row-major) with the given shape.
@@ -47,9 +63,16 @@ impl Tensor {
         check_len("from_vec", data.len(), &shape)?;
         let storage = match &device.0 {
             DeviceKind::Cpu => Storage::Cpu(CpuData::F32(data)),
-            DeviceKind::Wgpu(ctx) => Storage::Gpu(ctx.upload("from_vec", bytemuck::cast_slice(&data))?),
+            DeviceKind::Wgpu(ctx) => {
+                Storage::Gpu(ctx.upload("from_vec", bytemuck::cast_slice(&data))?)
+            }
         };
-        Ok(Tensor::from_storage(storage, shape, DType::F32, device.clone()))
+        Ok(Tensor::from_storage(
+            storage,
+            shape,
+            DType::F32,
+            device.clone(),
+        ))
     }
 
     /// A tensor copied from a slice.
@@ -73,9 +96,16 @@ impl Tensor {
         check_len("from_i32", data.len(), &shape)?;
         let storage = match &device.0 {
             DeviceKind::Cpu => Storage::Cpu(CpuData::I32(data)),
-            DeviceKind::Wgpu(ctx) => Storage::Gpu(ctx.upload("from_i32", bytemuck::cast_slice(&data))?),
+            DeviceKind::Wgpu(ctx) => {
+                Storage::Gpu(ctx.upload("from_i32", bytemuck::cast_slice(&data))?)
+            }
         };
-        Ok(Tensor::from_storage(storage, shape, DType::I32, device.clone()))
+        Ok(Tensor::from_storage(
+            storage,
+            shape,
+            DType::I32,
+            device.clone(),
+        ))
     }
 
     /// A tensor of one value everywhere.
@@ -87,7 +117,12 @@ impl Tensor {
             DeviceKind::Wgpu(ctx) => {
                 let buf = ctx.alloc("full", shape.elem_count() as u64 * 4)?;
                 crate::gpu::ops::fill(&buf, value)?;
-                Ok(Tensor::from_storage(Storage::Gpu(buf), shape, DType::F32, device.clone()))
+                Ok(Tensor::from_storage(
+                    Storage::Gpu(buf),
+                    shape,
+                    DType::F32,
+                    device.clone(),
+                ))
             }
         }
     }
@@ -138,7 +173,9 @@ impl Tensor {
         match &*self.storage {
             Storage::Cpu(CpuData::F32(v)) => Ok(v.clone()),
             Storage::Cpu(CpuData::I32(_)) => unreachable!("dtype checked above"),
-            Storage::Gpu(buf) => Ok(bytemuck::pod_collect_to_vec(&buf.read()?[..self.elem_count() * 4])),
+            Storage::Gpu(buf) => Ok(bytemuck::pod_collect_to_vec(
+                &buf.read()?[..self.elem_count() * 4],
+            )),
         }
     }
 
@@ -148,14 +185,23 @@ impl Tensor {
         match &*self.storage {
             Storage::Cpu(CpuData::I32(v)) => Ok(v.clone()),
             Storage::Cpu(CpuData::F32(_)) => unreachable!("dtype checked above"),
-            Storage::Gpu(buf) => Ok(bytemuck::pod_collect_to_vec(&buf.read()?[..self.elem_count() * 4])),
+            Storage::Gpu(buf) => Ok(bytemuck::pod_collect_to_vec(
+                &buf.read()?[..self.elem_count() * 4],
+            )),
         }
     }
 
     /// The single element of a one-element tensor.
     pub fn to_scalar(&self) -> Result<f32> {
         if self.elem_count() != 1 {
-            return Err(Error::invalid("to_scalar", format!("tensor of shape {} has {} elements, not 1", self.shape, self.elem_count())));
+            return Err(Error::invalid(
+                "to_scalar",
+                format!(
+                    "tensor of shape {} has {} elements, not 1",
+                    self.shape,
+                    self.elem_count()
+                ),
+            ));
         }
         Ok(self.to_vec()?[0])
     }
@@ -175,10 +221,16 @@ impl Tensor {
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         match (self.dtype, dtype) {
             (a, b) if a == b => Ok(self.clone()),
-            (DType::I32, DType::F32) => {
-                Tensor::from_vec(self.to_vec_i32()?.into_iter().map(|v| v as f32).collect(), self.shape.clone(), &self.device)
-            }
-            _ => Tensor::from_i32(self.to_vec()?.into_iter().map(|v| v as i32).collect(), self.shape.clone(), &self.device),
+            (DType::I32, DType::F32) => Tensor::from_vec(
+                self.to_vec_i32()?.into_iter().map(|v| v as f32).collect(),
+                self.shape.clone(),
+                &self.device,
+            ),
+            _ => Tensor::from_i32(
+                self.to_vec()?.into_iter().map(|v| v as i32).collect(),
+                self.shape.clone(),
+                &self.device,
+            ),
         }
     }
 
@@ -186,10 +238,20 @@ impl Tensor {
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
         if shape.elem_count() != self.elem_count() {
-            return Err(Error::shapes("reshape", &self.shape, &shape, "element counts differ"));
+            return Err(Error::shapes(
+                "reshape",
+                &self.shape,
+                &shape,
+                "element counts differ",
+            ));
         }
         shape.check_usable("reshape")?;
-        Ok(Tensor { storage: self.storage.clone(), shape, dtype: self.dtype, device: self.device.clone() })
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            shape,
+            dtype: self.dtype,
+            device: self.device.clone(),
+        })
     }
 
     // ----- helpers for the op modules -----
@@ -200,7 +262,11 @@ impl Tensor {
 
     pub(crate) fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
         if self.dtype != dtype {
-            return Err(Error::DTypeMismatch { op, expected: dtype, got: self.dtype });
+            return Err(Error::DTypeMismatch {
+                op,
+                expected: dtype,
+                got: self.dtype,
+            });
         }
         Ok(())
     }
@@ -208,14 +274,23 @@ impl Tensor {
     /// Fails unless `other` is on the same device.
     pub(crate) fn same_device(&self, op: &'static str, other: &Tensor) -> Result<()> {
         if !self.device.same_as(&other.device) {
-            return Err(Error::DeviceMismatch { op, lhs: self.device.to_string(), rhs: other.device.to_string() });
+            return Err(Error::DeviceMismatch {
+                op,
+                lhs: self.device.to_string(),
+                rhs: other.device.to_string(),
+            });
         }
         Ok(())
     }
 
     /// A new f32 tensor on this tensor's device from backend output.
     pub(crate) fn with_cpu(&self, data: Vec<f32>, shape: Shape) -> Tensor {
-        Tensor::from_storage(Storage::Cpu(CpuData::F32(data)), shape, DType::F32, self.device.clone())
+        Tensor::from_storage(
+            Storage::Cpu(CpuData::F32(data)),
+            shape,
+            DType::F32,
+            self.device.clone(),
+        )
     }
 
     /// A new tensor on this tensor's (wgpu) device from a kernel's output buffer.

@@ -18,11 +18,29 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
     let mut y = super::output(rows * g.out_c);
     let cg = g.in_per_group();
     let og = g.out_per_group();
-    let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_top == 0 && g.pad_left == 0 && g.out_h == g.in_h && g.out_w == g.in_w;
+    let pointwise = g.kernel_h == 1
+        && g.kernel_w == 1
+        && g.stride_h == 1
+        && g.stride_w == 1
+        && g.pad_top == 0
+        && g.pad_left == 0
+        && g.out_h == g.in_h
+        && g.out_w == g.in_w;
     if pointwise {
         for grp in 0..g.groups {
             let par = parallelism(rows * og * cg);
-            gemm_strided(rows, og, cg, &mut y[grp * og..], g.out_c, &x[grp * cg..], (g.in_c, 1), &w[grp * og..], (g.out_c, 1), par);
+            gemm_strided(
+                rows,
+                og,
+                cg,
+                &mut y[grp * og..],
+                g.out_c,
+                &x[grp * cg..],
+                (g.in_c, 1),
+                &w[grp * og..],
+                (g.out_c, 1),
+                par,
+            );
         }
         return y;
     }
@@ -35,7 +53,18 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
             im2col(x, g, grp, row0, &mut cols[..n_rows * depth]);
             let par = parallelism(n_rows * og * depth);
             let out = &mut y[row0 * g.out_c + grp * og..];
-            gemm_strided(n_rows, og, depth, out, g.out_c, &cols, (depth, 1), &w[grp * og..], (g.out_c, 1), par);
+            gemm_strided(
+                n_rows,
+                og,
+                depth,
+                out,
+                g.out_c,
+                &cols,
+                (depth, 1),
+                &w[grp * og..],
+                (g.out_c, 1),
+                par,
+            );
         }
     }
     y
@@ -45,25 +74,27 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
 fn im2col(x: &[f32], g: &WindowGeometry, grp: usize, row0: usize, cols: &mut [f32]) {
     let cg = g.in_per_group();
     let depth = g.kernel_h * g.kernel_w * cg;
-    cols.par_chunks_mut(depth).enumerate().for_each(|(r, patch)| {
-        let row = row0 + r;
-        let n = row / (g.out_h * g.out_w);
-        let oh = (row / g.out_w) % g.out_h;
-        let ow = row % g.out_w;
-        for kh in 0..g.kernel_h {
-            let ih = (oh * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
-            for kw in 0..g.kernel_w {
-                let iw = (ow * g.stride_w + kw * g.dilation_w) as isize - g.pad_left as isize;
-                let dst = &mut patch[(kh * g.kernel_w + kw) * cg..][..cg];
-                if ih < 0 || iw < 0 || ih >= g.in_h as isize || iw >= g.in_w as isize {
-                    dst.fill(0.0);
-                } else {
-                    let pixel = (n * g.in_h + ih as usize) * g.in_w + iw as usize;
-                    dst.copy_from_slice(&x[pixel * g.in_c + grp * cg..][..cg]);
+    cols.par_chunks_mut(depth)
+        .enumerate()
+        .for_each(|(r, patch)| {
+            let row = row0 + r;
+            let n = row / (g.out_h * g.out_w);
+            let oh = (row / g.out_w) % g.out_h;
+            let ow = row % g.out_w;
+            for kh in 0..g.kernel_h {
+                let ih = (oh * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
+                for kw in 0..g.kernel_w {
+                    let iw = (ow * g.stride_w + kw * g.dilation_w) as isize - g.pad_left as isize;
+                    let dst = &mut patch[(kh * g.kernel_w + kw) * cg..][..cg];
+                    if ih < 0 || iw < 0 || ih >= g.in_h as isize || iw >= g.in_w as isize {
+                        dst.fill(0.0);
+                    } else {
+                        let pixel = (n * g.in_h + ih as usize) * g.in_w + iw as usize;
+                        dst.copy_from_slice(&x[pixel * g.in_c + grp * cg..][..cg]);
+                    }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Depthwise convolution (one input channel per group, `out_per_group` outputs each),
@@ -74,30 +105,47 @@ fn depthwise(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
     let row_len = g.out_w * g.out_c;
     let accumulate = tap_kernel();
     let mut y = super::output(g.batch * g.out_h * row_len);
-    y.par_chunks_mut(row_len).enumerate().for_each(|(r, out_row)| {
-        let n = r / g.out_h;
-        let oh = r % g.out_h;
-        out_row.fill(0.0);
-        for kh in 0..g.kernel_h {
-            let ih = (oh * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
-            if ih < 0 || ih >= g.in_h as isize {
-                continue;
-            }
-            let in_row = &x[(n * g.in_h + ih as usize) * g.in_w * g.in_c..][..g.in_w * g.in_c];
-            for kw in 0..g.kernel_w {
-                let taps = &w[(kh * g.kernel_w + kw) * g.out_c..][..g.out_c];
-                // Output columns whose input column iw = ow·stride + shift lies inside the image.
-                let shift = (kw * g.dilation_w) as isize - g.pad_left as isize;
-                let first = if shift >= 0 { 0 } else { (-shift as usize).div_ceil(g.stride_w) };
-                let last = g.in_w as isize - 1 - shift;
-                let end = if last < 0 { 0 } else { (last as usize / g.stride_w + 1).min(g.out_w) };
-                if first < end {
-                    let t = Taps { input: in_row, taps, in_c: g.in_c, mult: g.out_per_group(), stride: g.stride_w, shift };
-                    accumulate(out_row, &t, first, end);
+    y.par_chunks_mut(row_len)
+        .enumerate()
+        .for_each(|(r, out_row)| {
+            let n = r / g.out_h;
+            let oh = r % g.out_h;
+            out_row.fill(0.0);
+            for kh in 0..g.kernel_h {
+                let ih = (oh * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
+                if ih < 0 || ih >= g.in_h as isize {
+                    continue;
+                }
+                let in_row = &x[(n * g.in_h + ih as usize) * g.in_w * g.in_c..][..g.in_w * g.in_c];
+                for kw in 0..g.kernel_w {
+                    let taps = &w[(kh * g.kernel_w + kw) * g.out_c..][..g.out_c];
+                    // Output columns whose input column iw = ow·stride + shift lies inside the image.
+                    let shift = (kw * g.dilation_w) as isize - g.pad_left as isize;
+                    let first = if shift >= 0 {
+                        0
+                    } else {
+                        (-shift as usize).div_ceil(g.stride_w)
+                    };
+                    let last = g.in_w as isize - 1 - shift;
+                    let end = if last < 0 {
+                        0
+                    } else {
+                        (last as usize / g.stride_w + 1).min(g.out_w)
+                    };
+                    if first < end {
+                        let t = Taps {
+                            input: in_row,
+                            taps,
+                            in_c: g.in_c,
+                            mult: g.out_per_group(),
+                            stride: g.stride_w,
+                            shift,
+                        };
+                        accumulate(out_row, &t, first, end);
+                    }
                 }
             }
-        }
-    });
+        });
     y
 }
 

@@ -10,19 +10,30 @@ const CHUNK: usize = 1 << 14;
 /// y = op(x).
 pub(crate) fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
     let mut y = super::output(x.len());
-    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, i)| {
-        o.iter_mut().zip(i).for_each(|(o, &v)| *o = op.apply(v));
-    });
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, i)| {
+            o.iter_mut().zip(i).for_each(|(o, &v)| *o = op.apply(v));
+        });
     y
 }
 
 /// The innermost extent and stride of a view (1 and 1 for a scalar view).
 fn last(v: &StridedView) -> (usize, usize) {
-    (v.shape.last().copied().unwrap_or(1), v.strides.last().copied().unwrap_or(1))
+    (
+        v.shape.last().copied().unwrap_or(1),
+        v.strides.last().copied().unwrap_or(1),
+    )
 }
 
 /// out = a ⊙ b over two views of the same shape; `out` is contiguous.
-pub(crate) fn binary(a: &[f32], av: &StridedView, b: &[f32], bv: &StridedView, op: BinaryOp) -> Vec<f32> {
+pub(crate) fn binary(
+    a: &[f32],
+    av: &StridedView,
+    b: &[f32],
+    bv: &StridedView,
+    op: BinaryOp,
+) -> Vec<f32> {
     let mut out = super::output(av.elem_count());
     let (n, sa) = last(av);
     let (_, sb) = last(bv);
@@ -39,32 +50,45 @@ pub(crate) fn binary(a: &[f32], av: &StridedView, b: &[f32], bv: &StridedView, o
 pub(crate) fn channel_affine(x: &[f32], scale: &[f32], shift: &[f32], act: Activation) -> Vec<f32> {
     let c = scale.len();
     let mut y = super::output(x.len());
-    y.par_chunks_mut(c * 64).zip(x.par_chunks(c * 64)).for_each(|(o, i)| {
-        for (o, i) in o.chunks_mut(c).zip(i.chunks(c)) {
-            for ((o, &v), (&s, &t)) in o.iter_mut().zip(i).zip(scale.iter().zip(shift)) {
-                let v = v * s + t;
-                *o = match act {
-                    Activation::None => v,
-                    Activation::Relu => v.max(0.0),
-                    Activation::Relu6 => v.clamp(0.0, 6.0),
-                };
+    y.par_chunks_mut(c * 64)
+        .zip(x.par_chunks(c * 64))
+        .for_each(|(o, i)| {
+            for (o, i) in o.chunks_mut(c).zip(i.chunks(c)) {
+                for ((o, &v), (&s, &t)) in o.iter_mut().zip(i).zip(scale.iter().zip(shift)) {
+                    let v = v * s + t;
+                    *o = match act {
+                        Activation::None => v,
+                        Activation::Relu => v.max(0.0),
+                        Activation::Relu6 => v.clamp(0.0, 6.0),
+                    };
+                }
             }
-        }
-    });
+        });
     y
 }
 
 /// Copies view `sv` of `src` into view `dv` of `dst` (views of equal shape). Any element type.
-pub(crate) fn copy_strided<T: Copy + Send + Sync>(src: &[T], sv: &StridedView, dst: &mut [T], dv: &StridedView) {
+pub(crate) fn copy_strided<T: Copy + Send + Sync>(
+    src: &[T],
+    sv: &StridedView,
+    dst: &mut [T],
+    dv: &StridedView,
+) {
     let (n, ss) = last(sv);
     let (_, ds) = last(dv);
     let rows = sv.elem_count() / n;
-    let contiguous_dst = dv.offset == 0 && dv.strides == crate::Shape::new(dv.shape.clone()).strides();
+    let contiguous_dst =
+        dv.offset == 0 && dv.strides == crate::Shape::new(dv.shape.clone()).strides();
     if contiguous_dst {
-        dst[..rows * n].par_chunks_mut(n).enumerate().for_each(|(row, o)| {
-            let os = sv.offset_of(row * n);
-            o.iter_mut().enumerate().for_each(|(j, o)| *o = src[os + j * ss]);
-        });
+        dst[..rows * n]
+            .par_chunks_mut(n)
+            .enumerate()
+            .for_each(|(row, o)| {
+                let os = sv.offset_of(row * n);
+                o.iter_mut()
+                    .enumerate()
+                    .for_each(|(j, o)| *o = src[os + j * ss]);
+            });
     } else {
         for row in 0..rows {
             let (os, od) = (sv.offset_of(row * n), dv.offset_of(row * n));

@@ -71,9 +71,13 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], d: MatmulDims) -> Vec<f32> {
     };
     if d.batch > 1 && flops < super::PARALLEL_THRESHOLD * 64 {
         // Many small products: one thread each.
-        out.par_chunks_mut(d.m * d.n).enumerate().for_each(|x| one(x, gemm::Parallelism::None));
+        out.par_chunks_mut(d.m * d.n)
+            .enumerate()
+            .for_each(|x| one(x, gemm::Parallelism::None));
     } else {
-        out.chunks_mut(d.m * d.n).enumerate().for_each(|x| one(x, parallelism(flops)));
+        out.chunks_mut(d.m * d.n)
+            .enumerate()
+            .for_each(|x| one(x, parallelism(flops)));
     }
     out
 }

@@ -16,7 +16,14 @@ pub(crate) use reduce::{argmax, reduce, softmax};
 /// An output buffer of `n` elements that the kernel will overwrite completely
 /// (NaN-filled when `debug::set_poison_outputs` is on, so a missed element shows).
 pub(crate) fn output(n: usize) -> Vec<f32> {
-    vec![if crate::debug::poison_outputs() { f32::NAN } else { 0.0 }; n]
+    vec![
+        if crate::debug::poison_outputs() {
+            f32::NAN
+        } else {
+            0.0
+        };
+        n
+    ]
 }
 
 /// Work below this many multiply-adds runs on one thread: forking costs more than it saves.

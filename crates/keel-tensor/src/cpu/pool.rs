@@ -10,30 +10,36 @@ pub(crate) fn pool2d(x: &[f32], g: &WindowGeometry, op: PoolOp) -> Vec<f32> {
     let c = g.in_c;
     let row_len = g.out_w * c;
     let mut y = super::output(g.batch * g.out_h * row_len);
-    y.par_chunks_mut(row_len).enumerate().for_each(|(r, out_row)| {
-        let n = r / g.out_h;
-        let oh = r % g.out_h;
-        let h0 = (oh * g.stride_h) as isize - g.pad_top as isize;
-        let h_range = h0.max(0) as usize..((h0 + g.kernel_h as isize).min(g.in_h as isize)).max(0) as usize;
-        for ow in 0..g.out_w {
-            let w0 = (ow * g.stride_w) as isize - g.pad_left as isize;
-            let w_range = w0.max(0) as usize..((w0 + g.kernel_w as isize).min(g.in_w as isize)).max(0) as usize;
-            let out = &mut out_row[ow * c..][..c];
-            out.fill(if op == PoolOp::Max { f32::MIN } else { 0.0 });
-            for ih in h_range.clone() {
-                for iw in w_range.clone() {
-                    let pixel = &x[((n * g.in_h + ih) * g.in_w + iw) * c..][..c];
-                    match op {
-                        PoolOp::Max => out.iter_mut().zip(pixel).for_each(|(o, &v)| *o = o.max(v)),
-                        PoolOp::Avg => out.iter_mut().zip(pixel).for_each(|(o, &v)| *o += v),
+    y.par_chunks_mut(row_len)
+        .enumerate()
+        .for_each(|(r, out_row)| {
+            let n = r / g.out_h;
+            let oh = r % g.out_h;
+            let h0 = (oh * g.stride_h) as isize - g.pad_top as isize;
+            let h_range = h0.max(0) as usize
+                ..((h0 + g.kernel_h as isize).min(g.in_h as isize)).max(0) as usize;
+            for ow in 0..g.out_w {
+                let w0 = (ow * g.stride_w) as isize - g.pad_left as isize;
+                let w_range = w0.max(0) as usize
+                    ..((w0 + g.kernel_w as isize).min(g.in_w as isize)).max(0) as usize;
+                let out = &mut out_row[ow * c..][..c];
+                out.fill(if op == PoolOp::Max { f32::MIN } else { 0.0 });
+                for ih in h_range.clone() {
+                    for iw in w_range.clone() {
+                        let pixel = &x[((n * g.in_h + ih) * g.in_w + iw) * c..][..c];
+                        match op {
+                            PoolOp::Max => {
+                                out.iter_mut().zip(pixel).for_each(|(o, &v)| *o = o.max(v))
+                            }
+                            PoolOp::Avg => out.iter_mut().zip(pixel).for_each(|(o, &v)| *o += v),
+                        }
                     }
                 }
+                if op == PoolOp::Avg {
+                    let count = (h_range.len() * w_range.len()).max(1) as f32;
+                    out.iter_mut().for_each(|o| *o /= count);
+                }
             }
-            if op == PoolOp::Avg {
-                let count = (h_range.len() * w_range.len()).max(1) as f32;
-                out.iter_mut().for_each(|o| *o /= count);
-            }
-        }
-    });
+        });
     y
 }

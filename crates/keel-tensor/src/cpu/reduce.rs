@@ -49,15 +49,21 @@ pub(crate) fn argmax(x: &[f32], outer: usize, len: usize, inner: usize) -> Vec<i
 /// Softmax (or log-softmax) of each row of a [rows, cols] matrix, max-subtracted for stability.
 pub(crate) fn softmax(x: &[f32], cols: usize, log: bool) -> Vec<f32> {
     let mut y = super::output(x.len());
-    y.par_chunks_mut(cols).zip(x.par_chunks(cols)).for_each(|(out, row)| {
-        let max = row.iter().copied().fold(f32::MIN, f32::max);
-        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-        if log {
-            let log_sum = sum.ln();
-            out.iter_mut().zip(row).for_each(|(o, &v)| *o = v - max - log_sum);
-        } else {
-            out.iter_mut().zip(row).for_each(|(o, &v)| *o = (v - max).exp() / sum);
-        }
-    });
+    y.par_chunks_mut(cols)
+        .zip(x.par_chunks(cols))
+        .for_each(|(out, row)| {
+            let max = row.iter().copied().fold(f32::MIN, f32::max);
+            let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+            if log {
+                let log_sum = sum.ln();
+                out.iter_mut()
+                    .zip(row)
+                    .for_each(|(o, &v)| *o = v - max - log_sum);
+            } else {
+                out.iter_mut()
+                    .zip(row)
+                    .for_each(|(o, &v)| *o = (v - max).exp() / sum);
+            }
+        });
     y
 }

@@ -60,7 +60,9 @@ impl GpuBuffer {
 
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
-        let Some(buffer) = self.buffer.take() else { return };
+        let Some(buffer) = self.buffer.take() else {
+            return;
+        };
         if !self.pooled {
             return;
         }
@@ -98,12 +100,19 @@ impl GpuContext {
             padded.resize(data.len().div_ceil(16) * 16, 0);
             &padded
         };
-        let buffer = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("keel tensor"),
-            contents,
-            usage: STORAGE_USAGE,
-        });
-        Ok(GpuBuffer { buffer: Some(buffer), bytes: data.len() as u64, pooled: false, ctx: self.clone() })
+        let buffer = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("keel tensor"),
+                contents,
+                usage: STORAGE_USAGE,
+            });
+        Ok(GpuBuffer {
+            buffer: Some(buffer),
+            bytes: data.len() as u64,
+            pooled: false,
+            ctx: self.clone(),
+        })
     }
 
     /// A buffer for an op's output, from the pool when one of the right size class is free.
@@ -131,7 +140,12 @@ impl GpuContext {
                 mapped_at_creation: false,
             })
         });
-        let out = GpuBuffer { buffer: Some(buffer), bytes, pooled: true, ctx: self.clone() };
+        let out = GpuBuffer {
+            buffer: Some(buffer),
+            bytes,
+            pooled: true,
+            ctx: self.clone(),
+        };
         if crate::debug::poison_outputs() {
             super::ops::fill(&out, f32::NAN)?;
         }
@@ -145,9 +159,22 @@ mod tests {
 
     #[test]
     fn size_classes_bound_the_waste() {
-        for bytes in [4u64, 255, 256, 1000, 4096, 4097, 1 << 20, (1 << 20) + 1, 411_041_792] {
+        for bytes in [
+            4u64,
+            255,
+            256,
+            1000,
+            4096,
+            4097,
+            1 << 20,
+            (1 << 20) + 1,
+            411_041_792,
+        ] {
             let c = size_class(bytes);
-            assert!(c >= bytes && (c - bytes) as f64 <= 0.125 * bytes as f64 + 256.0, "{bytes} -> {c}");
+            assert!(
+                c >= bytes && (c - bytes) as f64 <= 0.125 * bytes as f64 + 256.0,
+                "{bytes} -> {c}"
+            );
         }
     }
 }

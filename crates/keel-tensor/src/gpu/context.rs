@@ -34,7 +34,9 @@ struct Recorder {
 /// wgpu's full message: `Display` of a validation error is only "Validation Error".
 pub(super) fn describe_error(e: &wgpu::Error) -> String {
     match e {
-        wgpu::Error::Validation { description, .. } | wgpu::Error::Internal { description, .. } => description.clone(),
+        wgpu::Error::Validation { description, .. } | wgpu::Error::Internal { description, .. } => {
+            description.clone()
+        }
         other => other.to_string(),
     }
 }
@@ -56,7 +58,9 @@ impl GpuContext {
         let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         let backends = desc.backends;
         let instance = wgpu::Instance::new(desc);
-        let wanted = std::env::var("WGPU_ADAPTER_NAME").ok().map(|s| s.to_lowercase());
+        let wanted = std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .map(|s| s.to_lowercase());
         let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
             .into_iter()
             .filter(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_lowercase().contains(w)))
@@ -103,7 +107,13 @@ impl GpuContext {
     /// Adapter name, backend and driver, for logs.
     pub fn describe(&self) -> String {
         let driver = format!("{} {}", self.info.driver, self.info.driver_info);
-        format!("{} ({:?}, {:?}, {})", self.info.name, self.info.backend, self.info.device_type, driver.trim())
+        format!(
+            "{} ({:?}, {:?}, {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            driver.trim()
+        )
     }
 
     /// Largest range of a buffer one storage binding may cover.
@@ -114,9 +124,12 @@ impl GpuContext {
     /// Runs `record` on the pending command encoder and submits every [`DISPATCHES_PER_SUBMIT`].
     pub(super) fn record(&self, record: impl FnOnce(&mut wgpu::CommandEncoder)) {
         let mut rec = self.recorder.lock().unwrap();
-        let encoder = rec
-            .encoder
-            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("keel ops") }));
+        let encoder = rec.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("keel ops"),
+                })
+        });
         record(encoder);
         rec.dispatches += 1;
         if rec.dispatches >= DISPATCHES_PER_SUBMIT {
@@ -149,7 +162,10 @@ impl GpuContext {
 
     fn wait(&self) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
             .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
         Ok(())
     }

@@ -22,8 +22,14 @@ impl Shader {
         match self {
             Shader::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
             Shader::Layout => include_str!("../../../../shaders/layout.wgsl"),
-            Shader::Matmul => concat!(include_str!("../../../../shaders/gemm_tile.wgsl"), include_str!("../../../../shaders/matmul.wgsl")),
-            Shader::Conv2d => concat!(include_str!("../../../../shaders/gemm_tile.wgsl"), include_str!("../../../../shaders/conv2d.wgsl")),
+            Shader::Matmul => concat!(
+                include_str!("../../../../shaders/gemm_tile.wgsl"),
+                include_str!("../../../../shaders/matmul.wgsl")
+            ),
+            Shader::Conv2d => concat!(
+                include_str!("../../../../shaders/gemm_tile.wgsl"),
+                include_str!("../../../../shaders/conv2d.wgsl")
+            ),
             Shader::Depthwise => include_str!("../../../../shaders/depthwise.wgsl"),
             Shader::Pool => include_str!("../../../../shaders/pool.wgsl"),
             Shader::Reduce => include_str!("../../../../shaders/reduce.wgsl"),
@@ -48,7 +54,12 @@ pub(crate) struct Binding<'a> {
 impl<'a> Binding<'a> {
     /// All bytes of the tensor in `buffer`, at `slot`.
     pub fn whole(slot: u32, buffer: &'a GpuBuffer) -> Self {
-        Binding { slot, buffer, offset: 0, size: buffer.bytes().div_ceil(4) * 4 }
+        Binding {
+            slot,
+            buffer,
+            offset: 0,
+            size: buffer.bytes().div_ceil(4) * 4,
+        }
     }
 }
 
@@ -61,23 +72,33 @@ impl GpuContext {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(entry),
-            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-        });
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(entry),
+                source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("compiling {shader:?}::{entry} failed: {}", super::context::describe_error(&e))));
+            return Err(Error::Gpu(format!(
+                "compiling {shader:?}::{entry} failed: {}",
+                super::context::describe_error(&e)
+            )));
         }
         let pipeline = Arc::new(pipeline);
-        self.pipelines.lock().unwrap().insert((shader, entry), pipeline.clone());
+        self.pipelines
+            .lock()
+            .unwrap()
+            .insert((shader, entry), pipeline.clone());
         Ok(pipeline)
     }
 
@@ -87,7 +108,10 @@ impl GpuContext {
         let x = groups.clamp(1, max);
         let y = groups.div_ceil(x);
         if y > max {
-            return Err(Error::invalid(op, format!("{groups} workgroups exceed this device's dispatch limit of {max}×{max}")));
+            return Err(Error::invalid(
+                op,
+                format!("{groups} workgroups exceed this device's dispatch limit of {max}×{max}"),
+            ));
         }
         Ok([x as u32, y as u32, 1])
     }
@@ -132,7 +156,10 @@ impl GpuContext {
                 usage: wgpu::BufferUsages::UNIFORM,
             },
         );
-        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: uniform.as_entire_binding(),
+        }];
         for b in bindings {
             entries.push(wgpu::BindGroupEntry {
                 binding: b.slot,
@@ -149,7 +176,10 @@ impl GpuContext {
             entries: &entries,
         });
         self.record(|encoder| {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(entry),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);

@@ -129,7 +129,12 @@ struct SoftmaxParams {
 
 /// Converts a size or index to the u32 the shaders use, or says which op it overflowed.
 fn u32_of(op: &'static str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::invalid(op, format!("{v} does not fit the 32-bit indices of the GPU kernels")))
+    u32::try_from(v).map_err(|_| {
+        Error::invalid(
+            op,
+            format!("{v} does not fit the 32-bit indices of the GPU kernels"),
+        )
+    })
 }
 
 fn bytes_of_elems(n: usize) -> u64 {
@@ -143,7 +148,15 @@ fn window<'a>(slot: u32, buf: &'a GpuBuffer, start: usize, len: usize) -> (Bindi
     let byte_start = bytes_of_elems(start);
     let aligned = byte_start - byte_start % align;
     let size = (byte_start - aligned) + bytes_of_elems(len);
-    (Binding { slot, buffer: buf, offset: aligned, size }, ((byte_start - aligned) / 4) as u32)
+    (
+        Binding {
+            slot,
+            buffer: buf,
+            offset: aligned,
+            size,
+        },
+        ((byte_start - aligned) / 4) as u32,
+    )
 }
 
 /// Elements one binding may hold, leaving room for the alignment slack of [`window`].
@@ -153,13 +166,21 @@ fn elems_per_binding(buf: &GpuBuffer) -> usize {
 }
 
 /// Splits `[0, total)` into chunks of whole `unit`s, each at most `max_elems` elements.
-fn chunks(op: &'static str, total: usize, unit: usize, max_elems: usize) -> Result<Vec<(usize, usize)>> {
+fn chunks(
+    op: &'static str,
+    total: usize,
+    unit: usize,
+    max_elems: usize,
+) -> Result<Vec<(usize, usize)>> {
     let units_per_chunk = max_elems / unit;
     if units_per_chunk == 0 {
         return Err(Error::invalid(op, format!("one slice of {unit} elements is larger than a storage binding of {max_elems} elements")));
     }
     let step = units_per_chunk * unit;
-    Ok((0..total).step_by(step).map(|s| (s, step.min(total - s))).collect())
+    Ok((0..total)
+        .step_by(step)
+        .map(|s| (s, step.min(total - s)))
+        .collect())
 }
 
 fn dims8(v: &[usize], op: &'static str) -> Result<[u32; 8]> {
@@ -176,8 +197,20 @@ pub(crate) fn fill(out: &GpuBuffer, value: f32) -> Result<()> {
     let total = (out.bytes() / 4) as usize;
     for (start, len) in chunks("fill", total, 1, elems_per_binding(out))? {
         let (binding, off) = window(3, out, start, len);
-        let p = ElementwiseParams { len: u32_of("fill", len)?, scalar_a: value, out_offset: off, ..Default::default() };
-        ctx.launch("fill", Shader::Elementwise, "fill", &p, &[binding], ctx.grid_for("fill", len as u64)?)?;
+        let p = ElementwiseParams {
+            len: u32_of("fill", len)?,
+            scalar_a: value,
+            out_offset: off,
+            ..Default::default()
+        };
+        ctx.launch(
+            "fill",
+            Shader::Elementwise,
+            "fill",
+            &p,
+            &[binding],
+            ctx.grid_for("fill", len as u64)?,
+        )?;
     }
     Ok(())
 }
@@ -199,13 +232,26 @@ pub(crate) fn unary(x: &GpuBuffer, len: usize, op: UnaryOp) -> Result<GpuBuffer>
             out_offset: dst_off,
             ..Default::default()
         };
-        ctx.launch("unary", Shader::Elementwise, "unary", &p, &[src, dst], ctx.grid_for("unary", n as u64)?)?;
+        ctx.launch(
+            "unary",
+            Shader::Elementwise,
+            "unary",
+            &p,
+            &[src, dst],
+            ctx.grid_for("unary", n as u64)?,
+        )?;
     }
     Ok(out)
 }
 
 /// out = a ⊙ b over strided (broadcast) views of both inputs; `out` has the views' shape.
-pub(crate) fn binary(a: &GpuBuffer, av: &StridedView, b: &GpuBuffer, bv: &StridedView, op: BinaryOp) -> Result<GpuBuffer> {
+pub(crate) fn binary(
+    a: &GpuBuffer,
+    av: &StridedView,
+    b: &GpuBuffer,
+    bv: &StridedView,
+    op: BinaryOp,
+) -> Result<GpuBuffer> {
     let name = op.name();
     let ctx = a.context();
     let len = av.elem_count();
@@ -221,13 +267,30 @@ pub(crate) fn binary(a: &GpuBuffer, av: &StridedView, b: &GpuBuffer, bv: &Stride
         b_offset: u32_of(name, bv.offset)?,
         ..Default::default()
     };
-    let bindings = [Binding::whole(1, a), Binding::whole(2, b), Binding::whole(3, &out)];
-    ctx.launch(name, Shader::Elementwise, "binary", &p, &bindings, ctx.grid_for(name, len as u64)?)?;
+    let bindings = [
+        Binding::whole(1, a),
+        Binding::whole(2, b),
+        Binding::whole(3, &out),
+    ];
+    ctx.launch(
+        name,
+        Shader::Elementwise,
+        "binary",
+        &p,
+        &bindings,
+        ctx.grid_for(name, len as u64)?,
+    )?;
     Ok(out)
 }
 
 /// y = act(x · scale[c] + shift[c]) with `scale_shift` = [scale; channels] ++ [shift; channels].
-pub(crate) fn channel_affine(x: &GpuBuffer, len: usize, scale_shift: &GpuBuffer, channels: usize, act: Activation) -> Result<GpuBuffer> {
+pub(crate) fn channel_affine(
+    x: &GpuBuffer,
+    len: usize,
+    scale_shift: &GpuBuffer,
+    channels: usize,
+    act: Activation,
+) -> Result<GpuBuffer> {
     const OP: &str = "batch_norm";
     let ctx = x.context();
     let out = ctx.alloc(OP, bytes_of_elems(len))?;
@@ -249,13 +312,26 @@ pub(crate) fn channel_affine(x: &GpuBuffer, len: usize, scale_shift: &GpuBuffer,
             ..Default::default()
         };
         let bindings = [src, Binding::whole(2, scale_shift), dst];
-        ctx.launch(OP, Shader::Elementwise, "channel_affine", &p, &bindings, ctx.grid_for(OP, n as u64)?)?;
+        ctx.launch(
+            OP,
+            Shader::Elementwise,
+            "channel_affine",
+            &p,
+            &bindings,
+            ctx.grid_for(OP, n as u64)?,
+        )?;
     }
     Ok(out)
 }
 
 /// Copies the strided view `sv` of `src` into the strided view `dv` of `dst` (same shape).
-pub(crate) fn copy_strided(op: &'static str, src: &GpuBuffer, sv: &StridedView, dst: &GpuBuffer, dv: &StridedView) -> Result<()> {
+pub(crate) fn copy_strided(
+    op: &'static str,
+    src: &GpuBuffer,
+    sv: &StridedView,
+    dst: &GpuBuffer,
+    dv: &StridedView,
+) -> Result<()> {
     let ctx = src.context();
     let len = sv.elem_count();
     let p = LayoutParams {
@@ -268,7 +344,14 @@ pub(crate) fn copy_strided(op: &'static str, src: &GpuBuffer, sv: &StridedView, 
         dst_strides: dims8(&dv.strides, op)?,
     };
     let bindings = [Binding::whole(1, src), Binding::whole(2, dst)];
-    ctx.launch(op, Shader::Layout, "copy_strided", &p, &bindings, ctx.grid_for(op, len as u64)?)
+    ctx.launch(
+        op,
+        Shader::Layout,
+        "copy_strided",
+        &p,
+        &bindings,
+        ctx.grid_for(op, len as u64)?,
+    )
 }
 
 /// C[batch, m, n] = op(A) · op(B).
@@ -287,13 +370,26 @@ pub(crate) fn matmul(a: &GpuBuffer, b: &GpuBuffer, d: MatmulDims) -> Result<GpuB
         c_batch_stride: u32_of(OP, d.m * d.n)?,
         ..Default::default()
     };
-    let groups = [d.n.div_ceil(64) as u32, d.m.div_ceil(64) as u32, u32_of(OP, d.batch)?];
-    let bindings = [Binding::whole(1, a), Binding::whole(2, b), Binding::whole(3, &out)];
+    let groups = [
+        d.n.div_ceil(64) as u32,
+        d.m.div_ceil(64) as u32,
+        u32_of(OP, d.batch)?,
+    ];
+    let bindings = [
+        Binding::whole(1, a),
+        Binding::whole(2, b),
+        Binding::whole(3, &out),
+    ];
     ctx.launch(OP, Shader::Matmul, "matmul", &p, &bindings, groups)?;
     Ok(out)
 }
 
-fn conv_params(g: &WindowGeometry, batch: usize, x_offset: u32, out_offset: u32) -> Result<ConvParams> {
+fn conv_params(
+    g: &WindowGeometry,
+    batch: usize,
+    x_offset: u32,
+    out_offset: u32,
+) -> Result<ConvParams> {
     const OP: &str = "conv2d";
     let u = |v: usize| u32_of(OP, v);
     Ok(ConvParams {
@@ -339,7 +435,10 @@ fn over_batch_chunks(
     if per_chunk == 0 {
         return Err(Error::TooLarge {
             op,
-            what: format!("one image ({} input or {} output elements)", in_img, out_img),
+            what: format!(
+                "one image ({} input or {} output elements)",
+                in_img, out_img
+            ),
             bytes: bytes_of_elems(in_img.max(out_img)),
             limit: x.context().max_binding_bytes(),
             limit_name: "max_storage_buffer_binding_size",
@@ -368,7 +467,11 @@ pub(crate) fn conv2d(x: &GpuBuffer, w: &GpuBuffer, g: &WindowGeometry) -> Result
             let grid = ctx.grid_for(OP, (n * g.out_h * g.out_w * g.out_c) as u64)?;
             ctx.launch(OP, Shader::Depthwise, "depthwise", &p, &bindings, grid)
         } else {
-            let grid = [g.out_per_group().div_ceil(64) as u32, (p.rows as usize).div_ceil(64) as u32, p.groups];
+            let grid = [
+                g.out_per_group().div_ceil(64) as u32,
+                (p.rows as usize).div_ceil(64) as u32,
+                p.groups,
+            ];
             ctx.launch(OP, Shader::Conv2d, "conv2d", &p, &bindings, grid)
         }
     })?;
@@ -410,18 +513,44 @@ pub(crate) fn pool2d(x: &GpuBuffer, g: &WindowGeometry, op: PoolOp) -> Result<Gp
 }
 
 /// Reduces `x` viewed as [outer, len, inner] along the middle axis.
-pub(crate) fn reduce(x: &GpuBuffer, outer: usize, len: usize, inner: usize, op: ReduceOp) -> Result<GpuBuffer> {
+pub(crate) fn reduce(
+    x: &GpuBuffer,
+    outer: usize,
+    len: usize,
+    inner: usize,
+    op: ReduceOp,
+) -> Result<GpuBuffer> {
     const OP: &str = "reduce";
     let ctx = x.context();
     let outputs = outer * inner;
     let out = ctx.alloc(OP, bytes_of_elems(outputs))?;
-    let p = ReduceParams { outer: u32_of(OP, outer)?, len: u32_of(OP, len)?, inner: u32_of(OP, inner)?, op: op.code(), ..Default::default() };
+    let p = ReduceParams {
+        outer: u32_of(OP, outer)?,
+        len: u32_of(OP, len)?,
+        inner: u32_of(OP, inner)?,
+        op: op.code(),
+        ..Default::default()
+    };
     let bindings = [Binding::whole(1, x), Binding::whole(2, &out)];
     // Long axes with few outputs get a workgroup each; otherwise one invocation per output.
     if len >= 512 && outputs < 4096 {
-        ctx.launch(OP, Shader::Reduce, "reduce_wide", &p, &bindings, ctx.grid(OP, outputs as u64)?)?;
+        ctx.launch(
+            OP,
+            Shader::Reduce,
+            "reduce_wide",
+            &p,
+            &bindings,
+            ctx.grid(OP, outputs as u64)?,
+        )?;
     } else {
-        ctx.launch(OP, Shader::Reduce, "reduce_rows", &p, &bindings, ctx.grid_for(OP, outputs as u64)?)?;
+        ctx.launch(
+            OP,
+            Shader::Reduce,
+            "reduce_rows",
+            &p,
+            &bindings,
+            ctx.grid_for(OP, outputs as u64)?,
+        )?;
     }
     Ok(out)
 }
@@ -431,9 +560,21 @@ pub(crate) fn argmax(x: &GpuBuffer, outer: usize, len: usize, inner: usize) -> R
     const OP: &str = "argmax";
     let ctx = x.context();
     let out = ctx.alloc(OP, bytes_of_elems(outer * inner))?;
-    let p = ReduceParams { outer: u32_of(OP, outer)?, len: u32_of(OP, len)?, inner: u32_of(OP, inner)?, ..Default::default() };
+    let p = ReduceParams {
+        outer: u32_of(OP, outer)?,
+        len: u32_of(OP, len)?,
+        inner: u32_of(OP, inner)?,
+        ..Default::default()
+    };
     let bindings = [Binding::whole(1, x), Binding::whole(3, &out)];
-    ctx.launch(OP, Shader::Reduce, "argmax_rows", &p, &bindings, ctx.grid_for(OP, (outer * inner) as u64)?)?;
+    ctx.launch(
+        OP,
+        Shader::Reduce,
+        "argmax_rows",
+        &p,
+        &bindings,
+        ctx.grid_for(OP, (outer * inner) as u64)?,
+    )?;
     Ok(out)
 }
 
@@ -442,8 +583,20 @@ pub(crate) fn softmax(x: &GpuBuffer, rows: usize, cols: usize, log: bool) -> Res
     let op = if log { "log_softmax" } else { "softmax" };
     let ctx = x.context();
     let out = ctx.alloc(op, bytes_of_elems(rows * cols))?;
-    let p = SoftmaxParams { rows: u32_of(op, rows)?, cols: u32_of(op, cols)?, log: log as u32, _pad: 0 };
+    let p = SoftmaxParams {
+        rows: u32_of(op, rows)?,
+        cols: u32_of(op, cols)?,
+        log: log as u32,
+        _pad: 0,
+    };
     let bindings = [Binding::whole(1, x), Binding::whole(2, &out)];
-    ctx.launch(op, Shader::Softmax, "softmax", &p, &bindings, ctx.grid(op, rows as u64)?)?;
+    ctx.launch(
+        op,
+        Shader::Softmax,
+        "softmax",
+        &p,
+        &bindings,
+        ctx.grid(op, rows as u64)?,
+    )?;
     Ok(out)
 }

@@ -15,7 +15,9 @@ impl Tensor {
         let g = conv2d_geometry(self.shape(), kernel.shape(), options)?;
         let shape = g.out_shape();
         match (self.storage(), kernel.storage()) {
-            (Storage::Gpu(x), Storage::Gpu(w)) => Ok(self.with_gpu(gpu::ops::conv2d(x, w, &g)?, shape, DType::F32)),
+            (Storage::Gpu(x), Storage::Gpu(w)) => {
+                Ok(self.with_gpu(gpu::ops::conv2d(x, w, &g)?, shape, DType::F32))
+            }
             _ => Ok(self.with_cpu(cpu::conv2d(self.cpu_f32(), kernel.cpu_f32(), &g), shape)),
         }
     }

@@ -12,7 +12,11 @@ impl Tensor {
         let shape = self.shape().clone();
         match self.storage() {
             Storage::Cpu(_) => Ok(self.with_cpu(cpu::unary(self.cpu_f32(), op), shape)),
-            Storage::Gpu(b) => Ok(self.with_gpu(gpu::ops::unary(b, self.elem_count(), op)?, shape, DType::F32)),
+            Storage::Gpu(b) => Ok(self.with_gpu(
+                gpu::ops::unary(b, self.elem_count(), op)?,
+                shape,
+                DType::F32,
+            )),
         }
     }
 
@@ -69,7 +73,10 @@ impl Tensor {
         if s == 0.0 {
             return Err(Error::invalid("div_scalar", "division by zero"));
         }
-        self.unary(UnaryOp::Affine { mul: 1.0 / s, add: 0.0 })
+        self.unary(UnaryOp::Affine {
+            mul: 1.0 / s,
+            add: 0.0,
+        })
     }
     /// x · mul + add in one pass.
     pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
@@ -102,8 +109,13 @@ impl Tensor {
         let av = StridedView::broadcast_to(self.shape(), &shape);
         let bv = StridedView::broadcast_to(rhs.shape(), &shape);
         match (self.storage(), rhs.storage()) {
-            (Storage::Gpu(a), Storage::Gpu(b)) => Ok(self.with_gpu(gpu::ops::binary(a, &av, b, &bv, op)?, shape, DType::F32)),
-            _ => Ok(self.with_cpu(cpu::binary(self.cpu_f32(), &av, rhs.cpu_f32(), &bv, op), shape)),
+            (Storage::Gpu(a), Storage::Gpu(b)) => {
+                Ok(self.with_gpu(gpu::ops::binary(a, &av, b, &bv, op)?, shape, DType::F32))
+            }
+            _ => Ok(self.with_cpu(
+                cpu::binary(self.cpu_f32(), &av, rhs.cpu_f32(), &bv, op),
+                shape,
+            )),
         }
     }
 
@@ -136,7 +148,12 @@ impl Tensor {
     pub fn bias_add(&self, bias: &Tensor) -> Result<Tensor> {
         let last = self.dims().last().copied().unwrap_or(0);
         if bias.rank() != 1 || bias.dims()[0] != last {
-            return Err(Error::shapes("bias_add", self.shape(), bias.shape(), format!("the bias must be a vector of {last} values (the last axis)")));
+            return Err(Error::shapes(
+                "bias_add",
+                self.shape(),
+                bias.shape(),
+                format!("the bias must be a vector of {last} values (the last axis)"),
+            ));
         }
         self.add(bias)
     }

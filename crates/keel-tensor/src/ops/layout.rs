@@ -15,7 +15,13 @@ enum Assembly {
 
 impl Assembly {
     /// Storage for `shape`; `fill` is written first where not every element will be copied into.
-    fn new(op: &'static str, device: &Device, dtype: DType, shape: &Shape, fill: Option<f32>) -> Result<Assembly> {
+    fn new(
+        op: &'static str,
+        device: &Device,
+        dtype: DType,
+        shape: &Shape,
+        fill: Option<f32>,
+    ) -> Result<Assembly> {
         let n = shape.elem_count();
         let value = fill.unwrap_or(0.0);
         match &device.0 {
@@ -34,10 +40,20 @@ impl Assembly {
     }
 
     /// Copies view `sv` of `src` into view `dv` of the output.
-    fn copy(&mut self, op: &'static str, src: &Tensor, sv: &StridedView, dv: &StridedView) -> Result<()> {
+    fn copy(
+        &mut self,
+        op: &'static str,
+        src: &Tensor,
+        sv: &StridedView,
+        dv: &StridedView,
+    ) -> Result<()> {
         match (self, src.storage()) {
-            (Assembly::Cpu(CpuData::F32(d)), Storage::Cpu(CpuData::F32(s))) => cpu::copy_strided(s, sv, d, dv),
-            (Assembly::Cpu(CpuData::I32(d)), Storage::Cpu(CpuData::I32(s))) => cpu::copy_strided(s, sv, d, dv),
+            (Assembly::Cpu(CpuData::F32(d)), Storage::Cpu(CpuData::F32(s))) => {
+                cpu::copy_strided(s, sv, d, dv)
+            }
+            (Assembly::Cpu(CpuData::I32(d)), Storage::Cpu(CpuData::I32(s))) => {
+                cpu::copy_strided(s, sv, d, dv)
+            }
             (Assembly::Gpu(d), Storage::Gpu(s)) => gpu::ops::copy_strided(op, s, sv, d, dv)?,
             _ => return Err(Error::invalid(op, "operands differ in device or dtype")),
         }
@@ -58,12 +74,27 @@ impl Tensor {
     pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
         const OP: &str = "permute";
         let mut seen = vec![false; self.rank()];
-        if dims.len() != self.rank() || dims.iter().any(|&d| d >= self.rank() || std::mem::replace(&mut seen[d], true)) {
-            return Err(Error::invalid(OP, format!("{dims:?} is not a permutation of the {} axes of shape {}", self.rank(), self.shape())));
+        if dims.len() != self.rank()
+            || dims
+                .iter()
+                .any(|&d| d >= self.rank() || std::mem::replace(&mut seen[d], true))
+        {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "{dims:?} is not a permutation of the {} axes of shape {}",
+                    self.rank(),
+                    self.shape()
+                ),
+            ));
         }
         let strides = self.shape().strides();
         let shape = Shape::new(dims.iter().map(|&d| self.dims()[d]).collect::<Vec<_>>());
-        let sv = StridedView { shape: shape.dims().to_vec(), strides: dims.iter().map(|&d| strides[d]).collect(), offset: 0 };
+        let sv = StridedView {
+            shape: shape.dims().to_vec(),
+            strides: dims.iter().map(|&d| strides[d]).collect(),
+            offset: 0,
+        };
         let mut out = Assembly::new(OP, self.device(), self.dtype(), &shape, None)?;
         out.copy(OP, self, &sv, &StridedView::contiguous(&shape))?;
         Ok(out.finish(shape, self.dtype(), self.device()))
@@ -71,7 +102,10 @@ impl Tensor {
 
     /// Swaps two axes (negative counts from the end).
     pub fn transpose(&self, a: isize, b: isize) -> Result<Tensor> {
-        let (a, b) = (self.shape().axis("transpose", a)?, self.shape().axis("transpose", b)?);
+        let (a, b) = (
+            self.shape().axis("transpose", a)?,
+            self.shape().axis("transpose", b)?,
+        );
         let mut dims: Vec<usize> = (0..self.rank()).collect();
         dims.swap(a, b);
         self.permute(&dims)
@@ -81,20 +115,33 @@ impl Tensor {
     pub fn slice(&self, ranges: &[Range<usize>]) -> Result<Tensor> {
         const OP: &str = "slice";
         if ranges.len() > self.rank() {
-            return Err(Error::invalid(OP, format!("{} ranges for shape {}", ranges.len(), self.shape())));
+            return Err(Error::invalid(
+                OP,
+                format!("{} ranges for shape {}", ranges.len(), self.shape()),
+            ));
         }
         let strides = self.shape().strides();
         let mut dims = self.dims().to_vec();
         let mut offset = 0;
         for (axis, r) in ranges.iter().enumerate() {
             if r.start >= r.end || r.end > dims[axis] {
-                return Err(Error::invalid(OP, format!("range {r:?} is empty or out of bounds for axis {axis} of shape {}", self.shape())));
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "range {r:?} is empty or out of bounds for axis {axis} of shape {}",
+                        self.shape()
+                    ),
+                ));
             }
             offset += r.start * strides[axis];
             dims[axis] = r.end - r.start;
         }
         let shape = Shape::new(dims);
-        let sv = StridedView { shape: shape.dims().to_vec(), strides, offset };
+        let sv = StridedView {
+            shape: shape.dims().to_vec(),
+            strides,
+            offset,
+        };
         let mut out = Assembly::new(OP, self.device(), self.dtype(), &shape, None)?;
         out.copy(OP, self, &sv, &StridedView::contiguous(&shape))?;
         Ok(out.finish(shape, self.dtype(), self.device()))
@@ -111,16 +158,24 @@ impl Tensor {
     /// Joins tensors along `axis`; all other dimensions must agree.
     pub fn concat(tensors: &[&Tensor], axis: isize) -> Result<Tensor> {
         const OP: &str = "concat";
-        let first = *tensors.first().ok_or_else(|| Error::invalid(OP, "no tensors to join"))?;
+        let first = *tensors
+            .first()
+            .ok_or_else(|| Error::invalid(OP, "no tensors to join"))?;
         let axis = first.shape().axis(OP, axis)?;
         let mut dims = first.dims().to_vec();
         dims[axis] = 0;
         for t in tensors {
             first.same_device(OP, t)?;
             t.expect_dtype(OP, first.dtype())?;
-            let same_elsewhere = t.rank() == first.rank() && (0..t.rank()).all(|a| a == axis || t.dims()[a] == first.dims()[a]);
+            let same_elsewhere = t.rank() == first.rank()
+                && (0..t.rank()).all(|a| a == axis || t.dims()[a] == first.dims()[a]);
             if !same_elsewhere {
-                return Err(Error::shapes(OP, first.shape(), t.shape(), format!("only axis {axis} may differ")));
+                return Err(Error::shapes(
+                    OP,
+                    first.shape(),
+                    t.shape(),
+                    format!("only axis {axis} may differ"),
+                ));
             }
             dims[axis] += t.dims()[axis];
         }
@@ -129,7 +184,11 @@ impl Tensor {
         let mut out = Assembly::new(OP, first.device(), first.dtype(), &shape, None)?;
         let mut at = 0;
         for t in tensors {
-            let dv = StridedView { shape: t.dims().to_vec(), strides: out_strides.clone(), offset: at * out_strides[axis] };
+            let dv = StridedView {
+                shape: t.dims().to_vec(),
+                strides: out_strides.clone(),
+                offset: at * out_strides[axis],
+            };
             out.copy(OP, t, &StridedView::contiguous(t.shape()), &dv)?;
             at += t.dims()[axis];
         }
@@ -141,12 +200,30 @@ impl Tensor {
         const OP: &str = "pad";
         self.expect_dtype(OP, DType::F32)?;
         if pads.len() != self.rank() {
-            return Err(Error::invalid(OP, format!("{} (before, after) pairs for shape {} of rank {}", pads.len(), self.shape(), self.rank())));
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "{} (before, after) pairs for shape {} of rank {}",
+                    pads.len(),
+                    self.shape(),
+                    self.rank()
+                ),
+            ));
         }
-        let shape = Shape::new(self.dims().iter().zip(pads).map(|(&d, &(b, a))| d + b + a).collect::<Vec<_>>());
+        let shape = Shape::new(
+            self.dims()
+                .iter()
+                .zip(pads)
+                .map(|(&d, &(b, a))| d + b + a)
+                .collect::<Vec<_>>(),
+        );
         let strides = shape.strides();
         let offset = pads.iter().zip(&strides).map(|(&(b, _), &s)| b * s).sum();
-        let dv = StridedView { shape: self.dims().to_vec(), strides, offset };
+        let dv = StridedView {
+            shape: self.dims().to_vec(),
+            strides,
+            offset,
+        };
         let mut out = Assembly::new(OP, self.device(), DType::F32, &shape, Some(value))?;
         out.copy(OP, self, &StridedView::contiguous(self.shape()), &dv)?;
         Ok(out.finish(shape, DType::F32, self.device()))

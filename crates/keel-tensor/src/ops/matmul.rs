@@ -20,21 +20,38 @@ impl Tensor {
         rhs.expect_dtype(OP, DType::F32)?;
         let (a, b) = (self.dims(), rhs.dims());
         if a.len() < 2 || b.len() < 2 {
-            return Err(Error::shapes(OP, self.shape(), rhs.shape(), "both operands need at least 2 dimensions"));
+            return Err(Error::shapes(
+                OP,
+                self.shape(),
+                rhs.shape(),
+                "both operands need at least 2 dimensions",
+            ));
         }
         let (ra, ca) = (a[a.len() - 2], a[a.len() - 1]);
         let (rb, cb) = (b[b.len() - 2], b[b.len() - 1]);
         let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
         let (k2, n) = if trans_b { (cb, rb) } else { (rb, cb) };
         if k != k2 {
-            return Err(Error::shapes(OP, self.shape(), rhs.shape(), format!("inner dimensions differ: {k} vs {k2} (transposed: {trans_a}, {trans_b})")));
+            return Err(Error::shapes(
+                OP,
+                self.shape(),
+                rhs.shape(),
+                format!("inner dimensions differ: {k} vs {k2} (transposed: {trans_a}, {trans_b})"),
+            ));
         }
         let (batch_a, batch_b) = (&a[..a.len() - 2], &b[..b.len() - 2]);
         let batch_dims = match (batch_a.is_empty(), batch_b.is_empty()) {
             (_, true) => batch_a.to_vec(),
             (true, false) => batch_b.to_vec(),
             _ if batch_a == batch_b => batch_a.to_vec(),
-            _ => return Err(Error::shapes(OP, self.shape(), rhs.shape(), "batch dimensions differ")),
+            _ => {
+                return Err(Error::shapes(
+                    OP,
+                    self.shape(),
+                    rhs.shape(),
+                    "batch dimensions differ",
+                ))
+            }
         };
         let batch: usize = batch_dims.iter().product();
         let d = MatmulDims {
@@ -51,7 +68,9 @@ impl Tensor {
         out_dims.extend([m, n]);
         let shape = Shape::new(out_dims);
         match (self.storage(), rhs.storage()) {
-            (Storage::Gpu(x), Storage::Gpu(y)) => Ok(self.with_gpu(gpu::ops::matmul(x, y, d)?, shape, DType::F32)),
+            (Storage::Gpu(x), Storage::Gpu(y)) => {
+                Ok(self.with_gpu(gpu::ops::matmul(x, y, d)?, shape, DType::F32))
+            }
             _ => Ok(self.with_cpu(cpu::matmul(self.cpu_f32(), rhs.cpu_f32(), d), shape)),
         }
     }

@@ -28,9 +28,17 @@ impl Tensor {
 
     fn global_pool(&self, name: &'static str, op: ReduceOp) -> Result<Tensor> {
         let &[n, h, w, c] = self.dims() else {
-            return Err(Error::invalid(name, format!("expected an NHWC input of rank 4, got shape {}", self.shape())));
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "expected an NHWC input of rank 4, got shape {}",
+                    self.shape()
+                ),
+            ));
         };
-        self.reshape([n, h * w, c])?.reduce_axis(name, 1, op)?.reshape(Shape::new([n, c]))
+        self.reshape([n, h * w, c])?
+            .reduce_axis(name, 1, op)?
+            .reshape(Shape::new([n, c]))
     }
 
     /// Mean over height and width: [N, H, W, C] → [N, C] (Keras' GlobalAveragePooling2D).

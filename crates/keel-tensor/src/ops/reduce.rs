@@ -6,15 +6,26 @@ use crate::{cpu, gpu, DType, Result, Shape, Tensor};
 
 impl Tensor {
     /// Reduces one axis, keeping it with length 1.
-    pub(crate) fn reduce_axis(&self, name: &'static str, axis: usize, op: ReduceOp) -> Result<Tensor> {
+    pub(crate) fn reduce_axis(
+        &self,
+        name: &'static str,
+        axis: usize,
+        op: ReduceOp,
+    ) -> Result<Tensor> {
         self.expect_dtype(name, DType::F32)?;
         let (outer, len, inner) = self.shape().split_at_axis(axis);
         let mut dims = self.dims().to_vec();
         dims[axis] = 1;
         let shape = Shape::new(dims);
         match self.storage() {
-            Storage::Gpu(x) => Ok(self.with_gpu(gpu::ops::reduce(x, outer, len, inner, op)?, shape, DType::F32)),
-            Storage::Cpu(_) => Ok(self.with_cpu(cpu::reduce(self.cpu_f32(), outer, len, inner, op), shape)),
+            Storage::Gpu(x) => Ok(self.with_gpu(
+                gpu::ops::reduce(x, outer, len, inner, op)?,
+                shape,
+                DType::F32,
+            )),
+            Storage::Cpu(_) => {
+                Ok(self.with_cpu(cpu::reduce(self.cpu_f32(), outer, len, inner, op), shape))
+            }
         }
     }
 
@@ -29,7 +40,9 @@ impl Tensor {
         let mut resolved = if axes.is_empty() {
             (0..self.rank()).collect::<Vec<_>>()
         } else {
-            axes.iter().map(|&a| self.shape().axis(name, a)).collect::<Result<Vec<_>>>()?
+            axes.iter()
+                .map(|&a| self.shape().axis(name, a))
+                .collect::<Result<Vec<_>>>()?
         };
         resolved.sort_unstable();
         resolved.dedup();
@@ -40,7 +53,10 @@ impl Tensor {
         if keepdim {
             return Ok(out);
         }
-        let kept: Vec<usize> = (0..self.rank()).filter(|a| !resolved.contains(a)).map(|a| self.dims()[a]).collect();
+        let kept: Vec<usize> = (0..self.rank())
+            .filter(|a| !resolved.contains(a))
+            .map(|a| self.dims()[a])
+            .collect();
         out.reshape(kept)
     }
 
@@ -79,12 +95,18 @@ impl Tensor {
         }
         let shape = Shape::new(dims);
         match self.storage() {
-            Storage::Gpu(x) => Ok(self.with_gpu(gpu::ops::argmax(x, outer, len, inner)?, shape, DType::I32)),
+            Storage::Gpu(x) => {
+                Ok(self.with_gpu(gpu::ops::argmax(x, outer, len, inner)?, shape, DType::I32))
+            }
             Storage::Cpu(_) => {
                 let idx = cpu::argmax(self.cpu_f32(), outer, len, inner);
-                Ok(Tensor::from_storage(Storage::Cpu(CpuData::I32(idx)), shape, DType::I32, self.device().clone()))
+                Ok(Tensor::from_storage(
+                    Storage::Cpu(CpuData::I32(idx)),
+                    shape,
+                    DType::I32,
+                    self.device().clone(),
+                ))
             }
         }
     }
 }
-

@@ -13,7 +13,9 @@ impl Tensor {
         let rows = self.elem_count() / cols;
         let shape = self.shape().clone();
         match self.storage() {
-            Storage::Gpu(x) => Ok(self.with_gpu(gpu::ops::softmax(x, rows, cols, log)?, shape, DType::F32)),
+            Storage::Gpu(x) => {
+                Ok(self.with_gpu(gpu::ops::softmax(x, rows, cols, log)?, shape, DType::F32))
+            }
             Storage::Cpu(_) => Ok(self.with_cpu(cpu::softmax(self.cpu_f32(), cols, log), shape)),
         }
     }
