@@ -3,6 +3,8 @@
 //!
 //! `cargo run --release --example bench -- [--device auto|wgpu|cpu] [--json] [--gemm-crates]`
 
+mod common;
+
 use clap::Parser;
 use keel::{Conv2dOptions, Device, Padding, Tensor};
 use std::time::Instant;
@@ -48,15 +50,7 @@ fn median_secs(
 
 fn random(shape: &[usize], seed: u64, device: &Device) -> keel::Result<Tensor> {
     let n: usize = shape.iter().product();
-    let mut s = seed;
-    let data = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect();
+    let data = common::values(n, seed, 0.5);
     Tensor::from_vec(data, shape.to_vec(), device)
 }
 

@@ -3,22 +3,11 @@
 //!
 //! `cargo run --release --example devices`
 
-use keel::tensor::debug;
+mod common;
+
+use common::values;
 use keel::{Conv2dOptions, Device, Padding, Pool2dOptions, Tensor};
 use std::time::Instant;
-
-/// Deterministic pseudo-random values in [-scale, scale).
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
 
 /// Conv(3→16) → ReLU → MaxPool → Conv(16→32) → ReLU → MaxPool → Flatten → Dense(10) → Softmax.
 fn small_cnn(x: &Tensor, device: &Device) -> keel::Result<Tensor> {
@@ -48,7 +37,6 @@ fn small_cnn(x: &Tensor, device: &Device) -> keel::Result<Tensor> {
 }
 
 fn main() -> keel::Result<()> {
-    debug::set_poison_outputs(false);
     println!("keel devices");
     println!("  cpu : {}", Device::cpu());
     let wgpu = Device::wgpu();

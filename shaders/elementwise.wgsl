@@ -24,6 +24,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src_a: array<f32>;
 @group(0) @binding(2) var<storage, read> src_b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<storage, read> src_c: array<f32>;
 
 const WG: u32 = 256u;
 
@@ -127,7 +128,7 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     dst[p.out_offset + i] = apply_binary(p.op, src_a[ia], src_b[ib]);
 }
 
-// dst = act(x * scale[c] + shift[c]); src_b holds scale (channels values) then shift.
+// dst = act(x * scale[c] + shift[c]) with scale in src_b and shift in src_c.
 // op: 0 none, 1 relu, 2 relu6.
 @compute @workgroup_size(256)
 fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -136,7 +137,7 @@ fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         return;
     }
     let c = (p.index_base + i) % p.channels;
-    var y = src_a[p.a_offset + i] * src_b[c] + src_b[p.channels + c];
+    var y = src_a[p.a_offset + i] * src_b[c] + src_c[c];
     if (p.op == 1u) {
         y = max(y, 0.0);
     } else if (p.op == 2u) {

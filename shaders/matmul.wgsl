@@ -13,10 +13,6 @@ struct Params {
     a_batch_stride: u32,
     b_batch_stride: u32,
     c_batch_stride: u32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,8 +25,8 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
     let t = lid.y * 8u + lid.x;
-    let a_base = p.a_offset + wid.z * p.a_batch_stride;
-    let b_base = p.b_offset + wid.z * p.b_batch_stride;
+    let a_base = wid.z * p.a_batch_stride;
+    let b_base = wid.z * p.b_batch_stride;
     var acc: array<vec4<f32>, 16>; // acc[2i + h]: row i, columns 4h..4h+3 of this invocation's 8×8 block
 
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
@@ -72,7 +68,7 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         workgroupBarrier();
     }
 
-    let c_base = p.c_offset + wid.z * p.c_batch_stride;
+    let c_base = wid.z * p.c_batch_stride;
     for (var i = 0u; i < 8u; i++) {
         let r = row0 + lid.y * 8u + i;
         if (r >= p.m) {

@@ -7,10 +7,6 @@ struct Params {
     len: u32,
     inner: u32,
     op: u32,        // 0 sum, 1 mean, 2 max, 3 min
-    x_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -47,7 +43,7 @@ fn finish(op: u32, acc: f32) -> f32 {
 fn element(o: u32, l: u32) -> f32 {
     let oi = o / p.inner;
     let ii = o % p.inner;
-    return x[p.x_offset + (oi * p.len + l) * p.inner + ii];
+    return x[(oi * p.len + l) * p.inner + ii];
 }
 
 @compute @workgroup_size(256)

@@ -110,7 +110,26 @@ impl Runner {
             .push(format!("{} [{case}] on {device}: {why}", self.current));
     }
 
-    /// Runs `op` on `inputs` on every device and compares with `expected`.
+    /// Runs `op` on `inputs` on every device; `verify` returns why the output is wrong, if it is.
+    fn run_case(
+        &mut self,
+        case: &str,
+        inputs: &[Input],
+        op: impl Fn(&[Tensor]) -> keel::Result<Tensor>,
+        verify: impl Fn(&Tensor) -> keel::Result<Option<String>>,
+    ) {
+        for i in 0..self.devices.len() {
+            let device = self.devices[i].clone();
+            self.cases[i] += 1;
+            match run_on(&device, inputs, &op).and_then(|y| verify(&y)) {
+                Err(e) => self.fail(&device, case, format!("error: {e}")),
+                Ok(Some(why)) => self.fail(&device, case, why),
+                Ok(None) => {}
+            }
+        }
+    }
+
+    /// Runs `op` on `inputs` on every device and compares with `expected` within `tol`.
     pub fn check(
         &mut self,
         case: &str,
@@ -118,25 +137,17 @@ impl Runner {
         op: impl Fn(&[Tensor]) -> keel::Result<Tensor>,
         expected: &Expected,
     ) {
-        for i in 0..self.devices.len() {
-            let device = self.devices[i].clone();
-            self.cases[i] += 1;
-            let result =
-                run_on(&device, inputs, &op).and_then(|y| Ok((y.dims().to_vec(), y.to_vec()?)));
-            match result {
-                Err(e) => self.fail(&device, case, format!("error: {e}")),
-                Ok((shape, _)) if shape != expected.shape => self.fail(
-                    &device,
-                    case,
-                    format!("shape {shape:?}, expected {:?}", expected.shape),
-                ),
-                Ok((_, got)) => {
-                    if let Some(why) = compare(&got, &expected.data, self.tol) {
-                        self.fail(&device, case, why);
-                    }
-                }
+        let tol = self.tol;
+        self.run_case(case, inputs, op, |y| {
+            if y.dims() != expected.shape {
+                return Ok(Some(format!(
+                    "shape {:?}, expected {:?}",
+                    y.dims(),
+                    expected.shape
+                )));
             }
-        }
+            Ok(compare(&y.to_vec()?, &expected.data, tol))
+        });
     }
 
     /// Like [`check`](Self::check) for ops with an i32 result, compared exactly.
@@ -148,21 +159,16 @@ impl Runner {
         shape: &[usize],
         expected: &[i32],
     ) {
-        for i in 0..self.devices.len() {
-            let device = self.devices[i].clone();
-            self.cases[i] += 1;
-            let result =
-                run_on(&device, inputs, &op).and_then(|y| Ok((y.dims().to_vec(), y.to_vec_i32()?)));
-            match result {
-                Err(e) => self.fail(&device, case, format!("error: {e}")),
-                Ok((s, got)) if s != shape || got != expected => self.fail(
-                    &device,
-                    case,
-                    format!("got {s:?} {got:?}, expected {shape:?} {expected:?}"),
-                ),
-                Ok(_) => {}
-            }
-        }
+        self.run_case(case, inputs, op, |y| {
+            let got = y.to_vec_i32()?;
+            let ok = y.dims() == shape && got == expected;
+            Ok((!ok).then(|| {
+                format!(
+                    "got {:?} {got:?}, expected {shape:?} {expected:?}",
+                    y.dims()
+                )
+            }))
+        });
     }
 
     /// Records a failure that is not a comparison (an error test, say).

@@ -425,6 +425,9 @@ fn global_pool(t: &mut Runner, rng: &mut Rng) {
     }
 }
 
+/// A reduction's name, its f64 reference over the reduced values, and the op.
+type ReduceCase = (&'static str, fn(&[f64]) -> f64, keel::tensor::ReduceOp);
+
 fn reductions(t: &mut Runner, rng: &mut Rng) {
     let shape = [5, 3, 7];
     for axes in [&[0isize][..], &[1], &[-1], &[0, 2], &[]] {
@@ -437,7 +440,7 @@ fn reductions(t: &mut Runner, rng: &mut Rng) {
                     .map(|&a| if a < 0 { (a + 3) as usize } else { a as usize })
                     .collect()
             };
-            let cases: [(&str, fn(&[f64]) -> f64, keel::tensor::ReduceOp); 4] = [
+            let cases: [ReduceCase; 4] = [
                 ("sum", |g| g.iter().sum(), keel::tensor::ReduceOp::Sum),
                 (
                     "mean",

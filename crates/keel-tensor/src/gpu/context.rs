@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 
 use super::buffer::BufferPool;
-use super::kernels::PipelineKey;
+use super::kernels::{Pipeline, PipelineKey};
 
 /// Submit the recorded work after this many dispatches, so the GPU starts while we keep recording.
 const DISPATCHES_PER_SUBMIT: usize = 128;
@@ -20,7 +20,7 @@ pub(crate) struct GpuContext {
     /// Errors wgpu reported outside an error scope; surfaced at the next wait.
     errors: Arc<Mutex<Vec<String>>>,
     recorder: Mutex<Recorder>,
-    pub(super) pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    pub(super) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     pub(super) pool: Mutex<BufferPool>,
 }
 

@@ -41,7 +41,14 @@ impl Shader {
 /// Pipelines are cached per (file, entry point).
 pub(crate) type PipelineKey = (Shader, &'static str);
 
+/// A compiled entry point and the layout its bind groups are made for.
+pub(crate) struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
 /// A byte range of a buffer bound at one binding slot of a kernel.
+#[derive(Clone, Copy)]
 pub(crate) struct Binding<'a> {
     pub slot: u32,
     pub buffer: &'a GpuBuffer,
@@ -67,7 +74,7 @@ impl<'a> Binding<'a> {
 pub(crate) const WORKGROUP: u64 = 256;
 
 impl GpuContext {
-    fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<Arc<wgpu::ComputePipeline>> {
+    fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<Arc<Pipeline>> {
         if let Some(p) = self.pipelines.lock().unwrap().get(&(shader, entry)) {
             return Ok(p.clone());
         }
@@ -94,7 +101,8 @@ impl GpuContext {
                 super::context::describe_error(&e)
             )));
         }
-        let pipeline = Arc::new(pipeline);
+        let layout = pipeline.get_bind_group_layout(0);
+        let pipeline = Arc::new(Pipeline { pipeline, layout });
         self.pipelines
             .lock()
             .unwrap()
@@ -172,7 +180,7 @@ impl GpuContext {
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(entry),
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &pipeline.layout,
             entries: &entries,
         });
         self.record(|encoder| {
@@ -180,7 +188,7 @@ impl GpuContext {
                 label: Some(entry),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&pipeline);
+            pass.set_pipeline(&pipeline.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         });

@@ -53,10 +53,6 @@ struct MatmulParams {
     a_batch_stride: u32,
     b_batch_stride: u32,
     c_batch_stride: u32,
-    a_offset: u32,
-    b_offset: u32,
-    c_offset: u32,
-    _pad: u32,
 }
 
 #[repr(C)]
@@ -114,8 +110,6 @@ struct ReduceParams {
     len: u32,
     inner: u32,
     op: u32,
-    x_offset: u32,
-    _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -191,56 +185,88 @@ fn dims8(v: &[usize], op: &'static str) -> Result<[u32; 8]> {
     Ok(out)
 }
 
-/// Fills the first `out.bytes()/4` elements of `out` with `value`.
-pub(crate) fn fill(out: &GpuBuffer, value: f32) -> Result<()> {
+/// Runs the elementwise kernel `entry` over `len` elements, in chunks that each fit one storage
+/// binding: `input` (binding 1) and `out` (binding 3) are bound a window at a time, `whole` as
+/// they are. `params(start, n, input_offset, out_offset)` fills the chunk's parameter block.
+fn over_flat_chunks(
+    op: &'static str,
+    entry: &'static str,
+    input: Option<&GpuBuffer>,
+    out: &GpuBuffer,
+    len: usize,
+    whole: &[Binding<'_>],
+    params: impl Fn(usize, usize, u32, u32) -> Result<ElementwiseParams>,
+) -> Result<()> {
     let ctx = out.context();
-    let total = (out.bytes() / 4) as usize;
-    for (start, len) in chunks("fill", total, 1, elems_per_binding(out))? {
-        let (binding, off) = window(3, out, start, len);
-        let p = ElementwiseParams {
-            len: u32_of("fill", len)?,
-            scalar_a: value,
-            out_offset: off,
-            ..Default::default()
+    for (start, n) in chunks(op, len, 1, elems_per_binding(out))? {
+        let (dst, dst_off) = window(3, out, start, n);
+        let mut bindings = vec![dst];
+        let src_off = match input {
+            Some(x) => {
+                let (src, off) = window(1, x, start, n);
+                bindings.push(src);
+                off
+            }
+            None => 0,
         };
+        bindings.extend_from_slice(whole);
+        let p = params(start, n, src_off, dst_off)?;
         ctx.launch(
-            "fill",
+            op,
             Shader::Elementwise,
-            "fill",
+            entry,
             &p,
-            &[binding],
-            ctx.grid_for("fill", len as u64)?,
+            &bindings,
+            ctx.grid_for(op, n as u64)?,
         )?;
     }
     Ok(())
 }
 
+/// Fills the first `out.bytes()/4` elements of `out` with `value`.
+pub(crate) fn fill(out: &GpuBuffer, value: f32) -> Result<()> {
+    let len = (out.bytes() / 4) as usize;
+    over_flat_chunks(
+        "fill",
+        "fill",
+        None,
+        out,
+        len,
+        &[],
+        |_, n, _, out_offset| {
+            Ok(ElementwiseParams {
+                len: u32_of("fill", n)?,
+                scalar_a: value,
+                out_offset,
+                ..Default::default()
+            })
+        },
+    )
+}
+
 /// y = op(x), elementwise.
 pub(crate) fn unary(x: &GpuBuffer, len: usize, op: UnaryOp) -> Result<GpuBuffer> {
-    let ctx = x.context();
-    let out = ctx.alloc("unary", bytes_of_elems(len))?;
-    let (code, a, b) = op.code();
-    for (start, n) in chunks("unary", len, 1, elems_per_binding(x))? {
-        let (src, src_off) = window(1, x, start, n);
-        let (dst, dst_off) = window(3, &out, start, n);
-        let p = ElementwiseParams {
-            len: u32_of("unary", n)?,
-            op: code,
-            scalar_a: a,
-            scalar_b: b,
-            a_offset: src_off,
-            out_offset: dst_off,
-            ..Default::default()
-        };
-        ctx.launch(
-            "unary",
-            Shader::Elementwise,
-            "unary",
-            &p,
-            &[src, dst],
-            ctx.grid_for("unary", n as u64)?,
-        )?;
-    }
+    let out = x.context().alloc("unary", bytes_of_elems(len))?;
+    let (code, scalar_a, scalar_b) = op.code();
+    over_flat_chunks(
+        "unary",
+        "unary",
+        Some(x),
+        &out,
+        len,
+        &[],
+        |_, n, a_offset, out_offset| {
+            Ok(ElementwiseParams {
+                len: u32_of("unary", n)?,
+                op: code,
+                scalar_a,
+                scalar_b,
+                a_offset,
+                out_offset,
+                ..Default::default()
+            })
+        },
+    )?;
     Ok(out)
 }
 
@@ -283,44 +309,42 @@ pub(crate) fn binary(
     Ok(out)
 }
 
-/// y = act(x · scale[c] + shift[c]) with `scale_shift` = [scale; channels] ++ [shift; channels].
+/// y = act(x · scale[c] + shift[c]) over the last axis of `channels` values.
 pub(crate) fn channel_affine(
     x: &GpuBuffer,
     len: usize,
-    scale_shift: &GpuBuffer,
+    scale: &GpuBuffer,
+    shift: &GpuBuffer,
     channels: usize,
     act: Activation,
 ) -> Result<GpuBuffer> {
-    const OP: &str = "batch_norm";
-    let ctx = x.context();
-    let out = ctx.alloc(OP, bytes_of_elems(len))?;
+    const OP: &str = "channel_affine";
+    let out = x.context().alloc(OP, bytes_of_elems(len))?;
     let act_code = match act {
         Activation::None => 0,
         Activation::Relu => 1,
         Activation::Relu6 => 2,
     };
-    for (start, n) in chunks(OP, len, 1, elems_per_binding(x))? {
-        let (src, src_off) = window(1, x, start, n);
-        let (dst, dst_off) = window(3, &out, start, n);
-        let p = ElementwiseParams {
-            len: u32_of(OP, n)?,
-            op: act_code,
-            channels: u32_of(OP, channels)?,
-            a_offset: src_off,
-            out_offset: dst_off,
-            index_base: (start % channels) as u32,
-            ..Default::default()
-        };
-        let bindings = [src, Binding::whole(2, scale_shift), dst];
-        ctx.launch(
-            OP,
-            Shader::Elementwise,
-            "channel_affine",
-            &p,
-            &bindings,
-            ctx.grid_for(OP, n as u64)?,
-        )?;
-    }
+    let whole = [Binding::whole(2, scale), Binding::whole(4, shift)];
+    over_flat_chunks(
+        OP,
+        "channel_affine",
+        Some(x),
+        &out,
+        len,
+        &whole,
+        |start, n, a_offset, out_offset| {
+            Ok(ElementwiseParams {
+                len: u32_of(OP, n)?,
+                op: act_code,
+                channels: u32_of(OP, channels)?,
+                a_offset,
+                out_offset,
+                index_base: (start % channels) as u32,
+                ..Default::default()
+            })
+        },
+    )?;
     Ok(out)
 }
 
@@ -368,7 +392,6 @@ pub(crate) fn matmul(a: &GpuBuffer, b: &GpuBuffer, d: MatmulDims) -> Result<GpuB
         a_batch_stride: u32_of(OP, d.a_batch_stride)?,
         b_batch_stride: u32_of(OP, d.b_batch_stride)?,
         c_batch_stride: u32_of(OP, d.m * d.n)?,
-        ..Default::default()
     };
     let groups = [
         d.n.div_ceil(64) as u32,
@@ -529,7 +552,6 @@ pub(crate) fn reduce(
         len: u32_of(OP, len)?,
         inner: u32_of(OP, inner)?,
         op: op.code(),
-        ..Default::default()
     };
     let bindings = [Binding::whole(1, x), Binding::whole(2, &out)];
     // Long axes with few outputs get a workgroup each; otherwise one invocation per output.

@@ -31,15 +31,12 @@ impl Tensor {
         let shape = self.shape().clone();
         match self.storage() {
             Storage::Gpu(x) => {
-                let packed = Tensor::concat(&[scale, shift], 0)?;
-                let Storage::Gpu(ss) = packed.storage() else {
-                    unreachable!("concat keeps the device")
+                let (Storage::Gpu(sc), Storage::Gpu(sh)) = (scale.storage(), shift.storage())
+                else {
+                    unreachable!("same device checked above")
                 };
-                Ok(self.with_gpu(
-                    gpu::ops::channel_affine(x, self.elem_count(), ss, c, act)?,
-                    shape,
-                    DType::F32,
-                ))
+                let y = gpu::ops::channel_affine(x, self.elem_count(), sc, sh, c, act)?;
+                Ok(self.with_gpu(y, shape, DType::F32))
             }
             Storage::Cpu(_) => Ok(self.with_cpu(
                 cpu::channel_affine(self.cpu_f32(), scale.cpu_f32(), shift.cpu_f32(), act),
