@@ -156,7 +156,7 @@ fn gemm_crates() -> (f64, f64) {
     (gemm, mm)
 }
 
-fn main() -> keel::Result<()> {
+fn run() -> keel::Result<()> {
     let args = Args::parse();
     let devices = match &args.device {
         Some(name) => vec![Device::from_name(name)?],
@@ -206,4 +206,11 @@ fn main() -> keel::Result<()> {
         println!("CPU GEMM crates, 1024³ f32, {} threads: gemm {g:.1} GFLOP/s, matrixmultiply {m:.1} GFLOP/s", rayon::current_num_threads());
     }
     Ok(())
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
 }

@@ -36,7 +36,7 @@ fn small_cnn(x: &Tensor, device: &Device) -> keel::Result<Tensor> {
         .softmax()
 }
 
-fn main() -> keel::Result<()> {
+fn run() -> keel::Result<()> {
     println!("keel devices");
     println!("  cpu : {}", Device::cpu());
     let wgpu = Device::wgpu();
@@ -82,4 +82,11 @@ fn main() -> keel::Result<()> {
         }
     }
     Ok(())
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
 }

@@ -19,9 +19,14 @@ pub(crate) enum DeviceKind {
 static WGPU: OnceLock<std::result::Result<Arc<GpuContext>, String>> = OnceLock::new();
 
 fn shared_wgpu() -> Result<Arc<GpuContext>> {
-    WGPU.get_or_init(|| GpuContext::open().map(Arc::new).map_err(|e| e.to_string()))
-        .clone()
-        .map_err(Error::NoAdapter)
+    WGPU.get_or_init(|| {
+        GpuContext::open().map(Arc::new).map_err(|e| match e {
+            Error::NoAdapter(reason) => reason,
+            other => other.to_string(),
+        })
+    })
+    .clone()
+    .map_err(Error::NoAdapter)
 }
 
 impl Device {

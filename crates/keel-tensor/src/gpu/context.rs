@@ -55,9 +55,8 @@ fn adapter_rank(t: wgpu::DeviceType) -> u8 {
 impl GpuContext {
     /// Opens the best adapter (see [`adapter_rank`]) with the adapter's own limits.
     pub fn open() -> Result<GpuContext> {
-        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        let backends = desc.backends;
-        let instance = wgpu::Instance::new(desc);
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let wanted = std::env::var("WGPU_ADAPTER_NAME")
             .ok()
             .map(|s| s.to_lowercase());
@@ -66,10 +65,14 @@ impl GpuContext {
             .filter(|a| wanted.as_ref().is_none_or(|w| a.get_info().name.to_lowercase().contains(w)))
             .max_by_key(|a| adapter_rank(a.get_info().device_type))
             .ok_or_else(|| {
+                let narrowed: Vec<String> = [("WGPU_BACKEND", std::env::var("WGPU_BACKEND")), ("WGPU_ADAPTER_NAME", std::env::var("WGPU_ADAPTER_NAME"))]
+                    .into_iter()
+                    .filter_map(|(k, v)| v.ok().map(|v| format!("{k}={v}")))
+                    .collect();
                 Error::NoAdapter(format!(
-                    "wgpu found no adapter for backends {backends:?}{}; on Linux without a GPU install lavapipe: \
+                    "wgpu found no Vulkan, Metal or DX12 adapter{}; on Linux without a GPU install lavapipe: \
                      apt-get install -y mesa-vulkan-drivers libvulkan1",
-                    wanted.map(|w| format!(" named like {w:?}")).unwrap_or_default()
+                    if narrowed.is_empty() { String::new() } else { format!(" ({})", narrowed.join(", ")) }
                 ))
             })?;
         let info = adapter.get_info();
