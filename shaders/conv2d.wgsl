@@ -51,6 +51,9 @@ fn patch_value(row: u32, kk: u32, group: u32) -> f32 {
     let ci = rem2 % p.in_per_group;
     let ih = i32(oh * p.stride_h + kh * p.dilation_h) - i32(p.pad_top);
     let iw = i32(ow * p.stride_w + kw * p.dilation_w) - i32(p.pad_left);
+    if (row >= p.rows || kk >= p.depth) {
+        return 0.0;
+    }
     if (ih < 0 || iw < 0 || ih >= i32(p.in_h) || iw >= i32(p.in_w)) {
         return 0.0;
     }
@@ -67,41 +70,68 @@ fn conv2d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     var acc: array<vec4<f32>, 16>; // acc[2i + h]: row i, columns 4h..4h+3 of this invocation's 8×8 block
 
     for (var k0 = 0u; k0 < p.depth; k0 += TILE_K) {
-        for (var i = 0u; i < 16u; i++) {
+        for (var i = 0u; i < 4u; i++) {
+            // Consecutive invocations take consecutive depths (input channels) of four pixels.
             let e = t + i * THREADS;
-            let r = e / TILE_K;
             let kk = e % TILE_K;
-            var v = 0.0;
-            if (row0 + r < p.rows && k0 + kk < p.depth) {
-                v = patch_value(row0 + r, k0 + kk, group);
-            }
-            tile_a[kk * TILE + r] = v;
+            let q = e / TILE_K;
+            tile_a[kk * QUADS + q] = vec4<f32>(
+                patch_value(row0 + 4u * q, k0 + kk, group),
+                patch_value(row0 + 4u * q + 1u, k0 + kk, group),
+                patch_value(row0 + 4u * q + 2u, k0 + kk, group),
+                patch_value(row0 + 4u * q + 3u, k0 + kk, group),
+            );
         }
-        for (var i = 0u; i < 16u; i++) {
+        for (var i = 0u; i < 4u; i++) {
             let e = t + i * THREADS;
-            let kk = e / TILE;
-            let col = e % TILE;
-            var v = 0.0;
-            if (col0 + col < p.out_per_group && k0 + kk < p.depth) {
-                v = w[(k0 + kk) * p.out_c + group * p.out_per_group + col0 + col];
-            }
-            tile_b[kk * TILE + col] = v;
+            let kk = e / QUADS;
+            let q = e % QUADS;
+            tile_b[kk * QUADS + q] = vec4<f32>(
+                weight(k0 + kk, col0 + 4u * q, group),
+                weight(k0 + kk, col0 + 4u * q + 1u, group),
+                weight(k0 + kk, col0 + 4u * q + 2u, group),
+                weight(k0 + kk, col0 + 4u * q + 3u, group),
+            );
         }
         workgroupBarrier();
         multiply_tile(&acc, lid);
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 8u; i++) {
-        let r = row0 + lid.y * 8u + i;
-        if (r >= p.rows) {
-            break;
+    // Constant indices keep acc in registers.
+    store_row(row0 + owned(0u, lid.y), col0, lid.x, group, acc[0], acc[1]);
+    store_row(row0 + owned(1u, lid.y), col0, lid.x, group, acc[2], acc[3]);
+    store_row(row0 + owned(2u, lid.y), col0, lid.x, group, acc[4], acc[5]);
+    store_row(row0 + owned(3u, lid.y), col0, lid.x, group, acc[6], acc[7]);
+    store_row(row0 + owned(4u, lid.y), col0, lid.x, group, acc[8], acc[9]);
+    store_row(row0 + owned(5u, lid.y), col0, lid.x, group, acc[10], acc[11]);
+    store_row(row0 + owned(6u, lid.y), col0, lid.x, group, acc[12], acc[13]);
+    store_row(row0 + owned(7u, lid.y), col0, lid.x, group, acc[14], acc[15]);
+}
+
+// Kernel entry at depth kk (kh, kw, input channel) and output channel `col` of the group,
+// zero outside the kernel.
+fn weight(kk: u32, col: u32, group: u32) -> f32 {
+    if (kk >= p.depth || col >= p.out_per_group) {
+        return 0.0;
+    }
+    return w[kk * p.out_c + group * p.out_per_group + col];
+}
+
+// Writes the eight output channels that invocation column `x` owns of output pixel `row`.
+fn store_row(row: u32, col0: u32, x: u32, group: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (row >= p.rows) {
+        return;
+    }
+    let base = p.out_offset + row * p.out_c + group * p.out_per_group;
+    for (var j = 0u; j < 4u; j++) {
+        let c_lo = col0 + owned(j, x);
+        if (c_lo < p.out_per_group) {
+            y[base + c_lo] = lo[j];
         }
-        for (var j = 0u; j < 8u; j++) {
-            let col = col0 + lid.x * 8u + j;
-            if (col < p.out_per_group) {
-                y[p.out_offset + r * p.out_c + group * p.out_per_group + col] = acc[2u * i + j / 4u][j % 4u];
-            }
+        let c_hi = col0 + owned(j + 4u, x);
+        if (c_hi < p.out_per_group) {
+            y[base + c_hi] = hi[j];
         }
     }
 }

@@ -4,27 +4,27 @@
 const TILE: u32 = 64u;    // rows and columns of the output per workgroup
 const TILE_K: u32 = 16u;  // depth of one step through K
 const THREADS: u32 = 64u; // 8×8 invocations, each owning an 8×8 block of the output
+const QUADS: u32 = 16u;   // vec4s across one depth of a tile (TILE / 4)
 
-// Workgroup tiles, scalar so that each invocation writes whole memory locations:
-// tile_a[kk * 64 + r] = A(row0 + r, k0 + kk), tile_b[kk * 64 + c] = B(k0 + kk, col0 + c).
-var<workgroup> tile_a: array<f32, 1024>;
-var<workgroup> tile_b: array<f32, 1024>;
+// Workgroup tiles of vec4s, each written whole by one invocation:
+// tile_a[kk * 16 + q] = A(row0 + 4q .. 4q + 3, k0 + kk), tile_b[kk * 16 + q] = B(k0 + kk, col0 + 4q .. 4q + 3).
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
 
-fn load4(base: u32, from_a: bool) -> vec4<f32> {
-    if (from_a) {
-        return vec4<f32>(tile_a[base], tile_a[base + 1u], tile_a[base + 2u], tile_a[base + 3u]);
-    }
-    return vec4<f32>(tile_b[base], tile_b[base + 1u], tile_b[base + 2u], tile_b[base + 3u]);
+// Invocation (x, y) owns tile rows 4y .. 4y + 3 and 32 + 4y .. 32 + 4y + 3, and likewise
+// columns from x: the local row (or column) of its i-th row (or column), i in 0..8.
+fn owned(i: u32, id: u32) -> u32 {
+    return (i / 4u) * 32u + id * 4u + i % 4u;
 }
 
-// acc[2i + h] += rows lid.y·8 + i of tile_a times columns lid.x·8 + 4h .. + 3 of tile_b,
+// acc[2i + h] += row owned(i, lid.y) of tile_a times columns owned(4h .. 4h + 3, lid.x) of tile_b,
 // over the 16 depths of the current step.
 fn multiply_tile(acc: ptr<function, array<vec4<f32>, 16>>, lid: vec3<u32>) {
     for (var kk = 0u; kk < TILE_K; kk++) {
-        let a0 = load4(kk * TILE + lid.y * 8u, true);
-        let a1 = load4(kk * TILE + lid.y * 8u + 4u, true);
-        let b0 = load4(kk * TILE + lid.x * 8u, false);
-        let b1 = load4(kk * TILE + lid.x * 8u + 4u, false);
+        let a0 = tile_a[kk * QUADS + lid.y];
+        let a1 = tile_a[kk * QUADS + 8u + lid.y];
+        let b0 = tile_b[kk * QUADS + lid.x];
+        let b1 = tile_b[kk * QUADS + 8u + lid.x];
         (*acc)[0] = fma(vec4<f32>(a0.x), b0, (*acc)[0]);
         (*acc)[1] = fma(vec4<f32>(a0.x), b1, (*acc)[1]);
         (*acc)[2] = fma(vec4<f32>(a0.y), b0, (*acc)[2]);

@@ -30,38 +30,37 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     var acc: array<vec4<f32>, 16>; // acc[2i + h]: row i, columns 4h..4h+3 of this invocation's 8×8 block
 
     for (var k0 = 0u; k0 < p.k; k0 += TILE_K) {
-        for (var i = 0u; i < 16u; i++) {
+        for (var i = 0u; i < 4u; i++) {
             let e = t + i * THREADS;
-            // Consecutive invocations read consecutive addresses in either layout.
-            var r = e / TILE_K;
+            // A: consecutive invocations take consecutive depths of the same four rows, or the
+            // same depth of consecutive rows when A is transposed (consecutive addresses either way).
             var kk = e % TILE_K;
+            var q = e / TILE_K;
             if (p.trans_a != 0u) {
-                kk = e / TILE;
-                r = e % TILE;
+                kk = e / QUADS;
+                q = e % QUADS;
             }
-            let gr = row0 + r;
-            let gk = k0 + kk;
-            var v = 0.0;
-            if (gr < p.m && gk < p.k) {
-                v = a[a_base + select(gr * p.k + gk, gk * p.m + gr, p.trans_a != 0u)];
-            }
-            tile_a[kk * TILE + r] = v;
+            tile_a[kk * QUADS + q] = vec4<f32>(
+                a_value(a_base, row0 + 4u * q, k0 + kk),
+                a_value(a_base, row0 + 4u * q + 1u, k0 + kk),
+                a_value(a_base, row0 + 4u * q + 2u, k0 + kk),
+                a_value(a_base, row0 + 4u * q + 3u, k0 + kk),
+            );
         }
-        for (var i = 0u; i < 16u; i++) {
+        for (var i = 0u; i < 4u; i++) {
             let e = t + i * THREADS;
-            var kk = e / TILE;
-            var col = e % TILE;
+            var kk = e / QUADS;
+            var q = e % QUADS;
             if (p.trans_b != 0u) {
-                col = e / TILE_K;
                 kk = e % TILE_K;
+                q = e / TILE_K;
             }
-            let gc = col0 + col;
-            let gk = k0 + kk;
-            var v = 0.0;
-            if (gc < p.n && gk < p.k) {
-                v = b[b_base + select(gk * p.n + gc, gc * p.k + gk, p.trans_b != 0u)];
-            }
-            tile_b[kk * TILE + col] = v;
+            tile_b[kk * QUADS + q] = vec4<f32>(
+                b_value(b_base, k0 + kk, col0 + 4u * q),
+                b_value(b_base, k0 + kk, col0 + 4u * q + 1u),
+                b_value(b_base, k0 + kk, col0 + 4u * q + 2u),
+                b_value(b_base, k0 + kk, col0 + 4u * q + 3u),
+            );
         }
         workgroupBarrier();
         multiply_tile(&acc, lid);
@@ -69,16 +68,47 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     }
 
     let c_base = wid.z * p.c_batch_stride;
-    for (var i = 0u; i < 8u; i++) {
-        let r = row0 + lid.y * 8u + i;
-        if (r >= p.m) {
-            break;
+    // Constant indices keep acc in registers.
+    store_row(c_base, row0 + owned(0u, lid.y), col0 , lid.x, acc[0], acc[1]);
+    store_row(c_base, row0 + owned(1u, lid.y), col0, lid.x, acc[2], acc[3]);
+    store_row(c_base, row0 + owned(2u, lid.y), col0, lid.x, acc[4], acc[5]);
+    store_row(c_base, row0 + owned(3u, lid.y), col0, lid.x, acc[6], acc[7]);
+    store_row(c_base, row0 + owned(4u, lid.y), col0, lid.x, acc[8], acc[9]);
+    store_row(c_base, row0 + owned(5u, lid.y), col0, lid.x, acc[10], acc[11]);
+    store_row(c_base, row0 + owned(6u, lid.y), col0, lid.x, acc[12], acc[13]);
+    store_row(c_base, row0 + owned(7u, lid.y), col0, lid.x, acc[14], acc[15]);
+}
+
+// A(r, k) of this batch, zero outside the matrix.
+fn a_value(base: u32, r: u32, k: u32) -> f32 {
+    if (r >= p.m || k >= p.k) {
+        return 0.0;
+    }
+    return a[base + select(r * p.k + k, k * p.m + r, p.trans_a != 0u)];
+}
+
+// B(k, c) of this batch, zero outside the matrix.
+fn b_value(base: u32, k: u32, c: u32) -> f32 {
+    if (k >= p.k || c >= p.n) {
+        return 0.0;
+    }
+    return b[base + select(k * p.n + c, c * p.k + k, p.trans_b != 0u)];
+}
+
+// Writes the eight columns that invocation column `x` owns of row r of this batch's C.
+fn store_row(c_base: u32, r: u32, col0: u32, x: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (r >= p.m) {
+        return;
+    }
+    let row_base = c_base + r * p.n;
+    for (var j = 0u; j < 4u; j++) {
+        let c_lo = col0 + owned(j, x);
+        if (c_lo < p.n) {
+            c[row_base + c_lo] = lo[j];
         }
-        for (var j = 0u; j < 8u; j++) {
-            let col = col0 + lid.x * 8u + j;
-            if (col < p.n) {
-                c[c_base + r * p.n + col] = acc[2u * i + j / 4u][j % 4u];
-            }
+        let c_hi = col0 + owned(j + 4u, x);
+        if (c_hi < p.n) {
+            c[row_base + c_hi] = hi[j];
         }
     }
 }
