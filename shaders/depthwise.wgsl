@@ -1,6 +1,8 @@
 // Depthwise (and any one-input-channel-per-group) convolution, computed directly:
-// one invocation per output element; neighbouring invocations handle neighbouring channels,
-// so reads of the NHWC input and the HWIO kernel are contiguous.
+// one invocation per output channel and run of four neighbouring output pixels along a row, so
+// the index arithmetic and each kernel tap's load are shared by four outputs. Neighbouring
+// invocations handle neighbouring channels, so reads of the NHWC input and the HWIO kernel are
+// contiguous.
 
 struct Params {
     batch: u32,
@@ -34,33 +36,50 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
+const RUN: u32 = 4u; // output pixels per invocation along the output row
+
 @compute @workgroup_size(256)
 fn depthwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
-    if (i >= p.rows * p.out_c) {
+    let runs_per_row = (p.out_w + RUN - 1u) / RUN;
+    if (i >= p.batch * p.out_h * runs_per_row * p.out_c) {
         return;
     }
     let oc = i % p.out_c;
-    let row = i / p.out_c;
-    let ohw = p.out_h * p.out_w;
-    let n = row / ohw;
-    let oh = (row % ohw) / p.out_w;
-    let ow = row % p.out_w;
+    let run = i / p.out_c;
+    let ow0 = (run % runs_per_row) * RUN;
+    let image_row = run / runs_per_row; // n * out_h + oh
+    let n = image_row / p.out_h;
+    let oh = image_row % p.out_h;
     let c = oc / p.out_per_group;
-    var acc = 0.0;
+    var acc = vec4<f32>(0.0);
     for (var kh = 0u; kh < p.kernel_h; kh++) {
         let ih = i32(oh * p.stride_h + kh * p.dilation_h) - i32(p.pad_top);
         if (ih < 0 || ih >= i32(p.in_h)) {
             continue;
         }
+        let x_row = p.x_offset + (n * p.in_h + u32(ih)) * p.in_w * p.in_c + c;
         for (var kw = 0u; kw < p.kernel_w; kw++) {
-            let iw = i32(ow * p.stride_w + kw * p.dilation_w) - i32(p.pad_left);
-            if (iw < 0 || iw >= i32(p.in_w)) {
-                continue;
-            }
-            let xv = x[p.x_offset + ((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c + c];
-            acc = fma(xv, w[(kh * p.kernel_w + kw) * p.out_c + oc], acc);
+            let wv = w[(kh * p.kernel_w + kw) * p.out_c + oc];
+            let iw0 = i32(ow0 * p.stride_w + kw * p.dilation_w) - i32(p.pad_left);
+            acc.x = fma(input_at(x_row, iw0), wv, acc.x);
+            acc.y = fma(input_at(x_row, iw0 + i32(p.stride_w)), wv, acc.y);
+            acc.z = fma(input_at(x_row, iw0 + 2 * i32(p.stride_w)), wv, acc.z);
+            acc.w = fma(input_at(x_row, iw0 + 3 * i32(p.stride_w)), wv, acc.w);
         }
     }
-    y[p.out_offset + i] = acc;
+    let out_base = p.out_offset + (image_row * p.out_w + ow0) * p.out_c + oc;
+    for (var j = 0u; j < RUN; j++) {
+        if (ow0 + j < p.out_w) {
+            y[out_base + j * p.out_c] = acc[j];
+        }
+    }
+}
+
+// Input at column iw of the row starting at `x_row` (channel included), zero in the padding.
+fn input_at(x_row: u32, iw: i32) -> f32 {
+    if (iw < 0 || iw >= i32(p.in_w)) {
+        return 0.0;
+    }
+    return x[x_row + u32(iw) * p.in_c];
 }

@@ -487,7 +487,8 @@ pub(crate) fn conv2d(x: &GpuBuffer, w: &GpuBuffer, g: &WindowGeometry) -> Result
         let p = conv_params(g, n, xo, yo)?;
         let bindings = [xb, Binding::whole(2, w), yb];
         if depthwise {
-            let grid = ctx.grid_for(OP, (n * g.out_h * g.out_w * g.out_c) as u64)?;
+            let runs = n * g.out_h * g.out_w.div_ceil(4) * g.out_c;
+            let grid = ctx.grid_for(OP, runs as u64)?;
             ctx.launch(OP, Shader::Depthwise, "depthwise", &p, &bindings, grid)
         } else {
             let grid = [
