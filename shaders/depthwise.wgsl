@@ -1,6 +1,6 @@
 // Depthwise (and any one-input-channel-per-group) convolution, computed directly:
-// one invocation per output channel and run of four neighbouring output pixels along a row, so
-// the index arithmetic and each kernel tap's load are shared by four outputs. Neighbouring
+// one invocation per output channel and run of eight neighbouring output pixels along a row, so
+// the index arithmetic and each kernel tap's load are shared by eight outputs. Neighbouring
 // invocations handle neighbouring channels, so reads of the NHWC input and the HWIO kernel are
 // contiguous.
 
@@ -36,7 +36,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-const RUN: u32 = 4u; // output pixels per invocation along the output row
+const RUN: u32 = 8u; // output pixels per invocation along the output row
 
 @compute @workgroup_size(256)
 fn depthwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -52,7 +52,8 @@ fn depthwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let n = image_row / p.out_h;
     let oh = image_row % p.out_h;
     let c = oc / p.out_per_group;
-    var acc = vec4<f32>(0.0);
+    var lo = vec4<f32>(0.0); // pixels ow0 .. ow0 + 3
+    var hi = vec4<f32>(0.0); // pixels ow0 + 4 .. ow0 + 7
     for (var kh = 0u; kh < p.kernel_h; kh++) {
         let ih = i32(oh * p.stride_h + kh * p.dilation_h) - i32(p.pad_top);
         if (ih < 0 || ih >= i32(p.in_h)) {
@@ -62,16 +63,21 @@ fn depthwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         for (var kw = 0u; kw < p.kernel_w; kw++) {
             let wv = w[(kh * p.kernel_w + kw) * p.out_c + oc];
             let iw0 = i32(ow0 * p.stride_w + kw * p.dilation_w) - i32(p.pad_left);
-            acc.x = fma(input_at(x_row, iw0), wv, acc.x);
-            acc.y = fma(input_at(x_row, iw0 + i32(p.stride_w)), wv, acc.y);
-            acc.z = fma(input_at(x_row, iw0 + 2 * i32(p.stride_w)), wv, acc.z);
-            acc.w = fma(input_at(x_row, iw0 + 3 * i32(p.stride_w)), wv, acc.w);
+            let sw = i32(p.stride_w);
+            lo.x = fma(input_at(x_row, iw0), wv, lo.x);
+            lo.y = fma(input_at(x_row, iw0 + sw), wv, lo.y);
+            lo.z = fma(input_at(x_row, iw0 + 2 * sw), wv, lo.z);
+            lo.w = fma(input_at(x_row, iw0 + 3 * sw), wv, lo.w);
+            hi.x = fma(input_at(x_row, iw0 + 4 * sw), wv, hi.x);
+            hi.y = fma(input_at(x_row, iw0 + 5 * sw), wv, hi.y);
+            hi.z = fma(input_at(x_row, iw0 + 6 * sw), wv, hi.z);
+            hi.w = fma(input_at(x_row, iw0 + 7 * sw), wv, hi.w);
         }
     }
     let out_base = p.out_offset + (image_row * p.out_w + ow0) * p.out_c + oc;
     for (var j = 0u; j < RUN; j++) {
         if (ow0 + j < p.out_w) {
-            y[out_base + j * p.out_c] = acc[j];
+            y[out_base + j * p.out_c] = select(hi[j % 4u], lo[j % 4u], j < 4u);
         }
     }
 }

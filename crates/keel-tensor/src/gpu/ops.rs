@@ -487,7 +487,7 @@ pub(crate) fn conv2d(x: &GpuBuffer, w: &GpuBuffer, g: &WindowGeometry) -> Result
         let p = conv_params(g, n, xo, yo)?;
         let bindings = [xb, Binding::whole(2, w), yb];
         if depthwise {
-            let runs = n * g.out_h * g.out_w.div_ceil(4) * g.out_c;
+            let runs = n * g.out_h * g.out_w.div_ceil(8) * g.out_c; // eight pixels per invocation
             let grid = ctx.grid_for(OP, runs as u64)?;
             ctx.launch(OP, Shader::Depthwise, "depthwise", &p, &bindings, grid)
         } else {
