@@ -5,38 +5,6 @@
 // 8×8-per-invocation register blocking as matmul.wgsl. workgroup_id.z is the group.
 // The tiles and the inner multiply are in gemm_tile.wgsl, prepended to this file.
 
-struct Params {
-    batch: u32,
-    in_h: u32,
-    in_w: u32,
-    in_c: u32,
-    out_h: u32,
-    out_w: u32,
-    out_c: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    groups: u32,
-    in_per_group: u32,
-    out_per_group: u32,
-    rows: u32,       // batch * out_h * out_w
-    depth: u32,      // kernel_h * kernel_w * in_per_group
-    x_offset: u32,
-    out_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-
 // One element of the implicit im2col matrix: input pixel under tap `kk` of output pixel `row`.
 fn patch_value(row: u32, kk: u32, group: u32) -> f32 {
     let ohw = p.out_h * p.out_w;
@@ -99,14 +67,15 @@ fn conv2d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
     }
 
     // Constant indices keep acc in registers.
-    store_row(row0 + owned(0u, lid.y), col0, lid.x, group, acc[0], acc[1]);
-    store_row(row0 + owned(1u, lid.y), col0, lid.x, group, acc[2], acc[3]);
-    store_row(row0 + owned(2u, lid.y), col0, lid.x, group, acc[4], acc[5]);
-    store_row(row0 + owned(3u, lid.y), col0, lid.x, group, acc[6], acc[7]);
-    store_row(row0 + owned(4u, lid.y), col0, lid.x, group, acc[8], acc[9]);
-    store_row(row0 + owned(5u, lid.y), col0, lid.x, group, acc[10], acc[11]);
-    store_row(row0 + owned(6u, lid.y), col0, lid.x, group, acc[12], acc[13]);
-    store_row(row0 + owned(7u, lid.y), col0, lid.x, group, acc[14], acc[15]);
+    let dest = Dest(p.out_offset + group * p.out_per_group, p.out_c, p.rows, p.out_per_group);
+    store_gemm_row(dest, row0 + owned(0u, lid.y), col0, lid.x, acc[0], acc[1]);
+    store_gemm_row(dest, row0 + owned(1u, lid.y), col0, lid.x, acc[2], acc[3]);
+    store_gemm_row(dest, row0 + owned(2u, lid.y), col0, lid.x, acc[4], acc[5]);
+    store_gemm_row(dest, row0 + owned(3u, lid.y), col0, lid.x, acc[6], acc[7]);
+    store_gemm_row(dest, row0 + owned(4u, lid.y), col0, lid.x, acc[8], acc[9]);
+    store_gemm_row(dest, row0 + owned(5u, lid.y), col0, lid.x, acc[10], acc[11]);
+    store_gemm_row(dest, row0 + owned(6u, lid.y), col0, lid.x, acc[12], acc[13]);
+    store_gemm_row(dest, row0 + owned(7u, lid.y), col0, lid.x, acc[14], acc[15]);
 }
 
 // Kernel entry at depth kk (kh, kw, input channel) and output channel `col` of the group,
@@ -118,20 +87,164 @@ fn weight(kk: u32, col: u32, group: u32) -> f32 {
     return w[kk * p.out_c + group * p.out_per_group + col];
 }
 
-// Writes the eight output channels that invocation column `x` owns of output pixel `row`.
-fn store_row(row: u32, col0: u32, x: u32, group: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if (row >= p.rows) {
+// Where a GEMM writes: element (r, c) goes to out[base + r · stride + c], for r < rows and
+// c < cols.
+struct Dest {
+    base: u32,
+    stride: u32,
+    rows: u32,
+    cols: u32,
+}
+
+// Writes the eight columns that invocation column x owns of GEMM row r.
+fn store_gemm_row(d: Dest, r: u32, col0: u32, x: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (r >= d.rows) {
         return;
     }
-    let base = p.out_offset + row * p.out_c + group * p.out_per_group;
     for (var j = 0u; j < 4u; j++) {
         let c_lo = col0 + owned(j, x);
-        if (c_lo < p.out_per_group) {
-            y[base + c_lo] = lo[j];
+        if (c_lo < d.cols) {
+            out[d.base + r * d.stride + c_lo] = lo[j];
         }
         let c_hi = col0 + owned(j + 4u, x);
-        if (c_hi < p.out_per_group) {
-            y[base + c_hi] = hi[j];
+        if (c_hi < d.cols) {
+            out[d.base + r * d.stride + c_hi] = hi[j];
         }
     }
+}
+
+// ---- Gradients, as implicit GEMMs on the same tiles ----
+
+// Input gradient: GEMM rows are input pixels (n, ih, iw), columns the input channels of one
+// group, depth (kh, kw, output channel of the group). A(row, kk) is the output gradient at the
+// output pixel whose tap (kh, kw) read this input pixel (zero if none); B(kk, ci) = w(kh, kw, ci, co).
+fn input_grad_a(row: u32, kk: u32, group: u32) -> f32 {
+    if (row >= p.rows || kk >= p.kernel_h * p.kernel_w * p.out_per_group) {
+        return 0.0;
+    }
+    let hw = p.in_h * p.in_w;
+    let n = row / hw;
+    let ih = (row % hw) / p.in_w;
+    let iw = row % p.in_w;
+    let co = kk % p.out_per_group;
+    let tap = kk / p.out_per_group;
+    let oh = source(ih, tap / p.kernel_w, p.dilation_h, p.pad_top, p.stride_h, p.out_h);
+    let ow = source(iw, tap % p.kernel_w, p.dilation_w, p.pad_left, p.stride_w, p.out_w);
+    if (oh < 0 || ow < 0) {
+        return 0.0;
+    }
+    let pixel = (n * p.out_h + u32(oh)) * p.out_w + u32(ow);
+    return dy[p.x_offset + pixel * p.out_c + group * p.out_per_group + co];
+}
+
+fn input_grad_b(kk: u32, ci: u32, group: u32) -> f32 {
+    if (kk >= p.kernel_h * p.kernel_w * p.out_per_group || ci >= p.in_per_group) {
+        return 0.0;
+    }
+    let co = kk % p.out_per_group;
+    let tap = kk / p.out_per_group;
+    return w[(tap * p.in_per_group + ci) * p.out_c + group * p.out_per_group + co];
+}
+
+@compute @workgroup_size(8, 8)
+fn backward_input(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TILE;
+    let col0 = wid.x * TILE;
+    let group = wid.z;
+    let t = lid.y * 8u + lid.x;
+    let depth = p.kernel_h * p.kernel_w * p.out_per_group;
+    var acc: array<vec4<f32>, 16>;
+    for (var k0 = 0u; k0 < depth; k0 += TILE_K) {
+        for (var i = 0u; i < 4u; i++) {
+            // Consecutive invocations take consecutive output channels (contiguous in dy and w).
+            let e = t + i * THREADS;
+            let kk = e % TILE_K;
+            let q = e / TILE_K;
+            tile_a[kk * QUADS + q] = vec4<f32>(
+                input_grad_a(row0 + 4u * q, k0 + kk, group),
+                input_grad_a(row0 + 4u * q + 1u, k0 + kk, group),
+                input_grad_a(row0 + 4u * q + 2u, k0 + kk, group),
+                input_grad_a(row0 + 4u * q + 3u, k0 + kk, group),
+            );
+            tile_b[kk * QUADS + q] = vec4<f32>(
+                input_grad_b(k0 + kk, col0 + 4u * q, group),
+                input_grad_b(k0 + kk, col0 + 4u * q + 1u, group),
+                input_grad_b(k0 + kk, col0 + 4u * q + 2u, group),
+                input_grad_b(k0 + kk, col0 + 4u * q + 3u, group),
+            );
+        }
+        workgroupBarrier();
+        multiply_tile(&acc, lid);
+        workgroupBarrier();
+    }
+    let dest = Dest(p.out_offset + group * p.in_per_group, p.in_c, p.rows, p.in_per_group);
+    store_gemm_row(dest, row0 + owned(0u, lid.y), col0, lid.x, acc[0], acc[1]);
+    store_gemm_row(dest, row0 + owned(1u, lid.y), col0, lid.x, acc[2], acc[3]);
+    store_gemm_row(dest, row0 + owned(2u, lid.y), col0, lid.x, acc[4], acc[5]);
+    store_gemm_row(dest, row0 + owned(3u, lid.y), col0, lid.x, acc[6], acc[7]);
+    store_gemm_row(dest, row0 + owned(4u, lid.y), col0, lid.x, acc[8], acc[9]);
+    store_gemm_row(dest, row0 + owned(5u, lid.y), col0, lid.x, acc[10], acc[11]);
+    store_gemm_row(dest, row0 + owned(6u, lid.y), col0, lid.x, acc[12], acc[13]);
+    store_gemm_row(dest, row0 + owned(7u, lid.y), col0, lid.x, acc[14], acc[15]);
+}
+
+// Kernel gradient: GEMM rows are kernel rows (kh, kw, ci), columns the output channels of one
+// group, depth the output pixels of one split: A(kk, row) = patch_value(row, kk),
+// B(row, co) = dy(row, co). workgroup_id.z = split · groups + group; split s writes the partial
+// sum of its output pixels to slice s of `out` ([splits, depth, out_c], summed afterwards).
+fn kernel_grad_b(row: u32, end: u32, co: u32, group: u32) -> f32 {
+    if (row >= end || co >= p.out_per_group) {
+        return 0.0;
+    }
+    return dy[row * p.out_c + group * p.out_per_group + co];
+}
+
+@compute @workgroup_size(8, 8)
+fn backward_kernel(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row0 = wid.y * TILE; // kernel rows
+    let col0 = wid.x * TILE; // output channels
+    let group = wid.z % p.groups;
+    let split = wid.z / p.groups;
+    let first = split * p.split_rows;
+    let end = min(p.rows, first + p.split_rows);
+    let t = lid.y * 8u + lid.x;
+    var acc: array<vec4<f32>, 16>;
+    for (var k0 = first; k0 < end; k0 += TILE_K) {
+        for (var i = 0u; i < 4u; i++) {
+            // Consecutive invocations take consecutive kernel rows (input channels) and
+            // consecutive output channels: contiguous in x and in dy.
+            let e = t + i * THREADS;
+            let kk = e / QUADS;
+            let q = e % QUADS;
+            let pixel = k0 + kk;
+            var a = vec4<f32>(0.0);
+            if (pixel < end) {
+                a = vec4<f32>(
+                    patch_value(pixel, row0 + 4u * q, group),
+                    patch_value(pixel, row0 + 4u * q + 1u, group),
+                    patch_value(pixel, row0 + 4u * q + 2u, group),
+                    patch_value(pixel, row0 + 4u * q + 3u, group),
+                );
+            }
+            tile_a[kk * QUADS + q] = a;
+            tile_b[kk * QUADS + q] = vec4<f32>(
+                kernel_grad_b(pixel, end, col0 + 4u * q, group),
+                kernel_grad_b(pixel, end, col0 + 4u * q + 1u, group),
+                kernel_grad_b(pixel, end, col0 + 4u * q + 2u, group),
+                kernel_grad_b(pixel, end, col0 + 4u * q + 3u, group),
+            );
+        }
+        workgroupBarrier();
+        multiply_tile(&acc, lid);
+        workgroupBarrier();
+    }
+    let dest = Dest(split * p.depth * p.out_c + group * p.out_per_group, p.out_c, p.depth, p.out_per_group);
+    store_gemm_row(dest, row0 + owned(0u, lid.y), col0, lid.x, acc[0], acc[1]);
+    store_gemm_row(dest, row0 + owned(1u, lid.y), col0, lid.x, acc[2], acc[3]);
+    store_gemm_row(dest, row0 + owned(2u, lid.y), col0, lid.x, acc[4], acc[5]);
+    store_gemm_row(dest, row0 + owned(3u, lid.y), col0, lid.x, acc[6], acc[7]);
+    store_gemm_row(dest, row0 + owned(4u, lid.y), col0, lid.x, acc[8], acc[9]);
+    store_gemm_row(dest, row0 + owned(5u, lid.y), col0, lid.x, acc[10], acc[11]);
+    store_gemm_row(dest, row0 + owned(6u, lid.y), col0, lid.x, acc[12], acc[13]);
+    store_gemm_row(dest, row0 + owned(7u, lid.y), col0, lid.x, acc[14], acc[15]);
 }

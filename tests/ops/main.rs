@@ -7,7 +7,8 @@ mod reference;
 
 use harness::{Expected, Input, Rng, Runner};
 use keel::tensor::op::Activation;
-use keel::{Conv2dOptions, Padding, Pool2dOptions, Tensor};
+use keel::tensor::PoolOp;
+use keel::{Conv2dOptions, Padding, Pool2dOptions, Shape, Tensor};
 use reference as r;
 
 type Test = fn(&mut Runner, &mut Rng);
@@ -274,6 +275,21 @@ fn conv_case(
         .padding(padding)
         .groups(groups);
     let case = format!("x{x:?} k{kernel:?}→{out_c} s{stride} d{dilation} {padding:?} g{groups}");
+    let dy = Input::random(rng, &s);
+    let (dx, dw) = r::conv2d_grads(&xi.f64(), x, &wi.f64(), &wi.shape, &dy.f64(), &c);
+    let (x_shape, w_shape) = (Shape::new(x), Shape::new(wi.shape.clone()));
+    t.check(
+        &format!("{case} backward input"),
+        &[dy.clone(), wi.clone()],
+        |v| v[0].conv2d_backward_input(&v[1], &x_shape, &opts),
+        &exp(x.to_vec(), dx),
+    );
+    t.check(
+        &format!("{case} backward kernel"),
+        &[dy, xi.clone()],
+        |v| v[0].conv2d_backward_kernel(&v[1], &w_shape, &opts),
+        &exp(w_shape.dims().to_vec(), dw),
+    );
     t.check(
         &case,
         &[xi, wi],
@@ -384,6 +400,23 @@ fn pool2d(t: &mut Runner, rng: &mut Rng) {
             let case = format!(
                 "{} {shape:?} size {size} stride {stride} same={same}",
                 if max { "max" } else { "avg" }
+            );
+            let dy = Input::random(rng, &s);
+            let dx = r::pool_backward(
+                &x.f64(),
+                shape,
+                &dy.f64(),
+                (size, size),
+                (stride, stride),
+                same,
+                max,
+            );
+            let op = if max { PoolOp::Max } else { PoolOp::Avg };
+            t.check(
+                &format!("{case} backward"),
+                &[x.clone(), dy],
+                |v| v[0].pool2d_backward(&v[1], &opts, op),
+                &exp(shape.to_vec(), dx),
             );
             t.check(
                 &case,

@@ -130,6 +130,86 @@ pub fn conv2d(
     (vec![n, oh, ow, co], y)
 }
 
+/// Gradients of [`conv2d`] with respect to x and w, given the output gradient `dy`.
+pub fn conv2d_grads(
+    x: &[f64],
+    xs: &[usize],
+    w: &[f64],
+    ws: &[usize],
+    dy: &[f64],
+    c: &Conv,
+) -> (Vec<f64>, Vec<f64>) {
+    let (n, h, wd, ci) = (xs[0], xs[1], xs[2], xs[3]);
+    let (kh, kw, cg, co) = (ws[0], ws[1], ws[2], ws[3]);
+    let og = co / c.groups;
+    let (oh, pt) = axis(h, kh, c.stride.0, c.dilation.0, c.pad.map(|p| p.0));
+    let (ow, pl) = axis(wd, kw, c.stride.1, c.dilation.1, c.pad.map(|p| p.1));
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; w.len()];
+    for b in 0..n {
+        for i in 0..oh {
+            for j in 0..ow {
+                for o in 0..co {
+                    let g = dy[((b * oh + i) * ow + j) * co + o];
+                    for p in 0..kh {
+                        for q in 0..kw {
+                            let ih = (i * c.stride.0 + p * c.dilation.0) as isize - pt as isize;
+                            let iw = (j * c.stride.1 + q * c.dilation.1) as isize - pl as isize;
+                            if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
+                                continue;
+                            }
+                            for r in 0..cg {
+                                let xi = ((b * h + ih as usize) * wd + iw as usize) * ci
+                                    + o / og * cg
+                                    + r;
+                                let wi = ((p * kw + q) * cg + r) * co + o;
+                                dx[xi] += g * w[wi];
+                                dw[wi] += g * x[xi];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw)
+}
+
+/// For each output element of a pooling window, the flat input indices under its window
+/// (padded positions excluded), in row-major order.
+fn pool_windows(
+    xs: &[usize],
+    size: (usize, usize),
+    stride: (usize, usize),
+    same: bool,
+) -> (Vec<usize>, Vec<Vec<usize>>) {
+    let (n, h, w, c) = (xs[0], xs[1], xs[2], xs[3]);
+    let pad = |_: usize| if same { None } else { Some((0, 0)) };
+    let (oh, pt) = axis(h, size.0, stride.0, 1, pad(0));
+    let (ow, pl) = axis(w, size.1, stride.1, 1, pad(1));
+    let mut windows = Vec::new();
+    for b in 0..n {
+        for i in 0..oh {
+            for j in 0..ow {
+                for ch in 0..c {
+                    let mut idx = Vec::new();
+                    for p in 0..size.0 {
+                        for q in 0..size.1 {
+                            let ih = (i * stride.0 + p) as isize - pt as isize;
+                            let iw = (j * stride.1 + q) as isize - pl as isize;
+                            if ih >= 0 && iw >= 0 && ih < h as isize && iw < w as isize {
+                                idx.push(((b * h + ih as usize) * w + iw as usize) * c + ch);
+                            }
+                        }
+                    }
+                    windows.push(idx);
+                }
+            }
+        }
+    }
+    (vec![n, oh, ow, c], windows)
+}
+
 /// Max or average pooling (padded positions excluded).
 pub fn pool(
     x: &[f64],
@@ -139,35 +219,46 @@ pub fn pool(
     same: bool,
     max: bool,
 ) -> (Vec<usize>, Vec<f64>) {
-    let (n, h, w, c) = (xs[0], xs[1], xs[2], xs[3]);
-    let pad = |_: usize| if same { None } else { Some((0, 0)) };
-    let (oh, pt) = axis(h, size.0, stride.0, 1, pad(0));
-    let (ow, pl) = axis(w, size.1, stride.1, 1, pad(1));
-    let mut y = vec![0.0; n * oh * ow * c];
-    for b in 0..n {
-        for i in 0..oh {
-            for j in 0..ow {
-                for ch in 0..c {
-                    let mut vals = Vec::new();
-                    for p in 0..size.0 {
-                        for q in 0..size.1 {
-                            let ih = (i * stride.0 + p) as isize - pt as isize;
-                            let iw = (j * stride.1 + q) as isize - pl as isize;
-                            if ih >= 0 && iw >= 0 && ih < h as isize && iw < w as isize {
-                                vals.push(x[((b * h + ih as usize) * w + iw as usize) * c + ch]);
-                            }
-                        }
-                    }
-                    y[((b * oh + i) * ow + j) * c + ch] = if max {
-                        vals.iter().copied().fold(f64::MIN, f64::max)
-                    } else {
-                        vals.iter().sum::<f64>() / vals.len() as f64
-                    };
-                }
+    let (shape, windows) = pool_windows(xs, size, stride, same);
+    let y = windows
+        .iter()
+        .map(|idx| {
+            let vals = idx.iter().map(|&i| x[i]);
+            if max {
+                vals.fold(f64::MIN, f64::max)
+            } else {
+                vals.sum::<f64>() / idx.len() as f64
             }
+        })
+        .collect();
+    (shape, y)
+}
+
+/// Gradient of [`pool`] with respect to x: max to the first maximum of each window, average
+/// spread evenly.
+pub fn pool_backward(
+    x: &[f64],
+    xs: &[usize],
+    dy: &[f64],
+    size: (usize, usize),
+    stride: (usize, usize),
+    same: bool,
+    max: bool,
+) -> Vec<f64> {
+    let (_, windows) = pool_windows(xs, size, stride, same);
+    let mut dx = vec![0.0; x.len()];
+    for (idx, &g) in windows.iter().zip(dy) {
+        if max {
+            let first = idx
+                .iter()
+                .copied()
+                .fold(idx[0], |best, i| if x[i] > x[best] { i } else { best });
+            dx[first] += g;
+        } else {
+            idx.iter().for_each(|&i| dx[i] += g / idx.len() as f64);
         }
     }
-    (vec![n, oh, ow, c], y)
+    dx
 }
 
 /// Reduces `axes` of `x` with `f` over the collected values.

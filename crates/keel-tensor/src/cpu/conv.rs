@@ -39,6 +39,7 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
                 (g.in_c, 1),
                 &w[grp * og..],
                 (g.out_c, 1),
+                false,
                 par,
             );
         }
@@ -63,6 +64,7 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
                 (depth, 1),
                 &w[grp * og..],
                 (g.out_c, 1),
+                false,
                 par,
             );
         }
@@ -71,7 +73,7 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
 }
 
 /// Fills `cols` (rows × depth) with the input patches of output pixels `row0..` for group `grp`.
-fn im2col(x: &[f32], g: &WindowGeometry, grp: usize, row0: usize, cols: &mut [f32]) {
+pub(super) fn im2col(x: &[f32], g: &WindowGeometry, grp: usize, row0: usize, cols: &mut [f32]) {
     let cg = g.in_per_group();
     let depth = g.kernel_h * g.kernel_w * cg;
     cols.par_chunks_mut(depth)

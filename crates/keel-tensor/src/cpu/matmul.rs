@@ -12,8 +12,8 @@ pub(super) fn parallelism(flops: usize) -> gemm::Parallelism {
     }
 }
 
-/// One product `out (m×n, row stride ldo) = op(A) · op(B)` where A and B are given with
-/// (row, column) strides.
+/// One product `out (m×n, row stride ldo) = op(A) · op(B)` (or `+=` when `accumulate`) where A
+/// and B are given with (row, column) strides.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_strided(
     m: usize,
@@ -25,6 +25,7 @@ pub(super) fn gemm_strided(
     a_strides: (usize, usize),
     b: &[f32],
     b_strides: (usize, usize),
+    accumulate: bool,
     par: gemm::Parallelism,
 ) {
     // The last element each operand touches must be inside its slice.
@@ -41,14 +42,14 @@ pub(super) fn gemm_strided(
             out.as_mut_ptr(),
             1,
             ldo as isize,
-            false,
+            accumulate,
             a.as_ptr(),
             a_strides.1 as isize,
             a_strides.0 as isize,
             b.as_ptr(),
             b_strides.1 as isize,
             b_strides.0 as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
@@ -67,7 +68,9 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], d: MatmulDims) -> Vec<f32> {
     let one = |(i, c): (usize, &mut [f32]), par| {
         let a = &a[i * d.a_batch_stride..];
         let b = &b[i * d.b_batch_stride..];
-        gemm_strided(d.m, d.n, d.k, c, d.n, a, a_strides, b, b_strides, par);
+        gemm_strided(
+            d.m, d.n, d.k, c, d.n, a, a_strides, b, b_strides, false, par,
+        );
     };
     if d.batch > 1 && flops < super::PARALLEL_THRESHOLD * 64 {
         // Many small products: one thread each.

@@ -2,15 +2,17 @@
 //! run time) for matrix products and for convolutions after im2col.
 
 mod conv;
+mod conv_backward;
 mod elementwise;
 mod matmul;
 mod pool;
 mod reduce;
 
 pub(crate) use conv::conv2d;
+pub(crate) use conv_backward::{conv2d_backward_input, conv2d_backward_kernel};
 pub(crate) use elementwise::{binary, channel_affine, copy_strided, unary};
 pub(crate) use matmul::matmul;
-pub(crate) use pool::pool2d;
+pub(crate) use pool::{pool2d, pool2d_backward};
 pub(crate) use reduce::{argmax, reduce, softmax};
 
 /// An output buffer of `n` elements that the kernel will overwrite completely

@@ -43,3 +43,60 @@ pub(crate) fn pool2d(x: &[f32], g: &WindowGeometry, op: PoolOp) -> Vec<f32> {
         });
     y
 }
+
+/// dL/dx of pooling: max sends each output's gradient to the first maximum of its window
+/// (row-major scan order), average spreads it evenly over the window's real pixels.
+/// Parallel over images; within one image the windows may overlap, so it runs in order.
+pub(crate) fn pool2d_backward(x: &[f32], dy: &[f32], g: &WindowGeometry, op: PoolOp) -> Vec<f32> {
+    let c = g.in_c;
+    let in_img = g.in_h * g.in_w * c;
+    let out_img = g.out_h * g.out_w * c;
+    let mut dx = vec![0f32; g.batch * in_img];
+    dx.par_chunks_mut(in_img)
+        .enumerate()
+        .for_each(|(n, dx_img)| {
+            let x_img = &x[n * in_img..][..in_img];
+            let dy_img = &dy[n * out_img..][..out_img];
+            for oh in 0..g.out_h {
+                let h0 = (oh * g.stride_h) as isize - g.pad_top as isize;
+                let hs = h0.max(0) as usize
+                    ..((h0 + g.kernel_h as isize).min(g.in_h as isize)).max(0) as usize;
+                for ow in 0..g.out_w {
+                    let w0 = (ow * g.stride_w) as isize - g.pad_left as isize;
+                    let ws = w0.max(0) as usize
+                        ..((w0 + g.kernel_w as isize).min(g.in_w as isize)).max(0) as usize;
+                    let grad = &dy_img[(oh * g.out_w + ow) * c..][..c];
+                    match op {
+                        PoolOp::Max => {
+                            for (ch, &gv) in grad.iter().enumerate() {
+                                let mut best = (f32::NEG_INFINITY, usize::MAX);
+                                for ih in hs.clone() {
+                                    for iw in ws.clone() {
+                                        let at = (ih * g.in_w + iw) * c + ch;
+                                        if best.1 == usize::MAX || x_img[at] > best.0 {
+                                            best = (x_img[at], at);
+                                        }
+                                    }
+                                }
+                                if best.1 != usize::MAX {
+                                    dx_img[best.1] += gv;
+                                }
+                            }
+                        }
+                        PoolOp::Avg => {
+                            let count = (hs.len() * ws.len()).max(1) as f32;
+                            for ih in hs.clone() {
+                                for iw in ws.clone() {
+                                    let dst = &mut dx_img[(ih * g.in_w + iw) * c..][..c];
+                                    dst.iter_mut()
+                                        .zip(grad)
+                                        .for_each(|(d, &gv)| *d += gv / count);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    dx
+}

@@ -28,9 +28,13 @@ impl Shader {
             ),
             Shader::Conv2d => concat!(
                 include_str!("../../../../shaders/gemm_tile.wgsl"),
+                include_str!("../../../../shaders/conv_common.wgsl"),
                 include_str!("../../../../shaders/conv2d.wgsl")
             ),
-            Shader::Depthwise => include_str!("../../../../shaders/depthwise.wgsl"),
+            Shader::Depthwise => concat!(
+                include_str!("../../../../shaders/conv_common.wgsl"),
+                include_str!("../../../../shaders/depthwise.wgsl")
+            ),
             Shader::Pool => include_str!("../../../../shaders/pool.wgsl"),
             Shader::Reduce => include_str!("../../../../shaders/reduce.wgsl"),
             Shader::Softmax => include_str!("../../../../shaders/softmax.wgsl"),

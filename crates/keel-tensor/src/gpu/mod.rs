@@ -1,6 +1,7 @@
 //! The wgpu backend: one context per adapter, a buffer pool, cached pipelines, and one launch
 //! function per kernel family of `shaders/`.
 
+pub(crate) mod backward;
 mod buffer;
 mod context;
 mod kernels;

@@ -57,7 +57,7 @@ struct MatmulParams {
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct ConvParams {
+pub(super) struct ConvParams {
     batch: u32,
     in_h: u32,
     in_w: u32,
@@ -76,16 +76,17 @@ struct ConvParams {
     groups: u32,
     in_per_group: u32,
     out_per_group: u32,
-    rows: u32,
+    pub rows: u32,
     depth: u32,
     x_offset: u32,
     out_offset: u32,
-    _pad: [u32; 2],
+    pub split_rows: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable, Default)]
-struct PoolParams {
+pub(super) struct PoolParams {
     batch: u32,
     in_h: u32,
     in_w: u32,
@@ -122,7 +123,7 @@ struct SoftmaxParams {
 }
 
 /// Converts a size or index to the u32 the shaders use, or says which op it overflowed.
-fn u32_of(op: &'static str, v: usize) -> Result<u32> {
+pub(super) fn u32_of(op: &'static str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| {
         Error::invalid(
             op,
@@ -131,7 +132,7 @@ fn u32_of(op: &'static str, v: usize) -> Result<u32> {
     })
 }
 
-fn bytes_of_elems(n: usize) -> u64 {
+pub(super) fn bytes_of_elems(n: usize) -> u64 {
     n as u64 * 4
 }
 
@@ -407,7 +408,7 @@ pub(crate) fn matmul(a: &GpuBuffer, b: &GpuBuffer, d: MatmulDims) -> Result<GpuB
     Ok(out)
 }
 
-fn conv_params(
+pub(super) fn conv_params(
     g: &WindowGeometry,
     batch: usize,
     x_offset: u32,
@@ -438,7 +439,8 @@ fn conv_params(
         depth: u(g.kernel_h * g.kernel_w * g.in_per_group())?,
         x_offset,
         out_offset,
-        _pad: [0; 2],
+        split_rows: 0,
+        _pad: 0,
     })
 }
 
@@ -502,6 +504,34 @@ pub(crate) fn conv2d(x: &GpuBuffer, w: &GpuBuffer, g: &WindowGeometry) -> Result
     Ok(out)
 }
 
+/// The pooling kernels' parameters for `batch` images of `g` at the given element offsets.
+pub(super) fn pool_params(
+    op: &'static str,
+    g: &WindowGeometry,
+    batch: usize,
+    x_offset: u32,
+    out_offset: u32,
+) -> Result<PoolParams> {
+    let u = |v: usize| u32_of(op, v);
+    Ok(PoolParams {
+        batch: u(batch)?,
+        in_h: u(g.in_h)?,
+        in_w: u(g.in_w)?,
+        channels: u(g.in_c)?,
+        out_h: u(g.out_h)?,
+        out_w: u(g.out_w)?,
+        pool_h: u(g.kernel_h)?,
+        pool_w: u(g.kernel_w)?,
+        stride_h: u(g.stride_h)?,
+        stride_w: u(g.stride_w)?,
+        pad_top: u(g.pad_top)?,
+        pad_left: u(g.pad_left)?,
+        x_offset,
+        out_offset,
+        _pad: [0; 2],
+    })
+}
+
 /// Max or average pooling.
 pub(crate) fn pool2d(x: &GpuBuffer, g: &WindowGeometry, op: PoolOp) -> Result<GpuBuffer> {
     let (name, entry) = match op {
@@ -511,24 +541,7 @@ pub(crate) fn pool2d(x: &GpuBuffer, g: &WindowGeometry, op: PoolOp) -> Result<Gp
     let ctx = x.context();
     let out = ctx.alloc(name, bytes_of_elems(g.out_shape().elem_count()))?;
     over_batch_chunks(name, x, &out, g, |n, xb, xo, yb, yo| {
-        let u = |v: usize| u32_of(name, v);
-        let p = PoolParams {
-            batch: u(n)?,
-            in_h: u(g.in_h)?,
-            in_w: u(g.in_w)?,
-            channels: u(g.in_c)?,
-            out_h: u(g.out_h)?,
-            out_w: u(g.out_w)?,
-            pool_h: u(g.kernel_h)?,
-            pool_w: u(g.kernel_w)?,
-            stride_h: u(g.stride_h)?,
-            stride_w: u(g.stride_w)?,
-            pad_top: u(g.pad_top)?,
-            pad_left: u(g.pad_left)?,
-            x_offset: xo,
-            out_offset: yo,
-            _pad: [0; 2],
-        };
+        let p = pool_params(name, g, n, xo, yo)?;
         let yb = Binding { slot: 2, ..yb };
         let grid = ctx.grid_for(name, (n * g.out_h * g.out_w * g.in_c) as u64)?;
         ctx.launch(name, Shader::Pool, entry, &p, &[xb, yb], grid)

@@ -1,8 +1,9 @@
 //! 2-D convolution (NHWC input, HWIO kernel), grouped and depthwise.
 
+use crate::geometry::WindowGeometry;
 use crate::geometry::{conv2d_geometry, Conv2dOptions};
 use crate::tensor::Storage;
-use crate::{cpu, gpu, DType, Error, Result, Tensor};
+use crate::{cpu, gpu, DType, Error, Result, Shape, Tensor};
 
 impl Tensor {
     /// Convolves an NHWC batch with an HWIO kernel of shape
@@ -37,5 +38,78 @@ impl Tensor {
         }
         let grouped = kernel.reshape([k[0], k[1], 1, k[2] * k[3]])?;
         self.conv2d(&grouped, &options.groups(channels))
+    }
+
+    /// Gradient of [`conv2d`](Self::conv2d) with respect to its input, given the output gradient
+    /// `self`, the kernel, and the input's shape.
+    pub fn conv2d_backward_input(
+        &self,
+        kernel: &Tensor,
+        input_shape: &Shape,
+        options: &Conv2dOptions,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv2d_backward_input";
+        self.same_device(OP, kernel)?;
+        kernel.expect_dtype(OP, DType::F32)?;
+        let g = self.gradient_geometry(OP, input_shape, kernel.shape(), options)?;
+        let shape = input_shape.clone();
+        match (self.storage(), kernel.storage()) {
+            (Storage::Gpu(dy), Storage::Gpu(w)) => Ok(self.with_gpu(
+                gpu::backward::conv2d_backward_input(dy, w, &g)?,
+                shape,
+                DType::F32,
+            )),
+            _ => Ok(self.with_cpu(
+                cpu::conv2d_backward_input(kernel.cpu_f32(), self.cpu_f32(), &g),
+                shape,
+            )),
+        }
+    }
+
+    /// Gradient of [`conv2d`](Self::conv2d) with respect to its HWIO kernel, given the output
+    /// gradient `self`, the input, and the kernel's shape.
+    pub fn conv2d_backward_kernel(
+        &self,
+        input: &Tensor,
+        kernel_shape: &Shape,
+        options: &Conv2dOptions,
+    ) -> Result<Tensor> {
+        const OP: &str = "conv2d_backward_kernel";
+        self.same_device(OP, input)?;
+        input.expect_dtype(OP, DType::F32)?;
+        let g = self.gradient_geometry(OP, input.shape(), kernel_shape, options)?;
+        let shape = kernel_shape.clone();
+        match (input.storage(), self.storage()) {
+            (Storage::Gpu(x), Storage::Gpu(dy)) => Ok(self.with_gpu(
+                gpu::backward::conv2d_backward_kernel(x, dy, &g)?,
+                shape,
+                DType::F32,
+            )),
+            _ => Ok(self.with_cpu(
+                cpu::conv2d_backward_kernel(input.cpu_f32(), self.cpu_f32(), &g),
+                shape,
+            )),
+        }
+    }
+
+    /// The geometry of the convolution whose output gradient is `self`, checked against it.
+    fn gradient_geometry(
+        &self,
+        op: &'static str,
+        input: &Shape,
+        kernel: &Shape,
+        options: &Conv2dOptions,
+    ) -> Result<WindowGeometry> {
+        self.expect_dtype(op, DType::F32)?;
+        let g = conv2d_geometry(input, kernel, options)?;
+        if self.shape() != &g.out_shape() {
+            return Err(Error::shapes(
+                op,
+                self.shape(),
+                &g.out_shape(),
+                format!("the output gradient must have the convolution's output shape (input {input}, kernel {kernel})"),
+            ));
+        }
+        Ok(g)
     }
 }

@@ -1,0 +1,223 @@
+//! Gradients of convolution on the CPU. The general case reuses the forward pass's im2col and
+//! GEMM: the kernel gradient is colsᵀ · dy, the input gradient is dy · Wᵀ folded back onto the
+//! input pixels (col2im, written as a gather so that it runs in parallel without races).
+//! Depthwise convolutions get direct loops.
+
+use super::conv::im2col;
+use super::matmul::{gemm_strided, parallelism};
+use crate::geometry::WindowGeometry;
+use rayon::prelude::*;
+
+/// Bytes of im2col scratch per chunk of images (at least one image per chunk).
+const CHUNK_BYTES: usize = 16 << 20;
+
+/// Images per chunk so that their patch matrix stays near `CHUNK_BYTES`.
+fn images_per_chunk(g: &WindowGeometry) -> usize {
+    let depth = g.kernel_h * g.kernel_w * g.in_per_group();
+    let per_image = g.out_h * g.out_w * depth * 4;
+    (CHUNK_BYTES / per_image.max(1)).clamp(1, g.batch.max(1))
+}
+
+fn is_depthwise(g: &WindowGeometry) -> bool {
+    g.in_per_group() == 1 && g.groups > 1
+}
+
+/// dL/dw (HWIO) from the input `x` and the output gradient `dy`.
+pub(crate) fn conv2d_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
+    if is_depthwise(g) {
+        return depthwise_backward_kernel(x, dy, g);
+    }
+    let cg = g.in_per_group();
+    let og = g.out_per_group();
+    let depth = g.kernel_h * g.kernel_w * cg;
+    let mut dw = vec![0f32; depth * g.out_c];
+    let per_image = g.out_h * g.out_w;
+    let chunk = images_per_chunk(g) * per_image;
+    let rows = g.batch * per_image;
+    let mut cols = vec![0f32; chunk.min(rows) * depth];
+    for row0 in (0..rows).step_by(chunk) {
+        let n_rows = chunk.min(rows - row0);
+        for grp in 0..g.groups {
+            im2col(x, g, grp, row0, &mut cols[..n_rows * depth]);
+            // dw[:, group columns] += colsᵀ (depth × rows) · dy (rows × og)
+            gemm_strided(
+                depth,
+                og,
+                n_rows,
+                &mut dw[grp * og..],
+                g.out_c,
+                &cols,
+                (1, depth),
+                &dy[row0 * g.out_c + grp * og..],
+                (g.out_c, 1),
+                true,
+                parallelism(depth * og * n_rows),
+            );
+        }
+    }
+    dw
+}
+
+/// dL/dx (NHWC) from the kernel `w` and the output gradient `dy`.
+pub(crate) fn conv2d_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
+    if is_depthwise(g) {
+        return depthwise_backward_input(w, dy, g);
+    }
+    let cg = g.in_per_group();
+    let og = g.out_per_group();
+    let depth = g.kernel_h * g.kernel_w * cg;
+    let in_img = g.in_h * g.in_w * g.in_c;
+    let mut dx = vec![0f32; g.batch * in_img];
+    let per_image = g.out_h * g.out_w;
+    let images = images_per_chunk(g);
+    let mut dcols = vec![0f32; images.min(g.batch) * per_image * depth];
+    for n0 in (0..g.batch).step_by(images) {
+        let n_img = images.min(g.batch - n0);
+        let n_rows = n_img * per_image;
+        for grp in 0..g.groups {
+            // dcols (rows × depth) = dy (rows × og) · W_groupᵀ (og × depth)
+            gemm_strided(
+                n_rows,
+                depth,
+                og,
+                &mut dcols,
+                depth,
+                &dy[n0 * per_image * g.out_c + grp * og..],
+                (g.out_c, 1),
+                &w[grp * og..],
+                (1, g.out_c),
+                false,
+                parallelism(depth * og * n_rows),
+            );
+            col2im(&dcols, g, grp, &mut dx[n0 * in_img..][..n_img * in_img]);
+        }
+    }
+    dx
+}
+
+/// Adds each patch-matrix entry back onto the input pixel it was read from (channels of group
+/// `grp` only). Parallel over input rows: each gathers from the output pixels whose windows cover it.
+fn col2im(dcols: &[f32], g: &WindowGeometry, grp: usize, dx: &mut [f32]) {
+    let cg = g.in_per_group();
+    let depth = g.kernel_h * g.kernel_w * cg;
+    let row_len = g.in_w * g.in_c;
+    dx.par_chunks_mut(row_len)
+        .enumerate()
+        .for_each(|(r, dx_row)| {
+            let n = r / g.in_h;
+            let ih = r % g.in_h;
+            for kh in 0..g.kernel_h {
+                let Some(oh) = source(ih, kh, g.dilation_h, g.pad_top, g.stride_h, g.out_h) else {
+                    continue;
+                };
+                for iw in 0..g.in_w {
+                    let dst = &mut dx_row[iw * g.in_c + grp * cg..][..cg];
+                    for kw in 0..g.kernel_w {
+                        let Some(ow) =
+                            source(iw, kw, g.dilation_w, g.pad_left, g.stride_w, g.out_w)
+                        else {
+                            continue;
+                        };
+                        let row = (n * g.out_h + oh) * g.out_w + ow;
+                        let src = &dcols[row * depth + (kh * g.kernel_w + kw) * cg..][..cg];
+                        dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
+                    }
+                }
+            }
+        });
+}
+
+/// The output position whose tap `k` reads input position `i` along one axis, if any:
+/// o · stride + k · dilation − pad = i.
+pub(crate) fn source(
+    i: usize,
+    k: usize,
+    dilation: usize,
+    pad: usize,
+    stride: usize,
+    out: usize,
+) -> Option<usize> {
+    let t = (i + pad).checked_sub(k * dilation)?;
+    (t % stride == 0 && t / stride < out).then_some(t / stride)
+}
+
+/// Depthwise dL/dx: each input channel gathers from its `multiplier` output channels.
+fn depthwise_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
+    let mult = g.out_per_group();
+    let row_len = g.in_w * g.in_c;
+    let mut dx = vec![0f32; g.batch * g.in_h * row_len];
+    dx.par_chunks_mut(row_len)
+        .enumerate()
+        .for_each(|(r, dx_row)| {
+            let n = r / g.in_h;
+            let ih = r % g.in_h;
+            for kh in 0..g.kernel_h {
+                let Some(oh) = source(ih, kh, g.dilation_h, g.pad_top, g.stride_h, g.out_h) else {
+                    continue;
+                };
+                for kw in 0..g.kernel_w {
+                    let taps = &w[(kh * g.kernel_w + kw) * g.out_c..][..g.out_c];
+                    for iw in 0..g.in_w {
+                        let Some(ow) =
+                            source(iw, kw, g.dilation_w, g.pad_left, g.stride_w, g.out_w)
+                        else {
+                            continue;
+                        };
+                        let grad = &dy[((n * g.out_h + oh) * g.out_w + ow) * g.out_c..][..g.out_c];
+                        let dst = &mut dx_row[iw * g.in_c..][..g.in_c];
+                        for (c, d) in dst.iter_mut().enumerate() {
+                            for m in 0..mult {
+                                *d += grad[c * mult + m] * taps[c * mult + m];
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    dx
+}
+
+/// Depthwise dL/dw: per output row a partial kernel gradient, summed across threads.
+fn depthwise_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
+    let mult = g.out_per_group();
+    let taps = g.kernel_h * g.kernel_w * g.out_c;
+    (0..g.batch * g.out_h)
+        .into_par_iter()
+        .fold(
+            || vec![0f32; taps],
+            |mut dw, r| {
+                let n = r / g.out_h;
+                let oh = r % g.out_h;
+                for kh in 0..g.kernel_h {
+                    let ih = (oh * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
+                    if ih < 0 || ih >= g.in_h as isize {
+                        continue;
+                    }
+                    for kw in 0..g.kernel_w {
+                        let acc = &mut dw[(kh * g.kernel_w + kw) * g.out_c..][..g.out_c];
+                        for ow in 0..g.out_w {
+                            let iw = (ow * g.stride_w + kw * g.dilation_w) as isize
+                                - g.pad_left as isize;
+                            if iw < 0 || iw >= g.in_w as isize {
+                                continue;
+                            }
+                            let pixel = (n * g.in_h + ih as usize) * g.in_w + iw as usize;
+                            let xs = &x[pixel * g.in_c..][..g.in_c];
+                            let grad = &dy[(r * g.out_w + ow) * g.out_c..][..g.out_c];
+                            for (oc, a) in acc.iter_mut().enumerate() {
+                                *a += xs[oc / mult] * grad[oc];
+                            }
+                        }
+                    }
+                }
+                dw
+            },
+        )
+        .reduce(
+            || vec![0f32; taps],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+}
