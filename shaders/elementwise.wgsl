@@ -78,6 +78,8 @@ fn apply_unary(op: u32, x: f32) -> f32 {
         case 10u: { return max(x, p.scalar_a); }
         case 11u: { return min(x, p.scalar_a); }
         case 12u: { return pow_any(x, p.scalar_a); }
+        case 13u: { return select(0.0, 1.0, x > p.scalar_a); }
+        case 14u: { return sign(x); }
         default: { return x; }
     }
 }
@@ -89,7 +91,9 @@ fn apply_binary(op: u32, a: f32, b: f32) -> f32 {
         case 2u: { return a * b; }
         case 3u: { return a / b; }
         case 4u: { return max(a, b); }
-        default: { return min(a, b); }
+        case 5u: { return min(a, b); }
+        case 6u: { return select(0.0, 1.0, a > b); }
+        default: { return select(0.0, 1.0, a == b); }
     }
 }
 

@@ -155,13 +155,19 @@ fn binary_broadcast(t: &mut Runner, rng: &mut Rng) {
         (&[7, 1], &[1, 13]),
     ];
     type F = fn(f64, f64) -> f64;
-    let ops: [(&str, keel::tensor::BinaryOp, F); 6] = [
+    let ops: [(&str, keel::tensor::BinaryOp, F); 8] = [
         ("add", keel::tensor::BinaryOp::Add, |a, b| a + b),
         ("sub", keel::tensor::BinaryOp::Sub, |a, b| a - b),
         ("mul", keel::tensor::BinaryOp::Mul, |a, b| a * b),
         ("div", keel::tensor::BinaryOp::Div, |a, b| a / b),
         ("max", keel::tensor::BinaryOp::Max, f64::max),
         ("min", keel::tensor::BinaryOp::Min, f64::min),
+        ("greater", keel::tensor::BinaryOp::Greater, |a, b| {
+            f64::from(u8::from(a > b))
+        }),
+        ("equal", keel::tensor::BinaryOp::Equal, |a, b| {
+            f64::from(u8::from(a == b))
+        }),
     ];
     for (sa, sb) in shapes {
         for (name, op, f) in ops {
@@ -220,7 +226,7 @@ fn unary(t: &mut Runner, rng: &mut Rng) {
 fn scalar_ops(t: &mut Runner, rng: &mut Rng) {
     type F = fn(&Tensor) -> keel::Result<Tensor>;
     type G = fn(f64) -> f64;
-    let ops: [(&str, F, G); 8] = [
+    let ops: [(&str, F, G); 10] = [
         ("add 2.5", |x| x.add_scalar(2.5), |x| x + 2.5),
         ("sub 0.5", |x| x.sub_scalar(0.5), |x| x - 0.5),
         ("mul -3", |x| x.mul_scalar(-3.0), |x| x * -3.0),
@@ -229,12 +235,35 @@ fn scalar_ops(t: &mut Runner, rng: &mut Rng) {
         ("clamp", |x| x.clamp(-0.25, 0.5), |x| x.clamp(-0.25, 0.5)),
         ("pow 2", |x| x.powf(2.0), |x| x * x),
         ("pow 0.5", |x| x.abs()?.powf(0.5), |x| x.abs().sqrt()),
+        (
+            "above 0.25",
+            |x| x.above(0.25),
+            |x| f64::from(u8::from(x > 0.25)),
+        ),
+        ("sign", |x| x.sign(), f64::signum),
     ];
     for (name, op, f) in ops {
         let x = Input::random(rng, &[7, 3]);
         let want = x.f64().into_iter().map(f).collect();
         t.check(name, &[x], |v| op(&v[0]), &exp(vec![7, 3], want));
     }
+    // Equality against a broadcast row maximum marks each row's maximum: the mask that
+    // max-reduction gradients use.
+    let x = Input::random(rng, &[5, 7]);
+    let want = x
+        .f64()
+        .chunks(7)
+        .flat_map(|row| {
+            let m = row.iter().copied().fold(f64::MIN, f64::max);
+            row.iter().map(move |&v| f64::from(u8::from(v == m)))
+        })
+        .collect();
+    t.check(
+        "equal to the row maximum",
+        &[x],
+        |v| v[0].equal(&v[0].max(&[1], true)?),
+        &exp(vec![5, 7], want),
+    );
 }
 
 /// Checks one convolution case against the reference.
@@ -609,6 +638,20 @@ fn layout(t: &mut Runner, rng: &mut Rng) {
         std::slice::from_ref(&x),
         |v| v[0].permute(&perm),
         &exp(out, want),
+    );
+    // broadcast [3, 1, 7] -> [2, 3, 5, 7]
+    let b = Input::random(rng, &[3, 1, 7]);
+    let want: Vec<f64> = (0..shape.iter().product::<usize>())
+        .map(|i| {
+            let idx = r::unravel(i, &shape);
+            b.data[idx[1] * 7 + idx[3]] as f64
+        })
+        .collect();
+    t.check(
+        "broadcast_to",
+        &[b],
+        |v| v[0].broadcast_to(shape),
+        &exp(shape.to_vec(), want),
     );
     // transpose of a matrix
     let m = Input::random(rng, &[7, 13]);

@@ -34,6 +34,10 @@ pub enum UnaryOp {
     MinScalar(f32),
     /// x^s
     PowScalar(f32),
+    /// 1 where x > s, else 0 (masks for gradients)
+    Above(f32),
+    /// −1, 0 or 1 by the sign of x
+    Sign,
 }
 
 impl UnaryOp {
@@ -53,6 +57,8 @@ impl UnaryOp {
             UnaryOp::MaxScalar(s) => (10, s, 0.0),
             UnaryOp::MinScalar(s) => (11, s, 0.0),
             UnaryOp::PowScalar(s) => (12, s, 0.0),
+            UnaryOp::Above(s) => (13, s, 0.0),
+            UnaryOp::Sign => (14, 0.0, 0.0),
         }
     }
 
@@ -79,6 +85,16 @@ impl UnaryOp {
             UnaryOp::MaxScalar(s) => x.max(s),
             UnaryOp::MinScalar(s) => x.min(s),
             UnaryOp::PowScalar(s) => x.powf(s),
+            UnaryOp::Above(s) => f32::from(x > s),
+            UnaryOp::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
         }
     }
 }
@@ -98,6 +114,10 @@ pub enum BinaryOp {
     Max,
     /// min(a, b)
     Min,
+    /// 1 where a > b, else 0
+    Greater,
+    /// 1 where a = b, else 0
+    Equal,
 }
 
 impl BinaryOp {
@@ -115,6 +135,8 @@ impl BinaryOp {
             BinaryOp::Div => a / b,
             BinaryOp::Max => a.max(b),
             BinaryOp::Min => a.min(b),
+            BinaryOp::Greater => f32::from(a > b),
+            BinaryOp::Equal => f32::from(a == b),
         }
     }
 
@@ -127,6 +149,8 @@ impl BinaryOp {
             BinaryOp::Div => "div",
             BinaryOp::Max => "maximum",
             BinaryOp::Min => "minimum",
+            BinaryOp::Greater => "greater",
+            BinaryOp::Equal => "equal",
         }
     }
 }

@@ -98,6 +98,14 @@ impl Tensor {
     pub fn clamp(&self, lo: f32, hi: f32) -> Result<Tensor> {
         self.maximum_scalar(lo)?.minimum_scalar(hi)
     }
+    /// 1 where x > s, else 0
+    pub fn above(&self, s: f32) -> Result<Tensor> {
+        self.unary(UnaryOp::Above(s))
+    }
+    /// −1, 0 or 1 by the sign of x
+    pub fn sign(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sign)
+    }
 
     /// Applies a binary function with NumPy broadcasting.
     pub fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
@@ -142,6 +150,14 @@ impl Tensor {
     /// Elementwise min (broadcasting)
     pub fn minimum(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(rhs, BinaryOp::Min)
+    }
+    /// 1 where a > b, else 0 (broadcasting)
+    pub fn greater(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Greater)
+    }
+    /// 1 where a = b, else 0 (broadcasting)
+    pub fn equal(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Equal)
     }
 
     /// Adds a bias vector along the last axis (Dense and Conv2D outputs).

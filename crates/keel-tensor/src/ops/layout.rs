@@ -100,6 +100,25 @@ impl Tensor {
         Ok(out.finish(shape, self.dtype(), self.device()))
     }
 
+    /// Repeats this tensor along size-1 and missing leading axes to `shape` (NumPy broadcasting),
+    /// as a contiguous copy.
+    pub fn broadcast_to(&self, shape: impl Into<Shape>) -> Result<Tensor> {
+        const OP: &str = "broadcast_to";
+        let shape = shape.into();
+        if crate::broadcast_shapes(OP, self.shape(), &shape)? != shape {
+            return Err(Error::shapes(
+                OP,
+                self.shape(),
+                &shape,
+                "the target shape must contain the broadcast of both",
+            ));
+        }
+        let sv = StridedView::broadcast_to(self.shape(), &shape);
+        let mut out = Assembly::new(OP, self.device(), self.dtype(), &shape, None)?;
+        out.copy(OP, self, &sv, &StridedView::contiguous(&shape))?;
+        Ok(out.finish(shape, self.dtype(), self.device()))
+    }
+
     /// Swaps two axes (negative counts from the end).
     pub fn transpose(&self, a: isize, b: isize) -> Result<Tensor> {
         let (a, b) = (
