@@ -5,6 +5,7 @@
 //! adapter is a failure, never a silent skip.
 
 use keel::{Device, Tensor};
+use std::fmt::Display;
 
 /// A deterministic random source (SplitMix64), so a failure reproduces.
 pub struct Rng(u64);
@@ -111,17 +112,19 @@ impl Runner {
     }
 
     /// Runs `op` on `inputs` on every device; `verify` returns why the output is wrong, if it is.
-    fn run_case(
+    fn run_case<E: Display>(
         &mut self,
         case: &str,
         inputs: &[Input],
-        op: impl Fn(&[Tensor]) -> keel::Result<Tensor>,
+        op: impl Fn(&[Tensor]) -> Result<Tensor, E>,
         verify: impl Fn(&Tensor) -> keel::Result<Option<String>>,
     ) {
         for i in 0..self.devices.len() {
             let device = self.devices[i].clone();
             self.cases[i] += 1;
-            match run_on(&device, inputs, &op).and_then(|y| verify(&y)) {
+            let outcome =
+                run_on(&device, inputs, &op).and_then(|y| verify(&y).map_err(|e| e.to_string()));
+            match outcome {
                 Err(e) => self.fail(&device, case, format!("error: {e}")),
                 Ok(Some(why)) => self.fail(&device, case, why),
                 Ok(None) => {}
@@ -130,11 +133,11 @@ impl Runner {
     }
 
     /// Runs `op` on `inputs` on every device and compares with `expected` within `tol`.
-    pub fn check(
+    pub fn check<E: Display>(
         &mut self,
         case: &str,
         inputs: &[Input],
-        op: impl Fn(&[Tensor]) -> keel::Result<Tensor>,
+        op: impl Fn(&[Tensor]) -> Result<Tensor, E>,
         expected: &Expected,
     ) {
         let tol = self.tol;
@@ -201,16 +204,17 @@ impl Runner {
 }
 
 /// Uploads `inputs` to `device` and applies `op`.
-fn run_on(
+fn run_on<E: Display>(
     device: &Device,
     inputs: &[Input],
-    op: &impl Fn(&[Tensor]) -> keel::Result<Tensor>,
-) -> keel::Result<Tensor> {
+    op: &impl Fn(&[Tensor]) -> Result<Tensor, E>,
+) -> Result<Tensor, String> {
     let tensors = inputs
         .iter()
         .map(|x| Tensor::from_slice(&x.data, x.shape.clone(), device))
-        .collect::<keel::Result<Vec<_>>>()?;
-    op(&tensors)
+        .collect::<keel::Result<Vec<_>>>()
+        .map_err(|e| e.to_string())?;
+    op(&tensors).map_err(|e| e.to_string())
 }
 
 /// None if every element is within tolerance, else a description of the worst one.

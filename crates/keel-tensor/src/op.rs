@@ -141,7 +141,7 @@ impl BinaryOp {
     }
 
     /// The op's name in error messages.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             BinaryOp::Add => "add",
             BinaryOp::Sub => "sub",

@@ -1,0 +1,202 @@
+//! Differentiable network ops: convolution, pooling, softmax, losses, batch normalisation in
+//! training mode, dropout.
+
+use crate::backward::Rule;
+use crate::{Result, Var};
+use keel_tensor::{Conv2dOptions, DType, Pool2dOptions, PoolOp, Shape, Tensor};
+
+/// Batch statistics of one training-mode batch normalisation, for the running averages
+/// (updated outside the graph).
+pub struct BatchStats {
+    /// Per-channel mean of the batch.
+    pub mean: Tensor,
+    /// Per-channel (biased) variance of the batch.
+    pub variance: Tensor,
+}
+
+impl Var {
+    /// 2-D convolution of an NHWC batch with an HWIO kernel (see [`Tensor::conv2d`]).
+    pub fn conv2d(&self, kernel: &Var, options: &Conv2dOptions) -> Result<Var> {
+        let (x, w) = (self.tensor(), kernel.tensor());
+        let y = x.conv2d(w, options)?;
+        Ok(Var::record("conv2d", y, &[self, kernel], || Rule::Conv2d {
+            x: kernel.is_tracked().then(|| x.clone()),
+            w: self.is_tracked().then(|| w.clone()),
+            x_shape: x.shape().clone(),
+            w_shape: w.shape().clone(),
+            options: *options,
+        }))
+    }
+
+    /// Depthwise convolution with a Keras-layout kernel [kh, kw, channels, multiplier].
+    pub fn depthwise_conv2d(&self, kernel: &Var, options: &Conv2dOptions) -> Result<Var> {
+        let channels = self.dims().last().copied().unwrap_or(0);
+        let k = kernel.dims();
+        if k.len() != 4 || k[2] != channels {
+            // The tensor op words the error.
+            self.tensor().depthwise_conv2d(kernel.tensor(), options)?;
+        }
+        let grouped = kernel.reshape([k[0], k[1], 1, k[2] * k[3]])?;
+        self.conv2d(&grouped, &options.groups(channels))
+    }
+
+    fn pool(&self, options: &Pool2dOptions, op: PoolOp) -> Result<Var> {
+        let x = self.tensor();
+        let y = match op {
+            PoolOp::Max => x.max_pool2d(options)?,
+            PoolOp::Avg => x.avg_pool2d(options)?,
+        };
+        Ok(Var::record("pool2d", y, &[self], || Rule::Pool {
+            x: x.clone(),
+            options: *options,
+            op,
+        }))
+    }
+
+    /// Max pooling (gradient to the first maximum of each window).
+    pub fn max_pool2d(&self, options: &Pool2dOptions) -> Result<Var> {
+        self.pool(options, PoolOp::Max)
+    }
+
+    /// Average pooling (padding excluded, as in Keras).
+    pub fn avg_pool2d(&self, options: &Pool2dOptions) -> Result<Var> {
+        self.pool(options, PoolOp::Avg)
+    }
+
+    /// Mean over height and width: [N, H, W, C] → [N, C].
+    pub fn global_avg_pool2d(&self) -> Result<Var> {
+        let y = self.tensor().global_avg_pool2d()?;
+        Ok(Var::record("global_avg_pool2d", y, &[self], || {
+            Rule::GlobalAvg {
+                input: self.shape().clone(),
+            }
+        }))
+    }
+
+    /// Max over height and width: [N, H, W, C] → [N, C].
+    pub fn global_max_pool2d(&self) -> Result<Var> {
+        let y = self.tensor().global_max_pool2d()?;
+        Ok(Var::record("global_max_pool2d", y, &[self], || {
+            Rule::GlobalMax {
+                x: self.tensor().clone(),
+            }
+        }))
+    }
+
+    /// Softmax along the last axis.
+    pub fn softmax(&self) -> Result<Var> {
+        let y = self.tensor().softmax()?;
+        Ok(Var::record("softmax", y.clone(), &[self], || {
+            Rule::Softmax { y }
+        }))
+    }
+
+    /// Log-softmax along the last axis.
+    pub fn log_softmax(&self) -> Result<Var> {
+        let y = self.tensor().log_softmax()?;
+        Ok(Var::record("log_softmax", y.clone(), &[self], || {
+            Rule::LogSoftmax { y }
+        }))
+    }
+
+    /// Mean cross-entropy between the softmax of these logits [N, classes] and target
+    /// distributions of the same shape (one-hot rows, or soft labels). Computed from the
+    /// log-softmax, so logits of ±1e4 neither overflow nor lose the gradient.
+    pub fn softmax_cross_entropy(&self, targets: &Tensor) -> Result<Var> {
+        let logits = self.tensor();
+        let log_probs = logits.log_softmax()?;
+        let rows = logits.elem_count() / logits.dims().last().copied().unwrap_or(1).max(1);
+        let loss = targets
+            .mul(&log_probs)?
+            .sum_all()?
+            .mul_scalar(-1.0 / rows.max(1) as f32)?;
+        Ok(Var::record("softmax_cross_entropy", loss, &[self], || {
+            Rule::SoftmaxCrossEntropy {
+                log_probs,
+                targets: targets.clone(),
+            }
+        }))
+    }
+
+    /// Like [`softmax_cross_entropy`](Var::softmax_cross_entropy) with integer class labels
+    /// (an i32 tensor [N]) instead of target distributions.
+    pub fn sparse_softmax_cross_entropy(&self, labels: &Tensor) -> Result<Var> {
+        let classes = self.dims().last().copied().unwrap_or(0);
+        let targets = one_hot(labels, classes)?;
+        self.softmax_cross_entropy(&targets)
+    }
+
+    /// Batch normalisation in training mode over every axis but the last (channels):
+    /// (x − mean) / √(var + ε) · γ + β with the batch's mean and biased variance, differentiable
+    /// through all of them. Returns the output and the batch statistics.
+    pub fn batch_norm_train(
+        &self,
+        gamma: &Var,
+        beta: &Var,
+        epsilon: f32,
+    ) -> Result<(Var, BatchStats)> {
+        let axes: Vec<isize> = (0..self.tensor().rank() as isize - 1).collect();
+        let mean = self.mean(&axes, true)?;
+        let centered = self.sub(&mean)?;
+        let variance = centered.mul(&centered)?.mean(&axes, true)?;
+        let inv_std = variance.add_scalar(epsilon)?.sqrt()?;
+        let y = centered.div(&inv_std)?.mul(gamma)?.add(beta)?;
+        let c = self.dims().last().copied().unwrap_or(1);
+        let stats = BatchStats {
+            mean: mean.tensor().reshape([c])?,
+            variance: variance.tensor().reshape([c])?,
+        };
+        Ok((y, stats))
+    }
+
+    /// Inverted dropout: zeroes each element with probability `rate` and scales the rest by
+    /// 1 / (1 − rate). The mask comes from `seed` alone, so it is the same on every device.
+    pub fn dropout(&self, rate: f32, seed: u64) -> Result<Var> {
+        if !(0.0..1.0).contains(&rate) {
+            return Err(keel_tensor::Error::InvalidArgument {
+                op: "dropout",
+                msg: format!("rate {rate} must be in [0, 1)"),
+            }
+            .into());
+        }
+        if rate == 0.0 {
+            return Ok(self.clone());
+        }
+        let mask = dropout_mask(self.shape(), rate, seed, self.tensor())?;
+        self.mul(&Var::constant(mask))
+    }
+}
+
+/// Rows of `classes` zeros with a 1 at each label (labels: i32 [N]); out-of-range labels give
+/// all-zero rows.
+pub fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
+    let n = labels.elem_count();
+    let index: Vec<f32> = (0..classes).map(|c| c as f32).collect();
+    let index = Tensor::from_vec(index, [1, classes], labels.device())?;
+    Ok(labels
+        .to_dtype(DType::F32)?
+        .reshape([n, 1])?
+        .equal(&index)?)
+}
+
+/// The scaled keep-mask of inverted dropout, from a SplitMix64 stream seeded with `seed`.
+fn dropout_mask(shape: &Shape, rate: f32, seed: u64, like: &Tensor) -> Result<Tensor> {
+    let keep = 1.0 / (1.0 - rate);
+    let mut state = seed;
+    let values: Vec<f32> = (0..shape.elem_count())
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = (z >> 40) as f32 / (1u64 << 24) as f32;
+            if u < rate {
+                0.0
+            } else {
+                keep
+            }
+        })
+        .collect();
+    Ok(Tensor::from_vec(values, shape.clone(), like.device())?)
+}
