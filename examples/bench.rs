@@ -6,7 +6,8 @@
 mod common;
 
 use clap::Parser;
-use keel::{Conv2dOptions, Device, Padding, Tensor};
+use keel::{Conv2dOptions, Device, Padding};
+use common::{median_secs, random};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -24,34 +25,6 @@ struct Args {
     /// Timed repetitions per measurement (after two warm-up runs).
     #[arg(long, default_value_t = 0)]
     reps: usize,
-}
-
-/// Median seconds of `reps` runs of `f` (each waits for the device), after two warm-ups.
-fn median_secs(
-    reps: usize,
-    device: &Device,
-    mut f: impl FnMut() -> keel::Result<Tensor>,
-) -> keel::Result<f64> {
-    for _ in 0..2 {
-        f()?;
-        device.synchronize()?;
-    }
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let start = Instant::now();
-        let out = f()?;
-        device.synchronize()?;
-        times.push(start.elapsed().as_secs_f64());
-        drop(out);
-    }
-    times.sort_by(|a, b| a.total_cmp(b));
-    Ok(times[times.len() / 2])
-}
-
-fn random(shape: &[usize], seed: u64, device: &Device) -> keel::Result<Tensor> {
-    let n: usize = shape.iter().product();
-    let data = common::values(n, seed, 0.5);
-    Tensor::from_vec(data, shape.to_vec(), device)
 }
 
 struct Figures {

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""The layers of `cargo run --release --example bench` timed in PyTorch on the same machine.
+"""The layers of `cargo run --release --example bench` (or, with --train, the training steps of
+`--example bench_train`) timed in PyTorch on the same machine.
 
 Gives PyTorch its best CPU setting (channels_last, all cores) and prints one JSON object with
-the same keys as the bench's --json output. For the fastest figures run it as
+the same keys as the example's --json output. For the fastest figures run it as
     GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184 \
-        python3 tools/bench_pytorch.py
+        python3 tools/bench_pytorch.py [--train]
 """
 import json
 import statistics
+import sys
 import time
 
 import torch
@@ -53,5 +55,48 @@ def main():
     }))
 
 
+def sgd_step(loss, params, lr):
+    loss.backward()
+    with torch.no_grad():
+        for p in params:
+            p -= lr * p.grad
+            p.grad = None
+
+
+def train():
+    torch.manual_seed(0)
+    reps = 11
+    x = (torch.rand(8, 64, 56, 56) - 0.5).to(memory_format=torch.channels_last)
+    c1 = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
+    c2 = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
+    params = list(c1.parameters()) + list(c2.parameters())
+
+    def vgg_step():
+        y = torch.relu(c2(torch.relu(c1(x))))
+        sgd_step((y * y).mean(), params, 0.01)
+
+    t_vgg = median_secs(vgg_step, reps)
+
+    features = torch.rand(32, 7, 7, 512) - 0.5  # NHWC, flattened as keel does
+    labels = torch.arange(32) % 3
+    d1 = torch.nn.Linear(7 * 7 * 512, 256)
+    d2 = torch.nn.Linear(256, 3)
+    head = list(d1.parameters()) + list(d2.parameters())
+
+    def head_step():
+        logits = d2(torch.relu(d1(features.flatten(1))))
+        sgd_step(torch.nn.functional.cross_entropy(logits, labels), head, 0.01)
+
+    t_head = median_secs(head_step, reps)
+    print(json.dumps({
+        "device": f"pytorch {torch.__version__} cpu ({torch.get_num_threads()} threads)",
+        "vgg_block_step_ms": t_vgg * 1e3,
+        "dense_head_step_ms": t_head * 1e3,
+    }))
+
+
 if __name__ == "__main__":
-    main()
+    if "--train" in sys.argv[1:]:
+        train()
+    else:
+        main()

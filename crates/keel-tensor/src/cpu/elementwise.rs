@@ -2,19 +2,47 @@
 //! time, so the per-element cost is one multiply-add of a stride, not an index decomposition.
 
 use crate::op::{Activation, BinaryOp, UnaryOp};
-use crate::shape::StridedView;
+use crate::shape::{Shape, StridedView};
 use rayon::prelude::*;
 
 const CHUNK: usize = 1 << 14;
 
 /// y = op(x).
 pub(crate) fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
+    // One loop per variant (the variant is a constant inside each), so each one vectorises.
+    macro_rules! each_variant {
+        ($($pat:pat),*) => {
+            match op {
+                $($pat => map(x, move |v| op.apply(v)),)*
+            }
+        };
+    }
+    each_variant!(
+        UnaryOp::Relu,
+        UnaryOp::Relu6,
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Affine { .. },
+        UnaryOp::MaxScalar(_),
+        UnaryOp::MinScalar(_),
+        UnaryOp::PowScalar(_),
+        UnaryOp::Above(_),
+        UnaryOp::Sign
+    )
+}
+
+/// y = f(x), in parallel chunks.
+#[inline(always)]
+fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut y = super::output(x.len());
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, i)| {
-            o.iter_mut().zip(i).for_each(|(o, &v)| *o = op.apply(v));
-        });
+        .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &v)| *o = f(v)));
     y
 }
 
@@ -34,6 +62,10 @@ pub(crate) fn binary(
     bv: &StridedView,
     op: BinaryOp,
 ) -> Vec<f32> {
+    let dense = |v: &StridedView| v.offset == 0 && v.strides == Shape::new(v.shape.clone()).strides();
+    if dense(av) && dense(bv) {
+        return zip_map(&a[..av.elem_count()], &b[..bv.elem_count()], op);
+    }
     let mut out = super::output(av.elem_count());
     let (n, sa) = last(av);
     let (_, sb) = last(bv);
@@ -44,6 +76,30 @@ pub(crate) fn binary(
         }
     });
     out
+}
+
+/// out = a ⊙ b for two contiguous operands of equal length, one vectorised loop per op.
+fn zip_map(a: &[f32], b: &[f32], op: BinaryOp) -> Vec<f32> {
+    fn run(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+        let mut out = super::output(a.len());
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| {
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    *o = f(x, y);
+                }
+            });
+        out
+    }
+    match op {
+        BinaryOp::Add => run(a, b, |x, y| x + y),
+        BinaryOp::Sub => run(a, b, |x, y| x - y),
+        BinaryOp::Mul => run(a, b, |x, y| x * y),
+        BinaryOp::Div => run(a, b, |x, y| x / y),
+        BinaryOp::Max | BinaryOp::Min | BinaryOp::Greater | BinaryOp::Equal => {
+            run(a, b, move |x, y| op.apply(x, y))
+        }
+    }
 }
 
 /// y = act(x · scale[c] + shift[c]) over the last axis of `channels` values.
