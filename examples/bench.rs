@@ -6,8 +6,8 @@
 mod common;
 
 use clap::Parser;
-use keel::{Conv2dOptions, Device, Padding};
 use common::{median_secs, random};
+use keel::{Conv2dOptions, Device, Padding};
 use std::time::Instant;
 
 #[derive(Parser)]

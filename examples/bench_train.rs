@@ -57,7 +57,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-fn param(name: &str, shape: &[usize], seed: u64, scale: f32, device: &Device) -> keel::Result<Param> {
+fn param(
+    name: &str,
+    shape: &[usize],
+    seed: u64,
+    scale: f32,
+    device: &Device,
+) -> keel::Result<Param> {
     let n: usize = shape.iter().product();
     let t = Tensor::from_vec(common::values(n, seed, scale), shape.to_vec(), device)?;
     Ok(Param::new(name, t))
@@ -97,7 +103,11 @@ fn dense_head_step(device: &Device, reps: usize) -> Result<f64> {
     let w2 = param("dense2/kernel", &[256, 3], 9, 0.05, device)?;
     let b2 = param("dense2/bias", &[3], 10, 0.05, device)?;
     let t = median_secs(reps, device, || -> Result<()> {
-        let h = features.flatten()?.matmul(&w1.var())?.bias_add(&b1.var())?.relu()?;
+        let h = features
+            .flatten()?
+            .matmul(&w1.var())?
+            .bias_add(&b1.var())?
+            .relu()?;
         let logits = h.matmul(&w2.var())?.bias_add(&b2.var())?;
         sgd_step(&logits.sparse_softmax_cross_entropy(&labels)?, 0.01)
     })?;
@@ -119,7 +129,15 @@ fn step_memory(frozen: bool) -> Result<StepMemory> {
     let x = Var::constant(random(&[8, 32, 32, 3], 11, &device)?);
     let labels = Tensor::from_i32((0..8).collect(), [8], &device)?;
     let backbone = (0..10)
-        .map(|i| param(&format!("conv{i}"), &[3, 3, if i == 0 { 3 } else { 32 }, 32], 12 + i, 0.1, &device))
+        .map(|i| {
+            param(
+                &format!("conv{i}"),
+                &[3, 3, if i == 0 { 3 } else { 32 }, 32],
+                12 + i,
+                0.1,
+                &device,
+            )
+        })
         .collect::<keel::Result<Vec<_>>>()?;
     backbone.iter().for_each(|p| p.set_trainable(!frozen));
     let head = param("dense/kernel", &[32 * 32 * 32, 10], 30, 0.01, &device)?;
@@ -129,7 +147,10 @@ fn step_memory(frozen: bool) -> Result<StepMemory> {
         for w in &backbone {
             h = h.conv2d(&w.var(), &same)?.relu()?;
         }
-        let loss = h.flatten()?.matmul(&head.var())?.sparse_softmax_cross_entropy(&labels)?;
+        let loss = h
+            .flatten()?
+            .matmul(&head.var())?
+            .sparse_softmax_cross_entropy(&labels)?;
         drop(h);
         let retained = LIVE.load(Ordering::Relaxed).saturating_sub(base);
         sgd_step(&loss, 0.01)?;
@@ -186,8 +207,15 @@ fn run() -> Result<()> {
     if !args.json {
         println!("heap in one training step, 10-layer conv backbone + Dense head (CPU):");
         println!("                     kept for backward    peak");
-        for (name, m) in [("backbone frozen ", &frozen), ("backbone trained", &unfrozen)] {
-            println!("  {name}  {:>12.2} MB {:>8.2} MB", mb(m.retained), mb(m.peak));
+        for (name, m) in [
+            ("backbone frozen ", &frozen),
+            ("backbone trained", &unfrozen),
+        ] {
+            println!(
+                "  {name}  {:>12.2} MB {:>8.2} MB",
+                mb(m.retained),
+                mb(m.peak)
+            );
         }
     }
     Ok(())

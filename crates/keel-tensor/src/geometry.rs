@@ -314,6 +314,21 @@ pub(crate) fn pool2d_geometry(
     })
 }
 
+/// The NHWC output shape of [`Tensor::conv2d`](crate::Tensor::conv2d) for these operand
+/// shapes, or the error the op would return.
+pub fn conv2d_output_shape(
+    input: &Shape,
+    kernel: &Shape,
+    options: &Conv2dOptions,
+) -> Result<Shape> {
+    Ok(conv2d_geometry(input, kernel, options)?.out_shape())
+}
+
+/// The NHWC output shape of max or average pooling of `input`, or the error the op would return.
+pub fn pool2d_output_shape(input: &Shape, options: &Pool2dOptions) -> Result<Shape> {
+    Ok(pool2d_geometry("pool2d", input, options)?.out_shape())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,9 @@ mod tensor;
 pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};
-pub use geometry::{Conv2dOptions, Padding, Pool2dOptions};
+pub use geometry::{
+    conv2d_output_shape, pool2d_output_shape, Conv2dOptions, Padding, Pool2dOptions,
+};
 pub use op::{Activation, BinaryOp, PoolOp, ReduceOp, UnaryOp};
 pub use shape::{broadcast_shapes, Shape, MAX_RANK};
 pub use tensor::Tensor;

@@ -62,7 +62,8 @@ pub(crate) fn binary(
     bv: &StridedView,
     op: BinaryOp,
 ) -> Vec<f32> {
-    let dense = |v: &StridedView| v.offset == 0 && v.strides == Shape::new(v.shape.clone()).strides();
+    let dense =
+        |v: &StridedView| v.offset == 0 && v.strides == Shape::new(v.shape.clone()).strides();
     if dense(av) && dense(bv) {
         return zip_map(&a[..av.elem_count()], &b[..bv.elem_count()], op);
     }

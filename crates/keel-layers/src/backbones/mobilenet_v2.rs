@@ -1,0 +1,155 @@
+//! MobileNetV2 as torchvision builds it (`torchvision.models.mobilenet_v2`), with torchvision's
+//! module names (`features.0.0`, `features.1.conv.0.0`, …, `classifier.1`) so that its
+//! checkpoints load without a name map: a strided 3×3 convolution, 17 inverted-residual blocks,
+//! a 1×1 convolution to 1280 channels, and optionally average pooling, dropout and a classifier.
+//! Padding is torchvision's symmetric (k − 1) / 2; batch norm uses ε = 1e-5 and PyTorch's
+//! momentum 0.1 (0.9 in Keras' convention).
+
+use super::BackboneOptions;
+use crate::layers::{
+    batch_norm, conv2d, dense, depthwise_conv2d, dropout, global_avg_pool2d, relu6,
+    residual_if_same_shape,
+};
+use crate::sequential::{sequential, Sequential, SequentialSpec};
+use crate::Result;
+use keel_tensor::{Device, Padding};
+
+/// (expansion t, output channels c, repeats n, first stride s), torchvision's table.
+const SETTINGS: [(usize, usize, usize, usize); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
+
+/// torchvision's `_make_divisible(v, 8)`: the nearest multiple of 8, at least 8 and not more
+/// than 10% below v.
+fn make_divisible(v: f32) -> usize {
+    let rounded = ((v + 4.0) as usize / 8 * 8).max(8);
+    if (rounded as f32) < 0.9 * v {
+        rounded + 8
+    } else {
+        rounded
+    }
+}
+
+fn pad(k: usize) -> Padding {
+    Padding::uniform((k - 1) / 2)
+}
+
+/// Convolution, batch norm and ReLU6 (torchvision's `Conv2dNormActivation`) named `prefix.0..2`.
+fn conv_bn_relu6(
+    model: SequentialSpec,
+    prefix: &str,
+    out: usize,
+    k: usize,
+    stride: usize,
+    depthwise: bool,
+) -> SequentialSpec {
+    let model = if depthwise {
+        model.add(
+            depthwise_conv2d(k)
+                .strides(stride)
+                .padding(pad(k))
+                .use_bias(false)
+                .name(format!("{prefix}.0")),
+        )
+    } else {
+        model.add(
+            conv2d(out, k)
+                .strides(stride)
+                .padding(pad(k))
+                .use_bias(false)
+                .name(format!("{prefix}.0")),
+        )
+    };
+    model
+        .add(torch_bn(format!("{prefix}.1")))
+        .add(relu6().name(format!("{prefix}.2")))
+}
+
+fn torch_bn(name: String) -> crate::layers::BatchNormSpec {
+    batch_norm().epsilon(1e-5).momentum(0.9).name(name)
+}
+
+/// One inverted-residual block `features.{index}`.
+fn inverted_residual(
+    index: usize,
+    inp: usize,
+    out: usize,
+    stride: usize,
+    expand: usize,
+) -> SequentialSpec {
+    let name = format!("features.{index}");
+    let hidden = inp * expand;
+    let mut body = sequential(name.clone());
+    let mut next = 0;
+    if expand != 1 {
+        body = conv_bn_relu6(body, &format!("{name}.conv.0"), hidden, 1, 1, false);
+        next = 1;
+    }
+    body = conv_bn_relu6(
+        body,
+        &format!("{name}.conv.{next}"),
+        hidden,
+        3,
+        stride,
+        true,
+    );
+    body.add(
+        conv2d(out, 1)
+            .use_bias(false)
+            .name(format!("{name}.conv.{}", next + 1)),
+    )
+    .add(torch_bn(format!("{name}.conv.{}", next + 2)))
+}
+
+/// MobileNetV2. Without its top it outputs [h/32, w/32, 1280] (7×7×1280 at 224×224); with it,
+/// ImageNet logits (no softmax, as in torchvision): 3,504,872 trainable parameters at width 1.
+pub fn mobilenet_v2(options: &BackboneOptions, device: &Device) -> Result<Sequential> {
+    let alpha = options.alpha;
+    let mut channels = make_divisible(32.0 * alpha);
+    let last = make_divisible(1280.0 * alpha.max(1.0));
+    let mut model = conv_bn_relu6(
+        sequential("mobilenet_v2"),
+        "features.0",
+        channels,
+        3,
+        2,
+        false,
+    );
+    let mut index = 1;
+    for (t, c, n, s) in SETTINGS {
+        let out = make_divisible(c as f32 * alpha);
+        for i in 0..n {
+            let stride = if i == 0 { s } else { 1 };
+            model = model.add(residual_if_same_shape(inverted_residual(
+                index, channels, out, stride, t,
+            )));
+            channels = out;
+            index += 1;
+        }
+    }
+    model = conv_bn_relu6(model, &format!("features.{index}"), last, 1, 1, false);
+    if options.include_top {
+        model = model
+            .add(global_avg_pool2d().name("pool"))
+            .add(dropout(0.2).name("classifier.0"))
+            .add(dense(options.classes).name("classifier.1"));
+    }
+    model.build(&options.input_shape(), device, options.seed)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn make_divisible_matches_torchvision() {
+        assert_eq!(super::make_divisible(32.0), 32);
+        assert_eq!(super::make_divisible(32.0 * 0.35), 16);
+        assert_eq!(super::make_divisible(16.0 * 0.35), 8);
+        assert_eq!(super::make_divisible(1280.0), 1280);
+    }
+}

@@ -1,0 +1,65 @@
+//! Pretrained-architecture backbones: VGG16 and MobileNet (Keras' architectures and layer names)
+//! and MobileNetV2 (torchvision's architecture and module names, so its checkpoints load as is).
+
+mod mobilenet;
+mod mobilenet_v2;
+mod vgg16;
+
+pub use mobilenet::mobilenet;
+pub use mobilenet_v2::mobilenet_v2;
+pub use vgg16::vgg16;
+
+/// Options shared by the backbones (Keras' `include_top`, `alpha`, input size, `classes`).
+#[derive(Clone, Debug)]
+pub struct BackboneOptions {
+    /// Input height and width (any size the architecture allows; 224×224 by default).
+    pub input: (usize, usize),
+    /// Width multiplier (MobileNet's `alpha`, MobileNetV2's `width_mult`); 1.0 by default.
+    pub alpha: f32,
+    /// Whether to include the ImageNet classifier.
+    pub include_top: bool,
+    /// Classes of that classifier (1000 for ImageNet).
+    pub classes: usize,
+    /// Seed of the initial weights (until real ones are loaded).
+    pub seed: u64,
+}
+
+impl Default for BackboneOptions {
+    fn default() -> Self {
+        BackboneOptions {
+            input: (224, 224),
+            alpha: 1.0,
+            include_top: false,
+            classes: 1000,
+            seed: 0,
+        }
+    }
+}
+
+impl BackboneOptions {
+    /// Input height and width.
+    pub fn input(mut self, h: usize, w: usize) -> Self {
+        self.input = (h, w);
+        self
+    }
+    /// Width multiplier.
+    pub fn alpha(mut self, alpha: f32) -> Self {
+        self.alpha = alpha;
+        self
+    }
+    /// Include the classifier with `classes` outputs.
+    pub fn include_top(mut self, classes: usize) -> Self {
+        self.include_top = true;
+        self.classes = classes;
+        self
+    }
+    /// Seed of the initial weights.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    pub(crate) fn input_shape(&self) -> [usize; 3] {
+        [self.input.0, self.input.1, 3]
+    }
+}

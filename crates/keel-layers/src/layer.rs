@@ -1,0 +1,134 @@
+//! The `Layer` trait, the weights a layer owns, and how layers are built on a known input shape.
+
+use crate::Result;
+use keel_autograd::{Param, Var};
+use keel_tensor::Device;
+
+/// A built layer: its weights exist and its input and output shapes are known.
+pub trait Layer: Send + Sync {
+    /// The layer's name (unique within its model, e.g. `block1_conv1`).
+    fn name(&self) -> &str;
+    /// The Keras class name shown by `summary()` (e.g. `Conv2D`).
+    fn kind(&self) -> &'static str;
+    /// Output shape without the batch axis (e.g. `[7, 7, 512]`).
+    fn output_shape(&self) -> &[usize];
+    /// Applies the layer. `training` turns on dropout and batch statistics (for trainable
+    /// batch-normalisation layers).
+    fn forward(&self, x: &Var, training: bool) -> Result<Var>;
+    /// Every weight, trainable or not (batch-norm moving statistics included).
+    fn weights(&self) -> Vec<Weight> {
+        Vec::new()
+    }
+    /// Freezes (`false`) or unfreezes (`true`) the layer and everything inside it.
+    fn set_trainable(&self, _trainable: bool) {}
+    /// Layers nested inside this one (a backbone inside a model, a block's layers).
+    fn children(&self) -> Vec<&dyn Layer> {
+        Vec::new()
+    }
+}
+
+/// What a weight is, which fixes its names and its layout in Keras and PyTorch files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A convolution kernel: HWIO here and in Keras, OIHW in PyTorch.
+    ConvKernel,
+    /// A depthwise kernel: [kh, kw, C, multiplier] here and in Keras, [C·multiplier, 1, kh, kw]
+    /// in PyTorch.
+    DepthwiseKernel,
+    /// A Dense kernel: [in, out] here and in Keras, [out, in] in PyTorch.
+    DenseKernel,
+    /// A bias vector.
+    Bias,
+    /// Batch-norm scale.
+    Gamma,
+    /// Batch-norm offset.
+    Beta,
+    /// Batch-norm moving mean (never trainable).
+    MovingMean,
+    /// Batch-norm moving variance (never trainable).
+    MovingVariance,
+}
+
+impl Role {
+    /// The weight's name in Keras (`block1_conv1/kernel`).
+    pub fn keras_name(self) -> &'static str {
+        match self {
+            Role::ConvKernel | Role::DenseKernel => "kernel",
+            Role::DepthwiseKernel => "depthwise_kernel",
+            Role::Bias => "bias",
+            Role::Gamma => "gamma",
+            Role::Beta => "beta",
+            Role::MovingMean => "moving_mean",
+            Role::MovingVariance => "moving_variance",
+        }
+    }
+
+    /// The weight's name in PyTorch (`features.0.0.weight`).
+    pub fn torch_name(self) -> &'static str {
+        match self {
+            Role::ConvKernel | Role::DepthwiseKernel | Role::DenseKernel | Role::Gamma => "weight",
+            Role::Bias | Role::Beta => "bias",
+            Role::MovingMean => "running_mean",
+            Role::MovingVariance => "running_var",
+        }
+    }
+
+    /// Whether the weight is a statistic rather than something an optimizer trains.
+    pub fn is_statistic(self) -> bool {
+        matches!(self, Role::MovingMean | Role::MovingVariance)
+    }
+}
+
+/// A weight of a layer.
+#[derive(Clone)]
+pub struct Weight {
+    /// The owning layer's name.
+    pub layer: String,
+    /// What it is.
+    pub role: Role,
+    /// The value (shared with the layer).
+    pub param: Param,
+    /// For a Dense kernel right after a Flatten of an [h, w, c] map: that shape, so that a
+    /// PyTorch kernel (which flattens channels first) can be reordered on load.
+    pub flattened_from: Option<[usize; 3]>,
+}
+
+impl Weight {
+    /// Keras key: `layer/kernel`.
+    pub fn keras_key(&self) -> String {
+        format!("{}/{}", self.layer, self.role.keras_name())
+    }
+
+    /// PyTorch key: `layer.weight`.
+    pub fn torch_key(&self) -> String {
+        format!("{}.{}", self.layer, self.role.torch_name())
+    }
+
+    /// Whether an optimizer should update it now.
+    pub fn trainable(&self) -> bool {
+        !self.role.is_statistic() && self.param.trainable()
+    }
+}
+
+/// What a layer is built on: the shape of its input (without batch) and where its weights live.
+pub struct BuildContext<'a> {
+    /// Input shape without the batch axis.
+    pub input: &'a [usize],
+    /// Device for the weights.
+    pub device: &'a Device,
+    /// Seed for this layer's initial weights.
+    pub seed: u64,
+    /// The name the model gives the layer when its spec has none (`conv2d_3`).
+    pub default_name: String,
+    /// Set when the previous layer flattened an [h, w, c] map.
+    pub flattened_from: Option<[usize; 3]>,
+}
+
+/// A layer's configuration, built into a [`Layer`] once its input shape is known
+/// (Keras builds on first call; keel when the layer is added to a model).
+pub trait LayerSpec {
+    /// The stem of the names a model gives unnamed layers of this kind (`conv2d`, `conv2d_1`, …).
+    fn base_name(&self) -> &'static str;
+    /// Creates the layer and its weights.
+    fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>>;
+}

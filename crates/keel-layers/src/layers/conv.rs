@@ -1,0 +1,285 @@
+//! Conv2D and DepthwiseConv2D (NHWC input, Keras kernel layouts).
+
+use crate::init::{constant, glorot_uniform};
+use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+use crate::layers::Activation;
+use crate::{Error, Result};
+use keel_autograd::{Param, Var};
+use keel_tensor::{Conv2dOptions, Padding};
+
+/// Keras `Conv2D(filters, kernel_size, strides=1, padding="valid", use_bias=True, activation=None)`.
+pub struct Conv2DSpec {
+    name: Option<String>,
+    filters: usize,
+    kernel: (usize, usize),
+    options: Conv2dOptions,
+    use_bias: bool,
+    activation: Activation,
+}
+
+/// A Conv2D spec with Keras' defaults: stride 1, `valid` padding, a bias, no activation.
+pub fn conv2d(filters: usize, kernel: usize) -> Conv2DSpec {
+    Conv2DSpec {
+        name: None,
+        filters,
+        kernel: (kernel, kernel),
+        options: Conv2dOptions::default(),
+        use_bias: true,
+        activation: Activation::Linear,
+    }
+}
+
+impl Conv2DSpec {
+    /// Names the layer.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Stride along both axes.
+    pub fn strides(mut self, s: usize) -> Self {
+        self.options = self.options.stride(s);
+        self
+    }
+    /// `valid`, `same` or explicit padding.
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.options = self.options.padding(p);
+        self
+    }
+    /// Dilation along both axes.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.options = self.options.dilation(d);
+        self
+    }
+    /// Channel groups.
+    pub fn groups(mut self, g: usize) -> Self {
+        self.options = self.options.groups(g);
+        self
+    }
+    /// Whether to add a bias (Keras `use_bias`).
+    pub fn use_bias(mut self, b: bool) -> Self {
+        self.use_bias = b;
+        self
+    }
+    /// Activation applied to the output.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
+    }
+}
+
+/// A built 2-D convolution (also the depthwise one, which only differs in its kernel layout).
+pub struct Conv2D {
+    name: String,
+    kind: &'static str,
+    kernel: Param,
+    kernel_role: Role,
+    bias: Option<Param>,
+    options: Conv2dOptions,
+    activation: Activation,
+    shape: Vec<usize>,
+}
+
+/// The [h, w, c] input of a convolution layer, or an error naming the layer.
+fn image_input(name: &str, input: &[usize]) -> Result<[usize; 3]> {
+    match *input {
+        [h, w, c] => Ok([h, w, c]),
+        _ => Err(Error::layer(
+            name,
+            format!("expects an image input [height, width, channels], got {input:?}"),
+        )),
+    }
+}
+
+/// Output shape of a convolution, computed by the tensor crate's geometry on a batch of one.
+fn output_shape(
+    name: &str,
+    input: [usize; 3],
+    kernel: &[usize],
+    options: &Conv2dOptions,
+) -> Result<Vec<usize>> {
+    let probe = keel_tensor::Shape::new([1, input[0], input[1], input[2]]);
+    let dims = keel_tensor::conv2d_output_shape(
+        &probe,
+        &keel_tensor::Shape::new(kernel.to_vec()),
+        options,
+    )
+    .map_err(|e| Error::layer(name, e.to_string()))?;
+    Ok(dims.dims()[1..].to_vec())
+}
+
+impl LayerSpec for Conv2DSpec {
+    fn base_name(&self) -> &'static str {
+        "conv2d"
+    }
+    fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
+        let name = self.name.unwrap_or_else(|| ctx.default_name.clone());
+        let [h, w, c] = image_input(&name, ctx.input)?;
+        let (kh, kw) = self.kernel;
+        let groups = self.options.groups.max(1);
+        if c % groups != 0 {
+            return Err(Error::layer(
+                &name,
+                format!("groups = {groups} must divide the {c} input channels"),
+            ));
+        }
+        let kernel_shape = [kh, kw, c / groups, self.filters];
+        let shape = output_shape(&name, [h, w, c], &kernel_shape, &self.options)?;
+        let fan_in = kh * kw * c / groups;
+        let fan_out = kh * kw * self.filters / groups;
+        let kernel = glorot_uniform(&kernel_shape, fan_in, fan_out, ctx.seed, ctx.device)?;
+        let bias = self
+            .use_bias
+            .then(|| constant(self.filters, 0.0, ctx.device))
+            .transpose()?;
+        Ok(Box::new(Conv2D {
+            kernel: Param::new(format!("{name}/kernel"), kernel),
+            kernel_role: Role::ConvKernel,
+            bias: bias.map(|b| Param::new(format!("{name}/bias"), b)),
+            name,
+            kind: "Conv2D",
+            options: self.options,
+            activation: self.activation,
+            shape,
+        }))
+    }
+}
+
+/// Keras `DepthwiseConv2D(kernel_size, strides=1, padding="valid", depth_multiplier=1, use_bias=True)`.
+pub struct DepthwiseConv2DSpec {
+    name: Option<String>,
+    kernel: (usize, usize),
+    options: Conv2dOptions,
+    multiplier: usize,
+    use_bias: bool,
+    activation: Activation,
+}
+
+/// A DepthwiseConv2D spec with Keras' defaults.
+pub fn depthwise_conv2d(kernel: usize) -> DepthwiseConv2DSpec {
+    DepthwiseConv2DSpec {
+        name: None,
+        kernel: (kernel, kernel),
+        options: Conv2dOptions::default(),
+        multiplier: 1,
+        use_bias: true,
+        activation: Activation::Linear,
+    }
+}
+
+impl DepthwiseConv2DSpec {
+    /// Names the layer.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Stride along both axes.
+    pub fn strides(mut self, s: usize) -> Self {
+        self.options = self.options.stride(s);
+        self
+    }
+    /// `valid`, `same` or explicit padding.
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.options = self.options.padding(p);
+        self
+    }
+    /// Output channels per input channel.
+    pub fn depth_multiplier(mut self, m: usize) -> Self {
+        self.multiplier = m;
+        self
+    }
+    /// Whether to add a bias.
+    pub fn use_bias(mut self, b: bool) -> Self {
+        self.use_bias = b;
+        self
+    }
+    /// Activation applied to the output.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
+    }
+}
+
+impl LayerSpec for DepthwiseConv2DSpec {
+    fn base_name(&self) -> &'static str {
+        "depthwise_conv2d"
+    }
+    fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
+        let name = self.name.unwrap_or_else(|| ctx.default_name.clone());
+        let [h, w, c] = image_input(&name, ctx.input)?;
+        let (kh, kw) = self.kernel;
+        let out_c = c * self.multiplier;
+        let options = self.options.groups(c);
+        let shape = output_shape(&name, [h, w, c], &[kh, kw, 1, out_c], &options)?;
+        // Keras: fan_in = kh·kw·1·multiplier... computed on the [kh, kw, C, multiplier] kernel.
+        let kernel = glorot_uniform(
+            &[kh, kw, c, self.multiplier],
+            kh * kw * self.multiplier,
+            kh * kw * c,
+            ctx.seed,
+            ctx.device,
+        )?;
+        let bias = self
+            .use_bias
+            .then(|| constant(out_c, 0.0, ctx.device))
+            .transpose()?;
+        Ok(Box::new(Conv2D {
+            kernel: Param::new(format!("{name}/depthwise_kernel"), kernel),
+            kernel_role: Role::DepthwiseKernel,
+            bias: bias.map(|b| Param::new(format!("{name}/bias"), b)),
+            name,
+            kind: "DepthwiseConv2D",
+            options,
+            activation: self.activation,
+            shape,
+        }))
+    }
+}
+
+impl Layer for Conv2D {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
+        let kernel = self.kernel.var();
+        let y = if self.kernel_role == Role::DepthwiseKernel {
+            x.depthwise_conv2d(&kernel, &self.options)
+        } else {
+            x.conv2d(&kernel, &self.options)
+        }
+        .map_err(|e| Error::layer(&self.name, e.to_string()))?;
+        let y = match &self.bias {
+            Some(b) => y.bias_add(&b.var())?,
+            None => y,
+        };
+        self.activation.apply(&y)
+    }
+    fn weights(&self) -> Vec<Weight> {
+        let mut w = vec![Weight {
+            layer: self.name.clone(),
+            role: self.kernel_role,
+            param: self.kernel.clone(),
+            flattened_from: None,
+        }];
+        if let Some(b) = &self.bias {
+            w.push(Weight {
+                layer: self.name.clone(),
+                role: Role::Bias,
+                param: b.clone(),
+                flattened_from: None,
+            });
+        }
+        w
+    }
+    fn set_trainable(&self, trainable: bool) {
+        self.kernel.set_trainable(trainable);
+        if let Some(b) = &self.bias {
+            b.set_trainable(trainable);
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Dense: a matrix product over the last axis, a bias, an activation.
+
+use crate::init::{constant, glorot_uniform};
+use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+use crate::layers::Activation;
+use crate::{Error, Result};
+use keel_autograd::{Param, Var};
+
+/// Keras `Dense(units, activation=None, use_bias=True)`.
+pub struct DenseSpec {
+    name: Option<String>,
+    units: usize,
+    activation: Activation,
+    use_bias: bool,
+}
+
+/// A Dense spec with Keras' defaults (a bias, no activation).
+pub fn dense(units: usize) -> DenseSpec {
+    DenseSpec {
+        name: None,
+        units,
+        activation: Activation::Linear,
+        use_bias: true,
+    }
+}
+
+impl DenseSpec {
+    /// Names the layer.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Activation applied to the output.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
+    }
+    /// Whether to add a bias.
+    pub fn use_bias(mut self, b: bool) -> Self {
+        self.use_bias = b;
+        self
+    }
+}
+
+/// A built Dense layer.
+pub struct Dense {
+    name: String,
+    kernel: Param,
+    bias: Option<Param>,
+    activation: Activation,
+    shape: Vec<usize>,
+    flattened_from: Option<[usize; 3]>,
+}
+
+impl LayerSpec for DenseSpec {
+    fn base_name(&self) -> &'static str {
+        "dense"
+    }
+    fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
+        let name = self.name.unwrap_or_else(|| ctx.default_name.clone());
+        let Some(&features) = ctx.input.last() else {
+            return Err(Error::layer(
+                &name,
+                "needs an input with at least one axis besides the batch",
+            ));
+        };
+        let kernel = glorot_uniform(
+            &[features, self.units],
+            features,
+            self.units,
+            ctx.seed,
+            ctx.device,
+        )?;
+        let bias = self
+            .use_bias
+            .then(|| constant(self.units, 0.0, ctx.device))
+            .transpose()?;
+        let mut shape = ctx.input.to_vec();
+        *shape.last_mut().expect("checked above") = self.units;
+        Ok(Box::new(Dense {
+            kernel: Param::new(format!("{name}/kernel"), kernel),
+            bias: bias.map(|b| Param::new(format!("{name}/bias"), b)),
+            name,
+            activation: self.activation,
+            shape,
+            flattened_from: ctx.flattened_from,
+        }))
+    }
+}
+
+impl Layer for Dense {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "Dense"
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
+        let y = x
+            .matmul(&self.kernel.var())
+            .map_err(|e| Error::layer(&self.name, e.to_string()))?;
+        let y = match &self.bias {
+            Some(b) => y.bias_add(&b.var())?,
+            None => y,
+        };
+        self.activation.apply(&y)
+    }
+    fn weights(&self) -> Vec<Weight> {
+        let mut w = vec![Weight {
+            layer: self.name.clone(),
+            role: Role::DenseKernel,
+            param: self.kernel.clone(),
+            flattened_from: self.flattened_from,
+        }];
+        if let Some(b) = &self.bias {
+            w.push(Weight {
+                layer: self.name.clone(),
+                role: Role::Bias,
+                param: b.clone(),
+                flattened_from: None,
+            });
+        }
+        w
+    }
+    fn set_trainable(&self, trainable: bool) {
+        self.kernel.set_trainable(trainable);
+        if let Some(b) = &self.bias {
+            b.set_trainable(trainable);
+        }
+    }
+}

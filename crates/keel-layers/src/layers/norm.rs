@@ -1,0 +1,284 @@
+//! BatchNormalization, and the input preprocessing layers Rescaling and Normalization.
+
+use crate::init::constant;
+use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+use crate::{Error, Result};
+use keel_autograd::{no_grad, Param, Var};
+use keel_tensor::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Keras `BatchNormalization(momentum=0.99, epsilon=1e-3)` over the last axis.
+pub struct BatchNormSpec {
+    name: Option<String>,
+    momentum: f32,
+    epsilon: f32,
+}
+
+/// A BatchNormalization spec with Keras' defaults (momentum 0.99, epsilon 1e-3).
+pub fn batch_norm() -> BatchNormSpec {
+    BatchNormSpec {
+        name: None,
+        momentum: 0.99,
+        epsilon: 1e-3,
+    }
+}
+
+impl BatchNormSpec {
+    /// Names the layer.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Weight of the old moving statistics in each update (Keras' convention; PyTorch's
+    /// `momentum=0.1` is 0.9 here).
+    pub fn momentum(mut self, m: f32) -> Self {
+        self.momentum = m;
+        self
+    }
+    /// Added to the variance before the square root.
+    pub fn epsilon(mut self, e: f32) -> Self {
+        self.epsilon = e;
+        self
+    }
+}
+
+/// A built batch-normalisation layer. Frozen (`set_trainable(false)`), it always runs in
+/// inference mode on its moving statistics, as in Keras.
+pub struct BatchNormalization {
+    name: String,
+    gamma: Param,
+    beta: Param,
+    moving_mean: Param,
+    moving_variance: Param,
+    momentum: f32,
+    epsilon: f32,
+    shape: Vec<usize>,
+    trainable: AtomicBool,
+}
+
+impl LayerSpec for BatchNormSpec {
+    fn base_name(&self) -> &'static str {
+        "batch_normalization"
+    }
+    fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
+        let name = self.name.unwrap_or_else(|| ctx.default_name.clone());
+        let Some(&c) = ctx.input.last() else {
+            return Err(Error::layer(&name, "needs an input with a channel axis"));
+        };
+        let stat = |suffix: &str, value: f32| -> Result<Param> {
+            let p = Param::new(format!("{name}/{suffix}"), constant(c, value, ctx.device)?);
+            Ok(p)
+        };
+        let moving_mean = stat("moving_mean", 0.0)?;
+        let moving_variance = stat("moving_variance", 1.0)?;
+        moving_mean.set_trainable(false);
+        moving_variance.set_trainable(false);
+        Ok(Box::new(BatchNormalization {
+            gamma: stat("gamma", 1.0)?,
+            beta: stat("beta", 0.0)?,
+            moving_mean,
+            moving_variance,
+            name,
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+            shape: ctx.input.to_vec(),
+            trainable: AtomicBool::new(true),
+        }))
+    }
+}
+
+impl BatchNormalization {
+    /// moving ← moving · momentum + batch · (1 − momentum), outside the graph.
+    fn update_moving(&self, moving: &Param, batch: &Tensor) -> Result<()> {
+        let m = self.momentum;
+        let next = moving
+            .value()
+            .mul_scalar(m)?
+            .add(&batch.mul_scalar(1.0 - m)?)?;
+        moving.set_value(next)?;
+        Ok(())
+    }
+}
+
+impl Layer for BatchNormalization {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "BatchNormalization"
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn forward(&self, x: &Var, training: bool) -> Result<Var> {
+        let err = |e: keel_autograd::Error| Error::layer(&self.name, e.to_string());
+        if training && self.trainable.load(Ordering::Relaxed) {
+            let (y, stats) = x
+                .batch_norm_train(&self.gamma.var(), &self.beta.var(), self.epsilon)
+                .map_err(err)?;
+            no_grad(|| -> Result<()> {
+                self.update_moving(&self.moving_mean, &stats.mean)?;
+                self.update_moving(&self.moving_variance, &stats.variance)
+            })?;
+            return Ok(y);
+        }
+        let (gamma, beta) = (self.gamma.var(), self.beta.var());
+        let (mean, var) = (self.moving_mean.value(), self.moving_variance.value());
+        if !x.is_tracked() && !gamma.is_tracked() && !beta.is_tracked() {
+            // Nothing to differentiate: one fused pass.
+            let y =
+                x.tensor()
+                    .batch_norm(gamma.tensor(), beta.tensor(), &mean, &var, self.epsilon)?;
+            return Ok(Var::constant(y));
+        }
+        // scale = γ / √(var + ε), shift = β − mean · scale; y = x · scale + shift.
+        let inv_std = Var::constant(var.add_scalar(self.epsilon)?.sqrt()?);
+        let scale = gamma.div(&inv_std)?;
+        let shift = beta.sub(&Var::constant(mean).mul(&scale)?)?;
+        Ok(x.mul(&scale)?.add(&shift)?)
+    }
+    fn weights(&self) -> Vec<Weight> {
+        [
+            (Role::Gamma, &self.gamma),
+            (Role::Beta, &self.beta),
+            (Role::MovingMean, &self.moving_mean),
+            (Role::MovingVariance, &self.moving_variance),
+        ]
+        .into_iter()
+        .map(|(role, p)| Weight {
+            layer: self.name.clone(),
+            role,
+            param: p.clone(),
+            flattened_from: None,
+        })
+        .collect()
+    }
+    fn set_trainable(&self, trainable: bool) {
+        self.trainable.store(trainable, Ordering::Relaxed);
+        self.gamma.set_trainable(trainable);
+        self.beta.set_trainable(trainable);
+    }
+}
+
+/// Keras `Rescaling(scale, offset)`: y = x · scale + offset.
+pub struct Rescaling {
+    name: String,
+    scale: f32,
+    offset: f32,
+    shape: Vec<usize>,
+}
+
+/// The spec of a [`Rescaling`] layer.
+pub struct RescalingSpec {
+    name: Option<String>,
+    scale: f32,
+    offset: f32,
+}
+
+/// y = x · scale + offset (e.g. `rescaling(1.0 / 127.5, -1.0)` for MobileNet's [-1, 1] inputs).
+pub fn rescaling(scale: f32, offset: f32) -> RescalingSpec {
+    RescalingSpec {
+        name: None,
+        scale,
+        offset,
+    }
+}
+
+impl LayerSpec for RescalingSpec {
+    fn base_name(&self) -> &'static str {
+        "rescaling"
+    }
+    fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(Rescaling {
+            name: self.name.unwrap_or_else(|| ctx.default_name.clone()),
+            scale: self.scale,
+            offset: self.offset,
+            shape: ctx.input.to_vec(),
+        }))
+    }
+}
+
+impl Layer for Rescaling {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "Rescaling"
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
+        Ok(x.affine(self.scale, self.offset)?)
+    }
+}
+
+/// Keras `Normalization(mean, variance)` per channel: y = (x − mean) / √variance.
+pub struct Normalization {
+    name: String,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    shape: Vec<usize>,
+}
+
+/// The spec of a [`Normalization`] layer.
+pub struct NormalizationSpec {
+    name: Option<String>,
+    mean: Vec<f32>,
+    variance: Vec<f32>,
+}
+
+/// Per-channel standardisation with fixed statistics (e.g. ImageNet's, for torchvision models:
+/// mean (0.485, 0.456, 0.406)·255 …).
+pub fn normalization(mean: &[f32], variance: &[f32]) -> NormalizationSpec {
+    NormalizationSpec {
+        name: None,
+        mean: mean.to_vec(),
+        variance: variance.to_vec(),
+    }
+}
+
+impl LayerSpec for NormalizationSpec {
+    fn base_name(&self) -> &'static str {
+        "normalization"
+    }
+    fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
+        let name = self.name.unwrap_or_else(|| ctx.default_name.clone());
+        let c = ctx.input.last().copied().unwrap_or(0);
+        if self.mean.len() != c || self.variance.len() != c {
+            return Err(Error::layer(
+                &name,
+                format!(
+                    "{} means and {} variances for {c} channels",
+                    self.mean.len(),
+                    self.variance.len()
+                ),
+            ));
+        }
+        Ok(Box::new(Normalization {
+            name,
+            std: self.variance.iter().map(|v| v.sqrt()).collect(),
+            mean: self.mean,
+            shape: ctx.input.to_vec(),
+        }))
+    }
+}
+
+impl Layer for Normalization {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "Normalization"
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
+        let device = x.tensor().device();
+        let c = self.mean.len();
+        let mean = Var::constant(Tensor::from_slice(&self.mean, [c], device)?);
+        let std = Var::constant(Tensor::from_slice(&self.std, [c], device)?);
+        Ok(x.sub(&mean)?.div(&std)?)
+    }
+}

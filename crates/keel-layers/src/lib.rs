@@ -1,0 +1,37 @@
+//! keel-layers: Keras-style layers, the VGG16 / MobileNet / MobileNetV2 backbones, Flatten and
+//! global-average-pooling heads, `summary()`, and safetensors weights.
+//!
+//! A model is a [`Sequential`] built from layer specs once the input shape is known, so no one
+//! computes 7·7·512 by hand:
+//!
+//! ```
+//! use keel_layers::{backbones, summary, with_head, flatten_head, gap_head, BackboneOptions, Layer};
+//! use keel_tensor::Device;
+//! let dev = Device::cpu();
+//! let vgg = backbones::vgg16(&BackboneOptions::default().input(64, 64), &dev)?;
+//! vgg.set_trainable(false);
+//! let model = with_head(vgg, &flatten_head(3), &dev, 0)?;
+//! let s = summary(&model);
+//! assert_eq!(s.trainable, 2 * 2 * 512 * 3 + 3); // Flatten of 2×2×512 → Dense(3)
+//! # Ok::<(), keel_layers::Error>(())
+//! ```
+
+pub mod backbones;
+mod error;
+mod head;
+mod init;
+mod layer;
+pub mod layers;
+mod preprocess;
+mod sequential;
+mod summary;
+mod weights;
+
+pub use backbones::BackboneOptions;
+pub use error::{Error, Result};
+pub use head::{flatten_head, gap_head, with_head, HeadSpec, Pooling};
+pub use layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+pub use preprocess::{load_image, Preset};
+pub use sequential::{sequential, Prebuilt, Sequential, SequentialSpec};
+pub use summary::{summary, Summary, SummaryRow};
+pub use weights::{load_weights, save_weights, Layout, LoadOptions, LoadReport};

@@ -1,0 +1,230 @@
+//! Sequential models: layers applied in order, each built on the previous one's output shape.
+//! A model is itself a layer, so a backbone nests inside a model with a head after it.
+
+use crate::layer::{BuildContext, Layer, LayerSpec, Weight};
+use crate::{Error, Result};
+use keel_autograd::{no_grad, Param, Var};
+use keel_tensor::{Device, Tensor};
+use std::collections::HashMap;
+
+/// A model's configuration: named layer specs, built in order by [`build`](SequentialSpec::build).
+pub struct SequentialSpec {
+    name: String,
+    specs: Vec<Box<dyn LayerSpec>>,
+}
+
+/// An empty model configuration called `name`.
+pub fn sequential(name: impl Into<String>) -> SequentialSpec {
+    SequentialSpec {
+        name: name.into(),
+        specs: Vec::new(),
+    }
+}
+
+impl SequentialSpec {
+    /// Appends a layer (Keras' `model.add`).
+    #[allow(clippy::should_implement_trait)]
+    pub fn add(mut self, spec: impl LayerSpec + 'static) -> Self {
+        self.specs.push(Box::new(spec));
+        self
+    }
+
+    /// Appends several layers.
+    pub fn extend(mut self, specs: Vec<Box<dyn LayerSpec>>) -> Self {
+        self.specs.extend(specs);
+        self
+    }
+
+    /// Builds every layer for inputs of shape `input` (without the batch axis), with weights on
+    /// `device` initialised from `seed`.
+    pub fn build(self, input: &[usize], device: &Device, seed: u64) -> Result<Sequential> {
+        let ctx = BuildContext {
+            input,
+            device,
+            seed,
+            default_name: self.name.clone(),
+            flattened_from: None,
+        };
+        self.build_on(&ctx)
+    }
+
+    pub(crate) fn build_on(self, ctx: &BuildContext<'_>) -> Result<Sequential> {
+        let mut layers: Vec<Box<dyn Layer>> = Vec::with_capacity(self.specs.len());
+        let mut shape = ctx.input.to_vec();
+        let mut flattened_from = ctx.flattened_from;
+        let mut used: HashMap<&'static str, usize> = HashMap::new();
+        for (i, spec) in self.specs.into_iter().enumerate() {
+            let base = spec.base_name();
+            let count = used.entry(base).or_insert(0);
+            let default_name = if *count == 0 {
+                base.to_string()
+            } else {
+                format!("{base}_{count}")
+            };
+            *count += 1;
+            let layer_ctx = BuildContext {
+                input: &shape,
+                device: ctx.device,
+                seed: ctx
+                    .seed
+                    .wrapping_mul(0x100_0000_01B3)
+                    .wrapping_add(i as u64 + 1),
+                default_name,
+                flattened_from,
+            };
+            let layer = spec.build(&layer_ctx)?;
+            flattened_from = match (layer.kind(), &shape[..]) {
+                ("Flatten", &[h, w, c]) => Some([h, w, c]),
+                _ => None,
+            };
+            shape = layer.output_shape().to_vec();
+            layers.push(layer);
+        }
+        let mut seen = HashMap::new();
+        for layer in &layers {
+            if seen.insert(layer.name().to_string(), ()).is_some() {
+                return Err(Error::layer(
+                    layer.name(),
+                    format!("two layers of model `{}` share this name", self.name),
+                ));
+            }
+        }
+        Ok(Sequential {
+            name: self.name,
+            input: ctx.input.to_vec(),
+            output: shape,
+            layers,
+        })
+    }
+}
+
+/// A built model: layers in order, with known input and output shapes.
+pub struct Sequential {
+    name: String,
+    input: Vec<usize>,
+    output: Vec<usize>,
+    layers: Vec<Box<dyn Layer>>,
+}
+
+impl Sequential {
+    /// Input shape without the batch axis.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input
+    }
+
+    /// The layers, in order.
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// Trainable parameters (what an optimizer updates): kernels, biases, batch-norm γ and β of
+    /// unfrozen layers. Moving statistics never appear here.
+    pub fn trainable_params(&self) -> Vec<Param> {
+        self.weights()
+            .into_iter()
+            .filter(Weight::trainable)
+            .map(|w| w.param)
+            .collect()
+    }
+
+    /// Freezes every layer except the last `n` (Keras' fine-tuning recipe:
+    /// `for layer in model.layers[:-n]: layer.trainable = False`), unfreezing those `n`.
+    pub fn set_trainable_top(&self, n: usize) {
+        let first = self.layers.len().saturating_sub(n);
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.set_trainable(i >= first);
+        }
+    }
+
+    /// Runs the model on a batch [N, ...input shape] for inference: no graph, dropout off,
+    /// batch normalisation on its moving statistics.
+    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        no_grad(|| {
+            Ok(self
+                .forward(&Var::constant(x.clone()), false)?
+                .tensor()
+                .clone())
+        })
+    }
+
+    fn check_input(&self, x: &Var) -> Result<()> {
+        if x.dims().get(1..) != Some(&self.input[..]) {
+            return Err(Error::layer(
+                &self.name,
+                format!(
+                    "expects inputs of shape [batch, {}], got {:?}",
+                    join(&self.input),
+                    x.dims()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn join(dims: &[usize]) -> String {
+    dims.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Layer for Sequential {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "Sequential"
+    }
+    fn output_shape(&self) -> &[usize] {
+        &self.output
+    }
+    fn forward(&self, x: &Var, training: bool) -> Result<Var> {
+        self.check_input(x)?;
+        let mut h = x.clone();
+        for layer in &self.layers {
+            h = layer.forward(&h, training)?;
+        }
+        Ok(h)
+    }
+    fn weights(&self) -> Vec<Weight> {
+        self.layers.iter().flat_map(|l| l.weights()).collect()
+    }
+    fn set_trainable(&self, trainable: bool) {
+        self.layers.iter().for_each(|l| l.set_trainable(trainable));
+    }
+    fn children(&self) -> Vec<&dyn Layer> {
+        self.layers.iter().map(|l| l.as_ref()).collect()
+    }
+}
+
+impl LayerSpec for SequentialSpec {
+    fn base_name(&self) -> &'static str {
+        "sequential"
+    }
+    fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
+        Ok(Box::new(self.build_on(ctx)?))
+    }
+}
+
+/// An already built model used as a layer of another (a backbone inside a model).
+pub struct Prebuilt(pub Sequential);
+
+impl LayerSpec for Prebuilt {
+    fn base_name(&self) -> &'static str {
+        "functional"
+    }
+    fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
+        if ctx.input != self.0.input_shape() {
+            return Err(Error::layer(
+                self.0.name(),
+                format!(
+                    "was built for inputs {:?}, placed after an output of {:?}",
+                    self.0.input_shape(),
+                    ctx.input
+                ),
+            ));
+        }
+        Ok(Box::new(self.0))
+    }
+}

@@ -1,0 +1,280 @@
+//! Saving and loading weights as safetensors: keel's own (Keras layout and names,
+//! `block1_conv1/kernel`), and PyTorch checkpoints (torchvision/timm names and layouts,
+//! `features.0.0.weight`), converted on load. f32, f16 and bf16 files load; saving is atomic.
+
+use crate::layer::{Layer, Role, Weight};
+use crate::{Error, Result};
+use keel_tensor::{Device, Tensor};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Which naming and layout a weights file uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Decide from the keys: `/` means keel/Keras, `.` means PyTorch.
+    #[default]
+    Auto,
+    /// keel's and Keras' layout: `layer/kernel`, HWIO kernels, Dense [in, out].
+    Keras,
+    /// PyTorch's: `layer.weight`, OIHW kernels, Linear [out, in], Flatten in NCHW order.
+    Torch,
+}
+
+/// How to load.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// The file's layout.
+    pub layout: Layout,
+    /// Fail on any model weight missing from the file or any file tensor the model lacks
+    /// (PyTorch's `num_batches_tracked` counters are always ignored).
+    pub strict: bool,
+}
+
+/// What a load did.
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    /// Weights set from the file.
+    pub loaded: usize,
+    /// Tensors of the file that the model has no weight for.
+    pub ignored: Vec<String>,
+    /// Model weights the file has no tensor for (kept at their current values).
+    pub missing: Vec<String>,
+}
+
+fn weights_error(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Weights {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// Writes every weight of `model` (moving statistics included) in keel's layout, as f32.
+/// The file is written to a temporary name and renamed, so an existing file is never left
+/// half-written.
+pub fn save_weights(model: &dyn Layer, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for w in model.weights() {
+        let value = w.param.value();
+        let bytes = value
+            .to_vec()?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        tensors.insert(w.keras_key(), (value.dims().to_vec(), bytes));
+    }
+    let views = tensors
+        .iter()
+        .map(|(k, (shape, data))| {
+            TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| weights_error(path, format!("tensor `{k}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes =
+        safetensors::serialize(views, None).map_err(|e| weights_error(path, e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` next to `path` and renames the result over it.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = PathBuf::from(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tmp.set_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// Loads the weights of `model` from a safetensors file.
+pub fn load_weights(
+    model: &dyn Layer,
+    path: impl AsRef<Path>,
+    options: LoadOptions,
+) -> Result<LoadReport> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| weights_error(path, format!("not a valid safetensors file: {e}")))?;
+    let names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
+    let layout = match options.layout {
+        Layout::Auto if names.iter().any(|n| n.contains('/')) => Layout::Keras,
+        Layout::Auto => Layout::Torch,
+        l => l,
+    };
+    let weights = model.weights();
+    let key = |w: &Weight| {
+        if layout == Layout::Torch {
+            w.torch_key()
+        } else {
+            w.keras_key()
+        }
+    };
+    let wanted: HashSet<String> = weights.iter().map(key).collect();
+    let mut report = LoadReport {
+        ignored: names
+            .iter()
+            .filter(|n| !wanted.contains(*n))
+            .cloned()
+            .collect(),
+        ..LoadReport::default()
+    };
+    report.ignored.sort();
+    report.missing = weights
+        .iter()
+        .map(key)
+        .filter(|k| !names.contains(k))
+        .collect();
+    let unexpected: Vec<&String> = report
+        .ignored
+        .iter()
+        .filter(|n| !n.ends_with("num_batches_tracked"))
+        .collect();
+    if options.strict && (!report.missing.is_empty() || !unexpected.is_empty()) {
+        return Err(weights_error(
+            path,
+            format!(
+                "does not match the model `{}` (strict): missing {:?}; unexpected {:?}",
+                model.name(),
+                report.missing,
+                unexpected
+            ),
+        ));
+    }
+    // Read and check everything before changing any weight.
+    let mut values = Vec::new();
+    for w in &weights {
+        let k = key(w);
+        let Ok(view) = file.tensor(&k) else { continue };
+        let current = w.param.value();
+        let t = read_tensor(path, &k, &view, current.device())?;
+        let t = if layout == Layout::Torch {
+            from_torch(path, &k, w, t)?
+        } else {
+            t
+        };
+        if t.shape() != current.shape() {
+            return Err(weights_error(
+                path,
+                format!(
+                    "tensor `{k}` has shape {:?}, the model's `{}` needs {}{}",
+                    view.shape(),
+                    w.param.name(),
+                    current.shape(),
+                    if layout == Layout::Torch {
+                        " (after converting PyTorch's layout)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        values.push((w.param.clone(), t));
+    }
+    for (p, t) in values {
+        p.set_value(t)?;
+        report.loaded += 1;
+    }
+    Ok(report)
+}
+
+/// A file tensor as f32 on `device`.
+fn read_tensor(path: &Path, key: &str, view: &TensorView<'_>, device: &Device) -> Result<Tensor> {
+    let data = view.data();
+    let shape = view.shape().to_vec();
+    let t = match view.dtype() {
+        Dtype::F32 => Tensor::from_vec(
+            data.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            shape,
+            device,
+        ),
+        Dtype::F16 => Tensor::from_f16(
+            &data
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]))
+                .collect::<Vec<_>>(),
+            shape,
+            device,
+        ),
+        Dtype::BF16 => Tensor::from_bf16(
+            &data
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]))
+                .collect::<Vec<_>>(),
+            shape,
+            device,
+        ),
+        other => {
+            return Err(weights_error(
+                path,
+                format!("tensor `{key}` is {other:?}; keel reads F32, F16 and BF16"),
+            ))
+        }
+    };
+    t.map_err(|e| weights_error(path, format!("tensor `{key}`: {e}")))
+}
+
+/// Converts a PyTorch tensor to keel's layout for weight `w`.
+fn from_torch(path: &Path, key: &str, w: &Weight, t: Tensor) -> Result<Tensor> {
+    let rank_error = |want: usize| {
+        weights_error(
+            path,
+            format!(
+                "tensor `{key}` has rank {}, a PyTorch {:?} has rank {want}",
+                t.rank(),
+                w.role
+            ),
+        )
+    };
+    Ok(match w.role {
+        // OIHW → HWIO.
+        Role::ConvKernel => {
+            if t.rank() != 4 {
+                return Err(rank_error(4));
+            }
+            t.permute(&[2, 3, 1, 0])?
+        }
+        // [C·m, 1, kh, kw] → [kh, kw, 1, C·m] → [kh, kw, C, m] (keel's channel-major order).
+        Role::DepthwiseKernel => {
+            if t.rank() != 4 {
+                return Err(rank_error(4));
+            }
+            let target = w.param.value().dims().to_vec();
+            let hwio = t.permute(&[2, 3, 1, 0])?;
+            if hwio.elem_count() != target.iter().product::<usize>() {
+                return Ok(hwio); // the shape check reports it
+            }
+            hwio.reshape(target)?
+        }
+        // [out, in] → [in, out]; after a Flatten, PyTorch's inputs are in (c, h, w) order.
+        Role::DenseKernel => {
+            if t.rank() != 2 {
+                return Err(rank_error(2));
+            }
+            let out = t.dims()[0];
+            match w.flattened_from {
+                Some([h, wd, c]) if t.dims()[1] == h * wd * c => t
+                    .reshape([out, c, h, wd])?
+                    .permute(&[2, 3, 1, 0])?
+                    .reshape([h * wd * c, out])?,
+                _ => t.transpose(0, 1)?,
+            }
+        }
+        _ => t,
+    })
+}

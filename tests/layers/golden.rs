@@ -1,0 +1,118 @@
+//! Golden tests against PyTorch: the same weights and input through torchvision's MobileNetV2
+//! and keel's, logits compared within 1e-4 on every device. Fixtures are made by
+//! `tools/make_mobilenet_v2_assets.py`.
+
+use crate::harness::{Expected, Input, Rng, Runner};
+use keel::layers::{
+    backbones, load_image, load_weights, BackboneOptions, Layout, LoadOptions, Preset,
+};
+use keel::Tensor;
+use safetensors::SafeTensors;
+use std::path::Path;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// An f32 tensor of a fixture file, as an input or expected values.
+fn fixture(file: &str, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let path = Path::new(ROOT).join(file);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).expect("fixture is valid safetensors");
+    let t = st.tensor(name).expect("fixture tensor");
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (t.shape().to_vec(), data)
+}
+
+/// Builds MobileNetV2 with `options`, loads a PyTorch-layout file strictly, and checks the logits
+/// of the fixture's input against PyTorch's.
+fn golden_case(t: &mut Runner, case: &str, options: &BackboneOptions, weights: &str, io: &str) {
+    let (in_shape, input) = fixture(io, "input");
+    let (out_shape, logits) = fixture(io, "logits");
+    let weights = Path::new(ROOT).join(weights);
+    t.check(
+        case,
+        &[Input {
+            shape: in_shape,
+            data: input,
+        }],
+        |x: &[Tensor]| -> keel::layers::Result<Tensor> {
+            let model = backbones::mobilenet_v2(options, x[0].device())?;
+            let report = load_weights(
+                &model,
+                &weights,
+                LoadOptions {
+                    layout: Layout::Torch,
+                    strict: true,
+                },
+            )?;
+            assert!(
+                report
+                    .ignored
+                    .iter()
+                    .all(|k| k.ends_with("num_batches_tracked")),
+                "ignored {:?}",
+                report.ignored
+            );
+            model.predict(&x[0])
+        },
+        &Expected {
+            shape: out_shape,
+            data: logits.iter().map(|&v| v as f64).collect(),
+        },
+    );
+}
+
+pub fn tiny_mobilenet_v2(t: &mut Runner, _rng: &mut Rng) {
+    let options = BackboneOptions::default()
+        .input(32, 32)
+        .alpha(0.25)
+        .include_top(10);
+    golden_case(
+        t,
+        "width 0.25, random weights and statistics, 2×32×32",
+        &options,
+        "tests/fixtures/tiny_mobilenet_v2.safetensors",
+        "tests/fixtures/tiny_mobilenet_v2_io.safetensors",
+    );
+}
+
+pub fn imagenet_mobilenet_v2(t: &mut Runner, _rng: &mut Rng) {
+    let options = BackboneOptions::default().include_top(1000);
+    let weights = "assets/mobilenet_v2_imagenet_f16.safetensors";
+    golden_case(
+        t,
+        "ImageNet weights (f16 file), china.jpg",
+        &options,
+        weights,
+        "tests/fixtures/mobilenet_v2_imagenet_io.safetensors",
+    );
+    // keel's own image pipeline: the photo of a palace is class 698.
+    for dev in t.devices().to_vec() {
+        let outcome = (|| -> keel::layers::Result<usize> {
+            let model = backbones::mobilenet_v2(&options, &dev)?;
+            load_weights(
+                &model,
+                Path::new(ROOT).join(weights),
+                LoadOptions::default(),
+            )?;
+            let x = load_image(
+                Path::new(ROOT).join("assets/china.jpg"),
+                224,
+                Preset::Torchvision,
+                &dev,
+            )?;
+            Ok(model.predict(&x)?.argmax(-1, false)?.to_vec_i32()?[0] as usize)
+        })();
+        match outcome {
+            Ok(top) => t.expect(
+                top == 698,
+                "china.jpg ranks class 698 (palace) first",
+                || format!("class {top} on {dev}"),
+            ),
+            Err(e) => t.expect(false, "china.jpg", || format!("{e} on {dev}")),
+        }
+    }
+}

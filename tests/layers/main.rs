@@ -1,0 +1,305 @@
+//! Layer, backbone and head tests: parameter counts against Keras and torchvision, forward passes
+//! and summaries of the two models of the Keras question on every device, freezing, weights
+//! files (round trip, PyTorch layout, bad files), and golden outputs against PyTorch.
+
+mod golden;
+#[allow(dead_code)]
+#[path = "../ops/harness.rs"]
+mod harness;
+mod weights_files;
+
+use harness::{Rng, Runner};
+use keel::autograd::Var;
+use keel::layers::{
+    backbones, flatten_head, gap_head, summary, with_head, BackboneOptions, Layer, Sequential,
+};
+use keel::{Device, Tensor};
+
+type Test = fn(&mut Runner, &mut Rng);
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let tests: &[(&str, Test)] = &[
+        ("parameter_counts", parameter_counts),
+        (
+            "seed_models_forward_and_summary",
+            seed_models_forward_and_summary,
+        ),
+        (
+            "freezing_keeps_backbone_bit_identical",
+            freezing_keeps_backbone_bit_identical,
+        ),
+        ("weights_round_trip", weights_files::round_trip),
+        ("weights_torch_layout", weights_files::torch_layout),
+        ("weights_bad_files", weights_files::bad_files),
+        ("golden_tiny_mobilenet_v2", golden::tiny_mobilenet_v2),
+        (
+            "golden_imagenet_mobilenet_v2",
+            golden::imagenet_mobilenet_v2,
+        ),
+    ];
+    let mut runner = Runner::new();
+    let (mut ran, mut failed) = (0, 0);
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        runner.begin(name);
+        let before = runner.failure_count();
+        test(&mut runner, &mut Rng::new(name.len() as u64 * 31));
+        let ok = runner.failure_count() == before;
+        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+        ran += 1;
+        failed += usize::from(!ok);
+    }
+    if !runner.report(ran, failed) {
+        std::process::exit(1);
+    }
+}
+
+/// Expects `got == want`, naming the count.
+fn count(t: &mut Runner, what: &str, got: usize, want: usize) {
+    t.expect(got == want, what, || format!("{got}, expected {want}"));
+}
+
+fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
+    let dev = Device::cpu();
+    let opts = BackboneOptions::default();
+    let outcome = (|| -> keel::layers::Result<()> {
+        let vgg = backbones::vgg16(&opts, &dev)?;
+        count(
+            t,
+            "VGG16 without top, 224×224: total (Keras)",
+            summary(&vgg).total,
+            14_714_688,
+        );
+        t.expect(
+            vgg.output_shape() == [7, 7, 512],
+            "VGG16 output 7×7×512",
+            || format!("{:?}", vgg.output_shape()),
+        );
+        vgg.set_trainable(false);
+        let flatten_model = with_head(vgg, &flatten_head(3), &dev, 0)?;
+        let s = summary(&flatten_model);
+        count(
+            t,
+            "VGG16 + Flatten + Dense(3): trainable",
+            s.trainable,
+            25_088 * 3 + 3,
+        );
+        count(
+            t,
+            "VGG16 + Flatten + Dense(3): non-trainable",
+            s.non_trainable,
+            14_714_688,
+        );
+
+        let mobilenet = backbones::mobilenet(&opts, &dev)?;
+        let s = summary(&mobilenet);
+        count(
+            t,
+            "MobileNet without top: total (Keras)",
+            s.total,
+            3_228_864,
+        );
+        count(
+            t,
+            "MobileNet without top: moving statistics (Keras)",
+            s.non_trainable,
+            21_888,
+        );
+        mobilenet.set_trainable(false);
+        let head = gap_head(3).hidden(&[1024, 1024, 512]);
+        let gap_model = with_head(mobilenet, &head, &dev, 0)?;
+        let s = summary(&gap_model);
+        let head_params = (1024 * 1024 + 1024) * 2 + (1024 * 512 + 512) + (512 * 3 + 3);
+        count(
+            t,
+            "MobileNet + GAP + 1024,1024,512 + Dense(3): trainable",
+            s.trainable,
+            head_params,
+        );
+        count(
+            t,
+            "MobileNet + GAP head: non-trainable",
+            s.non_trainable,
+            3_228_864,
+        );
+
+        let v2 = backbones::mobilenet_v2(&opts.clone().include_top(1000), &dev)?;
+        let s = summary(&v2);
+        count(
+            t,
+            "MobileNetV2 with top: trainable (torchvision's 3,504,872)",
+            s.trainable,
+            3_504_872,
+        );
+        let v2_top_free = backbones::mobilenet_v2(&opts, &dev)?;
+        t.expect(
+            v2_top_free.output_shape() == [7, 7, 1280],
+            "MobileNetV2 output 7×7×1280",
+            || format!("{:?}", v2_top_free.output_shape()),
+        );
+        count(
+            t,
+            "MobileNetV2 without top: trainable",
+            summary(&v2_top_free).trainable,
+            3_504_872 - 1_281_000,
+        );
+        // Other input sizes the architectures allow.
+        let small = backbones::vgg16(&opts.clone().input(96, 128), &dev)?;
+        t.expect(
+            small.output_shape() == [3, 4, 512],
+            "VGG16 at 96×128",
+            || format!("{:?}", small.output_shape()),
+        );
+        let tiny = backbones::vgg16(&opts.clone().input(16, 16), &dev);
+        t.expect(tiny.is_err(), "VGG16 at 16×16 is too small", || {
+            "built".into()
+        });
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        t.expect(false, "parameter counts", || e.to_string());
+    }
+}
+
+/// The two models of the question, on 32×32 inputs (the smallest both architectures allow).
+fn seed_models(dev: &Device) -> keel::layers::Result<(Sequential, Sequential)> {
+    let opts = BackboneOptions::default().input(32, 32).seed(7);
+    let vgg = backbones::vgg16(&opts, dev)?;
+    vgg.set_trainable(false);
+    let a = with_head(
+        vgg,
+        &flatten_head(3).output_activation(keel::layers::layers::Activation::Softmax),
+        dev,
+        1,
+    )?;
+    let mobilenet = backbones::mobilenet(&opts, dev)?;
+    mobilenet.set_trainable(false);
+    let head = gap_head(3)
+        .hidden(&[1024, 1024, 512])
+        .output_activation(keel::layers::layers::Activation::Softmax);
+    let b = with_head(mobilenet, &head, dev, 1)?;
+    Ok((a, b))
+}
+
+fn seed_models_forward_and_summary(t: &mut Runner, rng: &mut Rng) {
+    let x = rng.values(2 * 32 * 32 * 3, 0.0, 1.0);
+    let mut outputs: Vec<(String, Vec<f32>, Vec<f32>)> = Vec::new();
+    for dev in t.devices().to_vec() {
+        let outcome = (|| -> keel::layers::Result<(Vec<f32>, Vec<f32>, String)> {
+            let (a, b) = seed_models(&dev)?;
+            let input = Tensor::from_slice(&x, [2, 32, 32, 3], &dev)?;
+            let ya = a.predict(&input)?;
+            let yb = b.predict(&input)?;
+            Ok((
+                ya.to_vec()?,
+                yb.to_vec()?,
+                format!("{}\n{}", summary(&a), summary(&b)),
+            ))
+        })();
+        match outcome {
+            Ok((ya, yb, text)) => {
+                let rows_sum_to_one = |y: &[f32]| {
+                    y.len() == 6
+                        && y.chunks(3)
+                            .all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-4)
+                };
+                t.expect(
+                    rows_sum_to_one(&ya) && rows_sum_to_one(&yb),
+                    "both models give [2, 3] probabilities",
+                    || format!("{ya:?} {yb:?} on {dev}"),
+                );
+                let has = |s: &str| text.contains(s);
+                t.expect(
+                    has("vgg16 (Sequential)")
+                        && has("flatten (Flatten)")
+                        && has("(None, 512)")
+                        && has("Trainable params: 1,539")
+                        && has("Non-trainable params: 14,714,688")
+                        && has("global_average_pooling2d (GlobalAveragePooling2D)"),
+                    "summaries name the layers, shapes and totals",
+                    || text.clone(),
+                );
+                outputs.push((dev.to_string(), ya, yb));
+            }
+            Err(e) => t.expect(false, "seed models", || format!("{e} on {dev}")),
+        }
+    }
+    if let [(d0, a0, b0), (d1, a1, b1), ..] = &outputs[..] {
+        let diff = a0
+            .iter()
+            .chain(b0)
+            .zip(a1.iter().chain(b1))
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        t.expect(diff < 1e-4, "devices agree on both models", || {
+            format!("{d0} vs {d1}: max difference {diff:.2e}")
+        });
+    }
+    if let Ok((a, _)) = seed_models(&Device::cpu()) {
+        println!("{}", summary(&a));
+    }
+}
+
+/// Bits of every backbone weight (moving statistics included).
+fn snapshot(model: &dyn Layer) -> keel::layers::Result<Vec<Vec<u32>>> {
+    model
+        .weights()
+        .iter()
+        .map(|w| {
+            Ok(w.param
+                .value()
+                .to_vec()?
+                .iter()
+                .map(|v| v.to_bits())
+                .collect())
+        })
+        .collect()
+}
+
+fn freezing_keeps_backbone_bit_identical(t: &mut Runner, rng: &mut Rng) {
+    let x = rng.values(4 * 32 * 32 * 3, 0.0, 1.0);
+    for dev in t.devices().to_vec() {
+        let outcome = (|| -> keel::layers::Result<(bool, bool, usize)> {
+            let mobilenet =
+                backbones::mobilenet(&BackboneOptions::default().input(32, 32).alpha(0.25), &dev)?;
+            mobilenet.set_trainable(false);
+            let model = with_head(mobilenet, &gap_head(3).hidden(&[16]).dropout(0.5), &dev, 2)?;
+            let backbone = &*model.layers()[0];
+            let before = snapshot(backbone)?;
+            let head_before = snapshot(&*model.layers()[2])?;
+            let input = Var::constant(Tensor::from_slice(&x, [4, 32, 32, 3], &dev)?);
+            let labels = Tensor::from_i32(vec![0, 1, 2, 0], [4], &dev)?;
+            let loss = model
+                .forward(&input, true)?
+                .sparse_softmax_cross_entropy(&labels)?;
+            let recorded = loss.graph_size();
+            for (p, g) in loss.backward()?.iter() {
+                p.set_value(p.value().sub(&g.mul_scalar(0.1)?)?)?;
+            }
+            Ok((
+                snapshot(backbone)? == before,
+                snapshot(&*model.layers()[2])? != head_before,
+                recorded,
+            ))
+        })();
+        match outcome {
+            Ok((frozen_same, head_moved, recorded)) => {
+                t.expect(frozen_same, "a training step leaves the frozen backbone (BN statistics included) bit-identical", || format!("changed on {dev}"));
+                t.expect(head_moved, "the head's weights move", || {
+                    format!("unchanged on {dev}")
+                });
+                // GAP, Dense+bias+ReLU, dropout, Dense+bias, loss, 4 leaves.
+                t.expect(recorded <= 12, "the graph holds the head only", || {
+                    format!("{recorded} nodes on {dev}")
+                });
+            }
+            Err(e) => t.expect(false, "freezing", || format!("{e} on {dev}")),
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Weights files: keel's own format round trip, PyTorch layouts converted on load, and bad files.
+
+use crate::harness::{Rng, Runner};
+use keel::layers::layers::{batch_norm, conv2d, dense, depthwise_conv2d, flatten, relu6};
+use keel::layers::{
+    load_image, load_weights, save_weights, sequential, Layer, Layout, LoadOptions, Preset, Role,
+    Sequential,
+};
+use keel::{Device, Padding, Tensor};
+use safetensors::tensor::{Dtype, TensorView};
+use std::path::{Path, PathBuf};
+
+/// A scratch directory for this test run.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keel-layers-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join(name)
+}
+
+/// A small model with every weight role: conv, depthwise, batch norm, and a Dense after Flatten.
+fn small_model(seed: u64, dev: &Device) -> keel::layers::Result<Sequential> {
+    sequential("small")
+        .add(
+            conv2d(4, 3)
+                .strides(2)
+                .padding(Padding::Same)
+                .use_bias(false)
+                .name("features.0"),
+        )
+        .add(batch_norm().name("features.1"))
+        .add(relu6().name("features.2"))
+        .add(
+            depthwise_conv2d(3)
+                .depth_multiplier(2)
+                .padding(Padding::Same)
+                .name("features.3"),
+        )
+        .add(flatten().name("flatten"))
+        .add(dense(5).name("classifier"))
+        .build(&[6, 6, 3], dev, seed)
+}
+
+/// Gives the batch norm non-trivial statistics, so loading them matters.
+fn randomise_statistics(model: &Sequential, rng: &mut Rng) {
+    for w in model.weights() {
+        if w.role.is_statistic() {
+            let n = w.param.value().elem_count();
+            let t = Tensor::from_vec(rng.values(n, 0.5, 1.5), [n], w.param.value().device())
+                .expect("tensor");
+            w.param.set_value(t).expect("same shape");
+        }
+    }
+}
+
+pub fn round_trip(t: &mut Runner, rng: &mut Rng) {
+    let x = rng.values(2 * 6 * 6 * 3, -1.0, 1.0);
+    for dev in t.devices().to_vec() {
+        let path = scratch(&format!("round_trip_{}.safetensors", dev.is_cpu()));
+        let outcome = (|| -> keel::layers::Result<(Vec<f32>, Vec<f32>, usize)> {
+            let a = small_model(1, &dev)?;
+            randomise_statistics(&a, &mut Rng::new(5));
+            save_weights(&a, &path)?;
+            let b = small_model(2, &dev)?;
+            let report = load_weights(
+                &b,
+                &path,
+                LoadOptions {
+                    layout: Layout::Auto,
+                    strict: true,
+                },
+            )?;
+            let input = Tensor::from_slice(&x, [2, 6, 6, 3], &dev)?;
+            Ok((
+                a.predict(&input)?.to_vec()?,
+                b.predict(&input)?.to_vec()?,
+                report.loaded,
+            ))
+        })();
+        match outcome {
+            Ok((ya, yb, loaded)) => {
+                t.expect(
+                    ya == yb && loaded == a_weight_count(),
+                    "save then load gives the same outputs",
+                    || format!("loaded {loaded}; {ya:?} vs {yb:?} on {dev}"),
+                );
+                let leftovers = std::fs::read_dir(path.parent().expect("dir"))
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                t.expect(
+                    leftovers == 0,
+                    "atomic save leaves no temporary file",
+                    || format!("{leftovers} left"),
+                );
+            }
+            Err(e) => t.expect(false, "round trip", || format!("{e} on {dev}")),
+        }
+    }
+}
+
+fn a_weight_count() -> usize {
+    small_model(0, &Device::cpu())
+        .map(|m| m.weights().len())
+        .unwrap_or(0)
+}
+
+/// Writes `model`'s weights as PyTorch would store them (names, OIHW, [out, in], NCHW flatten),
+/// in `dtype` (F32 or F16), plus int64 `num_batches_tracked` counters.
+fn write_torch_file(model: &Sequential, path: &Path, dtype: Dtype) {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for w in model.weights() {
+        let v = w.param.value();
+        let torch = match w.role {
+            Role::ConvKernel => v.permute(&[3, 2, 0, 1]).expect("permute"),
+            Role::DepthwiseKernel => {
+                let d = v.dims().to_vec();
+                v.reshape([d[0], d[1], 1, d[2] * d[3]])
+                    .and_then(|k| k.permute(&[3, 2, 0, 1]))
+                    .expect("reshape")
+            }
+            Role::DenseKernel => match w.flattened_from {
+                Some([h, wd, c]) => {
+                    let out = v.dims()[1];
+                    v.reshape([h, wd, c, out])
+                        .and_then(|k| k.permute(&[3, 2, 0, 1]))
+                        .and_then(|k| k.reshape([out, c * h * wd]))
+                        .expect("nchw")
+                }
+                None => v.transpose(0, 1).expect("transpose"),
+            },
+            _ => v,
+        };
+        let values = torch.to_vec().expect("read");
+        let bytes = match dtype {
+            Dtype::F16 => values
+                .iter()
+                .flat_map(|&f| half::f16::from_f32(f).to_le_bytes())
+                .collect(),
+            _ => values.iter().flat_map(|f| f.to_le_bytes()).collect(),
+        };
+        tensors.push((w.torch_key(), torch.dims().to_vec(), bytes));
+        if w.role == Role::MovingVariance {
+            tensors.push((
+                format!("{}.num_batches_tracked", w.layer),
+                vec![],
+                7i64.to_le_bytes().to_vec(),
+            ));
+        }
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(k, s, b)| {
+            let dt = if k.ends_with("num_batches_tracked") {
+                Dtype::I64
+            } else {
+                dtype
+            };
+            (k.clone(), TensorView::new(dt, s.clone(), b).expect("view"))
+        })
+        .collect();
+    std::fs::write(
+        path,
+        safetensors::serialize(views, None).expect("serialize"),
+    )
+    .expect("write");
+}
+
+pub fn torch_layout(t: &mut Runner, rng: &mut Rng) {
+    let x = rng.values(2 * 6 * 6 * 3, -1.0, 1.0);
+    for dev in t.devices().to_vec() {
+        for (dtype, tol) in [(Dtype::F32, 1e-6f32), (Dtype::F16, 2e-2)] {
+            let path = scratch(&format!("torch_{}_{dtype:?}.safetensors", dev.is_cpu()));
+            let outcome = (|| -> keel::layers::Result<(Vec<f32>, Vec<f32>, Vec<String>)> {
+                let a = small_model(1, &dev)?;
+                randomise_statistics(&a, &mut Rng::new(9));
+                write_torch_file(&a, &path, dtype);
+                let b = small_model(2, &dev)?;
+                let report = load_weights(
+                    &b,
+                    &path,
+                    LoadOptions {
+                        layout: Layout::Auto,
+                        strict: true,
+                    },
+                )?;
+                let input = Tensor::from_slice(&x, [2, 6, 6, 3], &dev)?;
+                Ok((
+                    a.predict(&input)?.to_vec()?,
+                    b.predict(&input)?.to_vec()?,
+                    report.ignored,
+                ))
+            })();
+            match outcome {
+                Ok((ya, yb, ignored)) => {
+                    let diff = ya
+                        .iter()
+                        .zip(&yb)
+                        .map(|(p, q)| (p - q).abs() / p.abs().max(1.0))
+                        .fold(0.0, f32::max);
+                    t.expect(diff <= tol, "a PyTorch-layout file (OIHW, depthwise, Linear after an NCHW flatten) loads", || format!("{dtype:?}: difference {diff:.2e} on {dev}"));
+                    t.expect(
+                        ignored == ["features.1.num_batches_tracked"],
+                        "num_batches_tracked is reported as ignored",
+                        || format!("{ignored:?}"),
+                    );
+                }
+                Err(e) => t.expect(false, "PyTorch layout", || {
+                    format!("{dtype:?}: {e} on {dev}")
+                }),
+            }
+        }
+    }
+}
+
+/// Expects `result` to be an error whose message contains every one of `words`.
+fn expect_error<T>(t: &mut Runner, case: &str, result: keel::layers::Result<T>, words: &[&str]) {
+    match result {
+        Ok(_) => t.expect(false, case, || "succeeded".into()),
+        Err(e) => {
+            let msg = e.to_string();
+            t.expect(words.iter().all(|w| msg.contains(w)), case, || {
+                format!("message lacks {words:?}: {msg}")
+            });
+        }
+    }
+}
+
+pub fn bad_files(t: &mut Runner, rng: &mut Rng) {
+    let dev = Device::cpu();
+    let model = small_model(1, &dev).expect("model");
+    let good = scratch("good.safetensors");
+    save_weights(&model, &good).expect("save");
+    let bytes = std::fs::read(&good).expect("read");
+    let before = snapshot(&model);
+    let load = |p: &Path, strict: bool| {
+        load_weights(
+            &model,
+            p,
+            LoadOptions {
+                layout: Layout::Auto,
+                strict,
+            },
+        )
+    };
+
+    let truncated = scratch("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 10]).expect("write");
+    expect_error(
+        t,
+        "truncated file",
+        load(&truncated, false),
+        &["truncated.safetensors", "not a valid safetensors"],
+    );
+
+    let garbage = scratch("garbage.safetensors");
+    std::fs::write(
+        &garbage,
+        rng.values(64, 0.0, 1.0)
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .expect("write");
+    expect_error(
+        t,
+        "random bytes",
+        load(&garbage, false),
+        &["garbage.safetensors"],
+    );
+
+    // A header whose offsets point past the data.
+    let header =
+        br#"{"features.0/kernel":{"dtype":"F32","shape":[3,3,3,4],"data_offsets":[0,432]}}"#;
+    let mut lying = (header.len() as u64).to_le_bytes().to_vec();
+    lying.extend_from_slice(header);
+    lying.extend_from_slice(&[0u8; 16]);
+    let lying_path = scratch("lying.safetensors");
+    std::fs::write(&lying_path, lying).expect("write");
+    expect_error(
+        t,
+        "header lying about offsets",
+        load(&lying_path, false),
+        &["lying.safetensors"],
+    );
+
+    // A PyTorch conv weight of rank 3.
+    let wrong_rank = scratch("wrong_rank.safetensors");
+    let data = vec![0u8; 4 * 36];
+    let view = TensorView::new(Dtype::F32, vec![4, 3, 3], &data).expect("view");
+    std::fs::write(
+        &wrong_rank,
+        safetensors::serialize([("features.0.weight", view)], None).expect("ser"),
+    )
+    .expect("write");
+    expect_error(
+        t,
+        "wrong rank",
+        load(&wrong_rank, false),
+        &["features.0.weight", "rank 3"],
+    );
+
+    // Strict loading names what is missing.
+    expect_error(
+        t,
+        "strict: missing keys",
+        load(&wrong_rank, true),
+        &["missing", "features.1.running_mean"],
+    );
+
+    // A tensor of an unreadable dtype.
+    let int_kernel = scratch("int.safetensors");
+    let ints = vec![0u8; 8 * 108];
+    let view = TensorView::new(Dtype::I64, vec![3, 3, 3, 4], &ints).expect("view");
+    std::fs::write(
+        &int_kernel,
+        safetensors::serialize([("features.0/kernel", view)], None).expect("ser"),
+    )
+    .expect("write");
+    expect_error(
+        t,
+        "integer tensor",
+        load(&int_kernel, false),
+        &["features.0/kernel", "I64"],
+    );
+
+    expect_error(
+        t,
+        "missing file",
+        load(&scratch("absent.safetensors"), false),
+        &["absent.safetensors"],
+    );
+    t.expect(
+        snapshot(&model) == before,
+        "failed loads change no weight",
+        || "weights changed".into(),
+    );
+
+    let not_an_image = scratch("broken.jpg");
+    std::fs::write(&not_an_image, b"\xFF\xD8\xFF\xE0 not really a jpeg").expect("write");
+    expect_error(
+        t,
+        "an image that cannot be decoded",
+        load_image(&not_an_image, 32, Preset::Torchvision, &dev),
+        &["broken.jpg"],
+    );
+}
+
+fn snapshot(model: &Sequential) -> Vec<Vec<f32>> {
+    model
+        .weights()
+        .iter()
+        .map(|w| w.param.value().to_vec().expect("read"))
+        .collect()
+}
