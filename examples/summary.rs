@@ -1,0 +1,66 @@
+//! Prints the Keras-style summary of a backbone with a Flatten or GAP head.
+//!
+//! `cargo run --release --example summary -- --backbone vgg16|mobilenet|mobilenet_v2
+//!  --head flatten|gap [--hidden 1024,1024,512] --classes 3 [--input 224] [--trainable-backbone]`
+
+use clap::Parser;
+use keel::layers::{backbones, flatten_head, gap_head, summary, with_head, BackboneOptions, Layer};
+use keel::Device;
+
+#[derive(Parser)]
+#[command(about = "Prints the summary of a backbone with a head")]
+struct Args {
+    /// vgg16, mobilenet or mobilenet_v2.
+    #[arg(long, default_value = "vgg16")]
+    backbone: String,
+    /// flatten or gap.
+    #[arg(long, default_value = "flatten")]
+    head: String,
+    /// Hidden Dense sizes, comma-separated (e.g. 1024,1024,512).
+    #[arg(long, value_delimiter = ',')]
+    hidden: Vec<usize>,
+    /// Output classes.
+    #[arg(long, default_value_t = 3)]
+    classes: usize,
+    /// Input height and width.
+    #[arg(long, default_value_t = 224)]
+    input: usize,
+    /// Leave the backbone trainable (frozen by default).
+    #[arg(long)]
+    trainable_backbone: bool,
+}
+
+fn run() -> keel::layers::Result<()> {
+    let args = Args::parse();
+    let device = Device::cpu();
+    let options = BackboneOptions::default().input(args.input, args.input);
+    let backbone = match args.backbone.as_str() {
+        "vgg16" => backbones::vgg16(&options, &device)?,
+        "mobilenet" => backbones::mobilenet(&options, &device)?,
+        "mobilenet_v2" => backbones::mobilenet_v2(&options, &device)?,
+        other => {
+            eprintln!("error: unknown backbone `{other}` (vgg16, mobilenet, mobilenet_v2)");
+            std::process::exit(2);
+        }
+    };
+    backbone.set_trainable(args.trainable_backbone);
+    let head = match args.head.as_str() {
+        "flatten" => flatten_head(args.classes),
+        "gap" => gap_head(args.classes),
+        other => {
+            eprintln!("error: unknown head `{other}` (flatten, gap)");
+            std::process::exit(2);
+        }
+    }
+    .hidden(&args.hidden);
+    let model = with_head(backbone, &head, &device, 0)?;
+    println!("{}", summary(&model));
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
