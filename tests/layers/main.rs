@@ -149,6 +149,8 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
             summary(&v2_top_free).trainable,
             3_504_872 - 1_281_000,
         );
+        // Fine-tuning: unfreeze the top 3 layers of the backbone (Keras' recipe).
+        mobilenet_top_n(t, &dev)?;
         // Other input sizes the architectures allow.
         let small = backbones::vgg16(&opts.clone().input(96, 128), &dev)?;
         t.expect(
@@ -302,4 +304,23 @@ fn freezing_keeps_backbone_bit_identical(t: &mut Runner, rng: &mut Rng) {
             Err(e) => t.expect(false, "freezing", || format!("{e} on {dev}")),
         }
     }
+}
+
+fn mobilenet_top_n(t: &mut Runner, dev: &Device) -> keel::layers::Result<()> {
+    let m = backbones::mobilenet(&BackboneOptions::default().input(32, 32), dev)?;
+    m.set_trainable_top(3); // conv_pw_13 (1,048,576), conv_pw_13_bn (γ, β: 2,048), conv_pw_13_relu
+    let s = summary(&m);
+    count(
+        t,
+        "MobileNet with the top 3 layers unfrozen: trainable",
+        s.trainable,
+        1024 * 1024 + 2 * 1024,
+    );
+    count(
+        t,
+        "and the optimizer sees exactly those",
+        m.trainable_params().len(),
+        3,
+    );
+    Ok(())
 }

@@ -139,6 +139,10 @@ fn write_torch_file(model: &Sequential, path: &Path, dtype: Dtype) {
                 .iter()
                 .flat_map(|&f| half::f16::from_f32(f).to_le_bytes())
                 .collect(),
+            Dtype::BF16 => values
+                .iter()
+                .flat_map(|&f| half::bf16::from_f32(f).to_le_bytes())
+                .collect(),
             _ => values.iter().flat_map(|f| f.to_le_bytes()).collect(),
         };
         tensors.push((w.torch_key(), torch.dims().to_vec(), bytes));
@@ -171,7 +175,11 @@ fn write_torch_file(model: &Sequential, path: &Path, dtype: Dtype) {
 pub fn torch_layout(t: &mut Runner, rng: &mut Rng) {
     let x = rng.values(2 * 6 * 6 * 3, -1.0, 1.0);
     for dev in t.devices().to_vec() {
-        for (dtype, tol) in [(Dtype::F32, 1e-6f32), (Dtype::F16, 2e-2)] {
+        for (dtype, tol) in [
+            (Dtype::F32, 1e-6f32),
+            (Dtype::F16, 2e-2),
+            (Dtype::BF16, 5e-2),
+        ] {
             let path = scratch(&format!("torch_{}_{dtype:?}.safetensors", dev.is_cpu()));
             let outcome = (|| -> keel::layers::Result<(Vec<f32>, Vec<f32>, Vec<String>)> {
                 let a = small_model(1, &dev)?;
