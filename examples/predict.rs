@@ -8,7 +8,8 @@
 //! compared exactly with another framework.
 
 use clap::Parser;
-use keel::layers::{backbones, load_image, load_weights, BackboneOptions, LoadOptions, Preset};
+use keel::data::{load_image, Preset};
+use keel::layers::{backbones, load_weights, BackboneOptions, LoadOptions};
 use keel::{Device, Tensor};
 use std::path::{Path, PathBuf};
 

@@ -3,9 +3,8 @@
 //! `tools/make_mobilenet_v2_assets.py`.
 
 use crate::harness::{Expected, Input, Rng, Runner};
-use keel::layers::{
-    backbones, load_image, load_weights, BackboneOptions, Layout, LoadOptions, Preset,
-};
+use keel::data::{load_image, Preset};
+use keel::layers::{backbones, load_weights, BackboneOptions, Layout, LoadOptions};
 use keel::Tensor;
 use safetensors::SafeTensors;
 use std::path::Path;
@@ -91,7 +90,7 @@ pub fn imagenet_mobilenet_v2(t: &mut Runner, _rng: &mut Rng) {
     );
     // keel's own image pipeline: the photo of a palace is class 698.
     for dev in t.devices().to_vec() {
-        let outcome = (|| -> keel::layers::Result<usize> {
+        let outcome = (|| -> Result<usize, Box<dyn std::error::Error>> {
             let model = backbones::mobilenet_v2(&options, &dev)?;
             load_weights(
                 &model,

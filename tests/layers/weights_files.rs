@@ -1,10 +1,10 @@
 //! Weights files: keel's own format round trip, PyTorch layouts converted on load, and bad files.
 
 use crate::harness::{Rng, Runner};
+use keel::data::{load_image, Preset};
 use keel::layers::layers::{batch_norm, conv2d, dense, depthwise_conv2d, flatten, relu6};
 use keel::layers::{
-    load_image, load_weights, save_weights, sequential, Layer, Layout, LoadOptions, Preset, Role,
-    Sequential,
+    load_weights, save_weights, sequential, Layer, Layout, LoadOptions, Role, Sequential,
 };
 use keel::{Device, Padding, Tensor};
 use safetensors::tensor::{Dtype, TensorView};
@@ -224,7 +224,12 @@ pub fn torch_layout(t: &mut Runner, rng: &mut Rng) {
 }
 
 /// Expects `result` to be an error whose message contains every one of `words`.
-fn expect_error<T>(t: &mut Runner, case: &str, result: keel::layers::Result<T>, words: &[&str]) {
+fn expect_error<T, E: std::fmt::Display>(
+    t: &mut Runner,
+    case: &str,
+    result: Result<T, E>,
+    words: &[&str],
+) {
     match result {
         Ok(_) => t.expect(false, case, || "succeeded".into()),
         Err(e) => {

@@ -1,4 +1,4 @@
-//! Errors of building models, running layers, and reading or writing weights and images.
+//! Errors of building models, running layers, and reading or writing weights.
 
 use std::path::PathBuf;
 
@@ -30,14 +30,6 @@ pub enum Error {
         /// The file.
         path: PathBuf,
         /// What is wrong (names and shapes).
-        msg: String,
-    },
-    /// An image could not be decoded.
-    #[error("image {}: {msg}", path.display())]
-    Image {
-        /// The file.
-        path: PathBuf,
-        /// Why it could not be read.
         msg: String,
     },
 }

@@ -1,5 +1,6 @@
 //! keel-layers: Keras-style layers, the VGG16 / MobileNet / MobileNetV2 backbones, Flatten and
-//! global-average-pooling heads, `summary()`, and safetensors weights.
+//! global-average-pooling heads, `summary()`, and safetensors weights. (Images and data sets
+//! are `keel-data`'s.)
 //!
 //! A model is a [`Sequential`] built from layer specs once the input shape is known, so no one
 //! computes 7·7·512 by hand:
@@ -22,7 +23,6 @@ mod head;
 mod init;
 mod layer;
 pub mod layers;
-mod preprocess;
 mod sequential;
 mod summary;
 mod weights;
@@ -31,7 +31,6 @@ pub use backbones::BackboneOptions;
 pub use error::{Error, Result};
 pub use head::{flatten_head, gap_head, with_head, HeadSpec, Pooling};
 pub use layer::{BuildContext, Layer, LayerSpec, Role, Weight};
-pub use preprocess::{load_image, Preset};
 pub use sequential::{sequential, Prebuilt, Sequential, SequentialSpec};
 pub use summary::{summary, Summary, SummaryRow};
 pub use weights::{load_weights, save_weights, Layout, LoadOptions, LoadReport};

@@ -1,0 +1,106 @@
+//! Decoding images and preprocessing them the way each backbone was trained.
+
+use crate::{Error, Result};
+use image::imageops::FilterType;
+use image::RgbImage;
+use keel_tensor::{Device, Tensor};
+use std::path::Path;
+
+/// The input conventions of the pretrained backbones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// torchvision: RGB / 255, minus mean (0.485, 0.456, 0.406), over std (0.229, 0.224, 0.225).
+    Torchvision,
+    /// Keras "caffe" (VGG16): BGR, minus (103.939, 116.779, 123.68).
+    Caffe,
+    /// Keras "tf" (MobileNet v1): RGB scaled to [-1, 1].
+    Tf,
+    /// RGB / 255 in [0, 1] (models trained from scratch).
+    Unit,
+}
+
+impl Preset {
+    /// Maps one RGB pixel (0–255) to the network's three input values.
+    pub fn apply(self, rgb: [u8; 3]) -> [f32; 3] {
+        let [r, g, b] = rgb.map(f32::from);
+        match self {
+            Preset::Torchvision => {
+                let norm = |v: f32, m: f32, s: f32| (v / 255.0 - m) / s;
+                [
+                    norm(r, 0.485, 0.229),
+                    norm(g, 0.456, 0.224),
+                    norm(b, 0.406, 0.225),
+                ]
+            }
+            Preset::Caffe => [b - 103.939, g - 116.779, r - 123.68],
+            Preset::Tf => [r / 127.5 - 1.0, g / 127.5 - 1.0, b / 127.5 - 1.0],
+            Preset::Unit => [r / 255.0, g / 255.0, b / 255.0],
+        }
+    }
+
+    /// Appends a whole image's preprocessed values to `out` (row-major, 3 per pixel).
+    pub fn extend(self, rgb: &RgbImage, out: &mut Vec<f32>) {
+        out.extend(rgb.pixels().flat_map(|p| self.apply(p.0)));
+    }
+
+    /// Parses `torchvision`, `caffe`, `tf` or `unit`.
+    pub fn from_name(name: &str) -> Option<Preset> {
+        match name {
+            "torchvision" => Some(Preset::Torchvision),
+            "caffe" => Some(Preset::Caffe),
+            "tf" => Some(Preset::Tf),
+            "unit" => Some(Preset::Unit),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes an image file to RGB (grey and RGBA are converted), naming the file on failure.
+pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
+    let img = image::open(path).map_err(|e| Error::Image {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    let rgb = img.to_rgb8();
+    if rgb.width() == 0 || rgb.height() == 0 {
+        return Err(Error::Image {
+            path: path.to_path_buf(),
+            msg: "the image is empty".into(),
+        });
+    }
+    Ok(rgb)
+}
+
+/// Resizes to exactly `height`×`width` (bilinear), as Keras' `image_dataset_from_directory`.
+pub fn resize(rgb: &RgbImage, height: usize, width: usize) -> RgbImage {
+    if rgb.dimensions() == (width as u32, height as u32) {
+        return rgb.clone();
+    }
+    image::imageops::resize(rgb, width as u32, height as u32, FilterType::Triangle)
+}
+
+/// Reads an image, resizes its shorter side to size·256/224 and crops the centre size×size
+/// (torchvision's evaluation transform), and returns a [1, size, size, 3] tensor preprocessed
+/// with `preset`.
+pub fn load_image(
+    path: impl AsRef<Path>,
+    size: usize,
+    preset: Preset,
+    device: &Device,
+) -> Result<Tensor> {
+    let path = path.as_ref();
+    let rgb = decode_rgb(path)?;
+    let (w, h) = rgb.dimensions();
+    let short = (size as f32 * 256.0 / 224.0).round() as u32;
+    let (nw, nh) = if w <= h {
+        (short, (h as f32 * short as f32 / w as f32).round() as u32)
+    } else {
+        ((w as f32 * short as f32 / h as f32).round() as u32, short)
+    };
+    let resized = image::imageops::resize(&rgb, nw, nh, FilterType::Triangle);
+    let (x0, y0) = ((nw - size as u32) / 2, (nh - size as u32) / 2);
+    let crop = image::imageops::crop_imm(&resized, x0, y0, size as u32, size as u32).to_image();
+    let mut values = Vec::with_capacity(size * size * 3);
+    preset.extend(&crop, &mut values);
+    Ok(Tensor::from_vec(values, [1, size, size, 3], device)?)
+}
