@@ -249,7 +249,7 @@ fn train_head(
             layer.set_trainable(false);
         }
         println!(
-            "fine-tuning the top {} backbone layers at lr {}",
+            "fine-tuning the top {} backbone layers at lr {:.1e}",
             args.fine_tune.min(children.len()),
             args.lr / 10.0
         );
