@@ -8,13 +8,15 @@
 //! The data is Debian's `dataset-fashion-mnist` (`apt-get install -y dataset-fashion-mnist`), or
 //! any folder with the four idx files (plain or gzip).
 
+mod common;
+
 use clap::Parser;
 use keel::data::idx::{self, Split, FASHION_MNIST_DIR};
 use keel::layers::layers::{conv2d, dense, flatten, max_pool2d, Activation};
 use keel::layers::{sequential, summary};
 use keel::train::{evaluate, fit, Adam, FitConfig, Loss};
 use keel::Device;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(about = "Trains a small CNN from scratch on Fashion-MNIST")]
@@ -106,7 +108,7 @@ fn run() -> Result<(), String> {
             "seconds_per_epoch": seconds_per_epoch,
             "test_accuracy": result.accuracy,
         });
-        write_atomic(
+        common::write_atomic(
             path,
             serde_json::to_string_pretty(&obj)
                 .map_err(|e| e.to_string())?
@@ -114,14 +116,6 @@ fn run() -> Result<(), String> {
         )?;
     }
     Ok(())
-}
-
-/// Writes to a temporary file next to `path`, then renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn main() {

@@ -9,6 +9,8 @@
 //!  [--image-size N] [--lr F] [--device auto|wgpu|cpu] [--plot FILE] [--json FILE] [--no-cache]
 //!  [--fine-tune N] [--seed N]`
 
+mod common;
+
 use clap::Parser;
 use keel::data::{idx, load_image_folder, Dataset, FolderOptions, Preset};
 use keel::layers::{
@@ -425,18 +427,10 @@ fn run() -> Result<(), String> {
             "skipped_files": data.skipped.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         });
         let text = serde_json::to_string_pretty(&obj).map_err(|e| e.to_string())?;
-        write_atomic(path, text.as_bytes())?;
+        common::write_atomic(path, text.as_bytes())?;
         println!("results: {}", path.display());
     }
     Ok(())
-}
-
-/// Writes to a temporary file next to `path`, then renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn main() {

@@ -66,16 +66,7 @@ fn conv2d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         workgroupBarrier();
     }
 
-    // Constant indices keep acc in registers.
-    let dest = Dest(p.out_offset + group * p.out_per_group, p.out_c, p.rows, p.out_per_group);
-    store_gemm_row(dest, row0 + owned(0u, lid.y), col0, lid.x, acc[0], acc[1]);
-    store_gemm_row(dest, row0 + owned(1u, lid.y), col0, lid.x, acc[2], acc[3]);
-    store_gemm_row(dest, row0 + owned(2u, lid.y), col0, lid.x, acc[4], acc[5]);
-    store_gemm_row(dest, row0 + owned(3u, lid.y), col0, lid.x, acc[6], acc[7]);
-    store_gemm_row(dest, row0 + owned(4u, lid.y), col0, lid.x, acc[8], acc[9]);
-    store_gemm_row(dest, row0 + owned(5u, lid.y), col0, lid.x, acc[10], acc[11]);
-    store_gemm_row(dest, row0 + owned(6u, lid.y), col0, lid.x, acc[12], acc[13]);
-    store_gemm_row(dest, row0 + owned(7u, lid.y), col0, lid.x, acc[14], acc[15]);
+    store_tile(Dest(p.out_offset + group * p.out_per_group, p.out_c, p.rows, p.out_per_group), &acc, row0, col0, lid);
 }
 
 // Kernel entry at depth kk (kh, kw, input channel) and output channel `col` of the group,
@@ -85,32 +76,6 @@ fn weight(kk: u32, col: u32, group: u32) -> f32 {
         return 0.0;
     }
     return w[kk * p.out_c + group * p.out_per_group + col];
-}
-
-// Where a GEMM writes: element (r, c) goes to out[base + r · stride + c], for r < rows and
-// c < cols.
-struct Dest {
-    base: u32,
-    stride: u32,
-    rows: u32,
-    cols: u32,
-}
-
-// Writes the eight columns that invocation column x owns of GEMM row r.
-fn store_gemm_row(d: Dest, r: u32, col0: u32, x: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if (r >= d.rows) {
-        return;
-    }
-    for (var j = 0u; j < 4u; j++) {
-        let c_lo = col0 + owned(j, x);
-        if (c_lo < d.cols) {
-            out[d.base + r * d.stride + c_lo] = lo[j];
-        }
-        let c_hi = col0 + owned(j + 4u, x);
-        if (c_hi < d.cols) {
-            out[d.base + r * d.stride + c_hi] = hi[j];
-        }
-    }
 }
 
 // ---- Gradients, as implicit GEMMs on the same tiles ----
@@ -177,15 +142,7 @@ fn backward_input(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgro
         multiply_tile(&acc, lid);
         workgroupBarrier();
     }
-    let dest = Dest(p.out_offset + group * p.in_per_group, p.in_c, p.rows, p.in_per_group);
-    store_gemm_row(dest, row0 + owned(0u, lid.y), col0, lid.x, acc[0], acc[1]);
-    store_gemm_row(dest, row0 + owned(1u, lid.y), col0, lid.x, acc[2], acc[3]);
-    store_gemm_row(dest, row0 + owned(2u, lid.y), col0, lid.x, acc[4], acc[5]);
-    store_gemm_row(dest, row0 + owned(3u, lid.y), col0, lid.x, acc[6], acc[7]);
-    store_gemm_row(dest, row0 + owned(4u, lid.y), col0, lid.x, acc[8], acc[9]);
-    store_gemm_row(dest, row0 + owned(5u, lid.y), col0, lid.x, acc[10], acc[11]);
-    store_gemm_row(dest, row0 + owned(6u, lid.y), col0, lid.x, acc[12], acc[13]);
-    store_gemm_row(dest, row0 + owned(7u, lid.y), col0, lid.x, acc[14], acc[15]);
+    store_tile(Dest(p.out_offset + group * p.in_per_group, p.in_c, p.rows, p.in_per_group), &acc, row0, col0, lid);
 }
 
 // Kernel gradient: GEMM rows are kernel rows (kh, kw, ci), columns the output channels of one
@@ -238,13 +195,5 @@ fn backward_kernel(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         multiply_tile(&acc, lid);
         workgroupBarrier();
     }
-    let dest = Dest(split * p.depth * p.out_c + group * p.out_per_group, p.out_c, p.depth, p.out_per_group);
-    store_gemm_row(dest, row0 + owned(0u, lid.y), col0, lid.x, acc[0], acc[1]);
-    store_gemm_row(dest, row0 + owned(1u, lid.y), col0, lid.x, acc[2], acc[3]);
-    store_gemm_row(dest, row0 + owned(2u, lid.y), col0, lid.x, acc[4], acc[5]);
-    store_gemm_row(dest, row0 + owned(3u, lid.y), col0, lid.x, acc[6], acc[7]);
-    store_gemm_row(dest, row0 + owned(4u, lid.y), col0, lid.x, acc[8], acc[9]);
-    store_gemm_row(dest, row0 + owned(5u, lid.y), col0, lid.x, acc[10], acc[11]);
-    store_gemm_row(dest, row0 + owned(6u, lid.y), col0, lid.x, acc[12], acc[13]);
-    store_gemm_row(dest, row0 + owned(7u, lid.y), col0, lid.x, acc[14], acc[15]);
+    store_tile(Dest(split * p.depth * p.out_c + group * p.out_per_group, p.out_c, p.depth, p.out_per_group), &acc, row0, col0, lid);
 }

@@ -1,5 +1,6 @@
 // Shared by matmul.wgsl and conv2d.wgsl (prepended to each when the pipeline is built):
-// the workgroup tiles of a 64×64×16 GEMM step and the register-blocked multiply of one step.
+// the workgroup tiles of a 64×64×16 GEMM step, the register-blocked multiply of one step, and
+// the write-out of an invocation's 8×8 block to the including shader's `out` binding.
 
 const TILE: u32 = 64u;    // rows and columns of the output per workgroup
 const TILE_K: u32 = 16u;  // depth of one step through K
@@ -42,4 +43,43 @@ fn multiply_tile(acc: ptr<function, array<vec4<f32>, 16>>, lid: vec3<u32>) {
         (*acc)[14] = fma(vec4<f32>(a1.w), b0, (*acc)[14]);
         (*acc)[15] = fma(vec4<f32>(a1.w), b1, (*acc)[15]);
     }
+}
+
+// Where a GEMM writes: element (r, c) goes to out[base + r · stride + c], for r < rows and
+// c < cols.
+struct Dest {
+    base: u32,
+    stride: u32,
+    rows: u32,
+    cols: u32,
+}
+
+// Writes the eight columns that invocation column x owns of GEMM row r.
+fn store_gemm_row(d: Dest, r: u32, col0: u32, x: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (r >= d.rows) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let c_lo = col0 + owned(j, x);
+        if (c_lo < d.cols) {
+            out[d.base + r * d.stride + c_lo] = lo[j];
+        }
+        let c_hi = col0 + owned(j + 4u, x);
+        if (c_hi < d.cols) {
+            out[d.base + r * d.stride + c_hi] = hi[j];
+        }
+    }
+}
+
+// Writes this invocation's 8×8 block of the tile at (row0, col0). Constant indices keep acc in
+// registers (a dynamically indexed array is spilled to memory by some compilers).
+fn store_tile(d: Dest, acc: ptr<function, array<vec4<f32>, 16>>, row0: u32, col0: u32, lid: vec3<u32>) {
+    store_gemm_row(d, row0 + owned(0u, lid.y), col0, lid.x, (*acc)[0], (*acc)[1]);
+    store_gemm_row(d, row0 + owned(1u, lid.y), col0, lid.x, (*acc)[2], (*acc)[3]);
+    store_gemm_row(d, row0 + owned(2u, lid.y), col0, lid.x, (*acc)[4], (*acc)[5]);
+    store_gemm_row(d, row0 + owned(3u, lid.y), col0, lid.x, (*acc)[6], (*acc)[7]);
+    store_gemm_row(d, row0 + owned(4u, lid.y), col0, lid.x, (*acc)[8], (*acc)[9]);
+    store_gemm_row(d, row0 + owned(5u, lid.y), col0, lid.x, (*acc)[10], (*acc)[11]);
+    store_gemm_row(d, row0 + owned(6u, lid.y), col0, lid.x, (*acc)[12], (*acc)[13]);
+    store_gemm_row(d, row0 + owned(7u, lid.y), col0, lid.x, (*acc)[14], (*acc)[15]);
 }

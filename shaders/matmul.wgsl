@@ -18,7 +18,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(8, 8)
 fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -67,16 +67,7 @@ fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         workgroupBarrier();
     }
 
-    let c_base = wid.z * p.c_batch_stride;
-    // Constant indices keep acc in registers.
-    store_row(c_base, row0 + owned(0u, lid.y), col0 , lid.x, acc[0], acc[1]);
-    store_row(c_base, row0 + owned(1u, lid.y), col0, lid.x, acc[2], acc[3]);
-    store_row(c_base, row0 + owned(2u, lid.y), col0, lid.x, acc[4], acc[5]);
-    store_row(c_base, row0 + owned(3u, lid.y), col0, lid.x, acc[6], acc[7]);
-    store_row(c_base, row0 + owned(4u, lid.y), col0, lid.x, acc[8], acc[9]);
-    store_row(c_base, row0 + owned(5u, lid.y), col0, lid.x, acc[10], acc[11]);
-    store_row(c_base, row0 + owned(6u, lid.y), col0, lid.x, acc[12], acc[13]);
-    store_row(c_base, row0 + owned(7u, lid.y), col0, lid.x, acc[14], acc[15]);
+    store_tile(Dest(wid.z * p.c_batch_stride, p.n, p.m, p.n), &acc, row0, col0, lid);
 }
 
 // A(r, k) of this batch, zero outside the matrix.
@@ -93,22 +84,4 @@ fn b_value(base: u32, k: u32, c: u32) -> f32 {
         return 0.0;
     }
     return b[base + select(k * p.n + c, c * p.k + k, p.trans_b != 0u)];
-}
-
-// Writes the eight columns that invocation column `x` owns of row r of this batch's C.
-fn store_row(c_base: u32, r: u32, col0: u32, x: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if (r >= p.m) {
-        return;
-    }
-    let row_base = c_base + r * p.n;
-    for (var j = 0u; j < 4u; j++) {
-        let c_lo = col0 + owned(j, x);
-        if (c_lo < p.n) {
-            c[row_base + c_lo] = lo[j];
-        }
-        let c_hi = col0 + owned(j + 4u, x);
-        if (c_hi < p.n) {
-            c[row_base + c_hi] = hi[j];
-        }
-    }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use keel::Device;
+use std::path::Path;
 use std::time::Instant;
 
 /// `n` deterministic pseudo-random values in [-scale, scale) (a 64-bit LCG seeded by `seed`),
@@ -44,4 +45,13 @@ pub fn median_secs<T, E: From<keel::Error>>(
 pub fn random(shape: &[usize], seed: u64, device: &Device) -> keel::Result<keel::Tensor> {
     let n: usize = shape.iter().product();
     keel::Tensor::from_vec(values(n, seed, 0.5), shape.to_vec(), device)
+}
+
+/// Writes to a temporary file next to `path`, then renames it over `path`, so that an existing
+/// file is never left half-written.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -16,18 +16,12 @@ mod harness;
 mod reference;
 mod training;
 
-use harness::{Expected, Input, Rng, Runner};
+use harness::{run_tests, Expected, Input, Rng, Runner, Test};
 use keel::autograd::{Param, Var};
 use keel::{Conv2dOptions, Padding, Pool2dOptions, Tensor};
 use reference as r;
 
-type Test = fn(&mut Runner, &mut Rng);
-
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     let tests: &[(&str, Test)] = &[
         ("matmul", matmul),
         ("elementwise", elementwise),
@@ -49,23 +43,7 @@ fn main() {
         ("graph_bad_input", graph::bad_input),
         ("training_two_layer_cnn", training::two_layer_cnn),
     ];
-    let mut runner = Runner::new();
-    let (mut ran, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        runner.begin(name);
-        let before = runner.failure_count();
-        test(&mut runner, &mut Rng::new(name.len() as u64 * 104_729));
-        let ok = runner.failure_count() == before;
-        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-        ran += 1;
-        failed += usize::from(!ok);
-    }
-    if !runner.report(ran, failed) {
-        std::process::exit(1);
-    }
+    run_tests(tests, 104_729);
 }
 
 /// Checks the gradients of Σ rᵢ·f(inputs)ᵢ with respect to every input: `op` computes f on

@@ -8,20 +8,14 @@ mod golden;
 mod harness;
 mod weights_files;
 
-use harness::{Rng, Runner};
+use harness::{run_tests, Rng, Runner, Test};
 use keel::autograd::Var;
 use keel::layers::{
     backbones, flatten_head, gap_head, summary, with_head, BackboneOptions, Layer, Sequential,
 };
 use keel::{Device, Tensor};
 
-type Test = fn(&mut Runner, &mut Rng);
-
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     let tests: &[(&str, Test)] = &[
         ("parameter_counts", parameter_counts),
         (
@@ -41,23 +35,7 @@ fn main() {
             golden::imagenet_mobilenet_v2,
         ),
     ];
-    let mut runner = Runner::new();
-    let (mut ran, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        runner.begin(name);
-        let before = runner.failure_count();
-        test(&mut runner, &mut Rng::new(name.len() as u64 * 31));
-        let ok = runner.failure_count() == before;
-        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-        ran += 1;
-        failed += usize::from(!ok);
-    }
-    if !runner.report(ran, failed) {
-        std::process::exit(1);
-    }
+    run_tests(tests, 31);
 }
 
 /// Expects `got == want`, naming the count.

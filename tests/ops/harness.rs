@@ -238,3 +238,33 @@ fn compare(got: &[f32], want: &[f64], tol: f64) -> Option<String> {
         )
     })
 }
+
+/// A test: checks on every device through the runner, with its own random source.
+pub type Test = fn(&mut Runner, &mut Rng);
+
+/// Runs the `tests` whose names contain one of the command-line filters (all without filters),
+/// each with a random source seeded from its name length times `seed`, prints one line per test
+/// and the report, and exits with 1 if anything failed.
+pub fn run_tests(tests: &[(&str, Test)], seed: u64) {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let mut runner = Runner::new();
+    let (mut ran, mut failed) = (0, 0);
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        runner.begin(name);
+        let before = runner.failure_count();
+        test(&mut runner, &mut Rng::new(name.len() as u64 * seed));
+        let ok = runner.failure_count() == before;
+        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+        ran += 1;
+        failed += usize::from(!ok);
+    }
+    if !runner.report(ran, failed) {
+        std::process::exit(1);
+    }
+}

@@ -5,19 +5,13 @@
 mod harness;
 mod reference;
 
-use harness::{Expected, Input, Rng, Runner};
+use harness::{run_tests, Expected, Input, Rng, Runner, Test};
 use keel::tensor::op::Activation;
 use keel::tensor::PoolOp;
 use keel::{Conv2dOptions, Padding, Pool2dOptions, Shape, Tensor};
 use reference as r;
 
-type Test = fn(&mut Runner, &mut Rng);
-
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     let tests: &[(&str, Test)] = &[
         ("matmul", matmul),
         ("matmul_batched", matmul_batched),
@@ -39,23 +33,7 @@ fn main() {
         ("bad_input", bad_input),
         ("larger_than_a_binding", larger_than_a_binding),
     ];
-    let mut runner = Runner::new();
-    let (mut ran, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        runner.begin(name);
-        let before = runner.failure_count();
-        test(&mut runner, &mut Rng::new(name.len() as u64 * 7919));
-        let ok = runner.failure_count() == before;
-        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-        ran += 1;
-        failed += usize::from(!ok);
-    }
-    if !runner.report(ran, failed) {
-        std::process::exit(1);
-    }
+    run_tests(tests, 7919);
 }
 
 fn exp(shape: Vec<usize>, data: Vec<f64>) -> Expected {

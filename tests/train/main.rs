@@ -8,18 +8,12 @@ mod fitting;
 #[path = "../ops/harness.rs"]
 mod harness;
 
-use harness::{Expected, Input, Rng, Runner};
+use harness::{run_tests, Expected, Input, Rng, Runner, Test};
 use keel::autograd::{Param, Var};
 use keel::train::{Adam, Clip, Loss, Optimizer, Sgd};
 use keel::Tensor;
 
-type Test = fn(&mut Runner, &mut Rng);
-
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     let tests: &[(&str, Test)] = &[
         ("optimizers", optimizers),
         ("losses", losses),
@@ -33,23 +27,7 @@ fn main() {
         ("data_idx", data::idx_files),
         ("data_augment", data::augment),
     ];
-    let mut runner = Runner::new();
-    let (mut ran, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        runner.begin(name);
-        let before = runner.failure_count();
-        test(&mut runner, &mut Rng::new(name.len() as u64 * 131));
-        let ok = runner.failure_count() == before;
-        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-        ran += 1;
-        failed += usize::from(!ok);
-    }
-    if !runner.report(ran, failed) {
-        std::process::exit(1);
-    }
+    run_tests(tests, 131);
 }
 
 /// f64 reference of `steps` updates of one parameter with gradients `grads[t]`.
