@@ -12,7 +12,7 @@ use std::path::Path;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// An f32 tensor of a fixture file, as an input or expected values.
-fn fixture(file: &str, name: &str) -> (Vec<usize>, Vec<f32>) {
+pub fn fixture(file: &str, name: &str) -> (Vec<usize>, Vec<f32>) {
     let path = Path::new(ROOT).join(file);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let st = SafeTensors::deserialize(&bytes).expect("fixture is valid safetensors");
@@ -45,6 +45,7 @@ fn golden_case(t: &mut Runner, case: &str, options: &BackboneOptions, weights: &
                 LoadOptions {
                     layout: Layout::Torch,
                     strict: true,
+                    rename: None,
                 },
             )?;
             assert!(

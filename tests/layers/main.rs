@@ -29,6 +29,7 @@ fn main() {
         ("weights_round_trip", weights_files::round_trip),
         ("weights_torch_layout", weights_files::torch_layout),
         ("weights_bad_files", weights_files::bad_files),
+        ("weights_timm_names", weights_files::timm_names),
         ("golden_tiny_mobilenet_v2", golden::tiny_mobilenet_v2),
         (
             "golden_imagenet_mobilenet_v2",

@@ -67,6 +67,7 @@ pub fn round_trip(t: &mut Runner, rng: &mut Rng) {
                 LoadOptions {
                     layout: Layout::Auto,
                     strict: true,
+                    rename: None,
                 },
             )?;
             let input = Tensor::from_slice(&x, [2, 6, 6, 3], &dev)?;
@@ -192,6 +193,7 @@ pub fn torch_layout(t: &mut Runner, rng: &mut Rng) {
                     LoadOptions {
                         layout: Layout::Auto,
                         strict: true,
+                        rename: None,
                     },
                 )?;
                 let input = Tensor::from_slice(&x, [2, 6, 6, 3], &dev)?;
@@ -255,6 +257,7 @@ pub fn bad_files(t: &mut Runner, rng: &mut Rng) {
             LoadOptions {
                 layout: Layout::Auto,
                 strict,
+                rename: None,
             },
         )
     };
@@ -367,4 +370,102 @@ fn snapshot(model: &Sequential) -> Vec<Vec<f32>> {
         .iter()
         .map(|w| w.param.value().to_vec().expect("read"))
         .collect()
+}
+
+/// timm's MobileNetV2 names (listed from timm 1.0.31 in a fixture) all translate to the model's
+/// torchvision names, one to one; and a checkpoint stored under timm's names gives PyTorch's
+/// golden logits.
+pub fn timm_names(t: &mut Runner, _rng: &mut Rng) {
+    use keel::layers::backbones::{mobilenet_v2, mobilenet_v2_timm_key};
+    use keel::layers::BackboneOptions;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let keys = std::fs::read_to_string(root.join("tests/fixtures/timm_mobilenetv2_100_keys.txt"))
+        .expect("fixture");
+    let timm: Vec<&str> = keys
+        .lines()
+        .filter(|k| !k.ends_with("num_batches_tracked"))
+        .collect();
+    let model = mobilenet_v2(
+        &BackboneOptions::default().include_top(1000),
+        &Device::cpu(),
+    )
+    .expect("model");
+    let mut mapped: Vec<String> = timm
+        .iter()
+        .filter_map(|k| mobilenet_v2_timm_key(k))
+        .collect();
+    let mut wanted: Vec<String> = model.weights().iter().map(|w| w.torch_key()).collect();
+    mapped.sort();
+    wanted.sort();
+    t.expect(
+        mapped.len() == timm.len() && mapped == wanted,
+        "every timm name maps to exactly one model weight",
+        || {
+            format!(
+                "{} of {} mapped; first differences: {:?}",
+                mapped.len(),
+                timm.len(),
+                mapped.iter().zip(&wanted).find(|(a, b)| a != b)
+            )
+        },
+    );
+    // The tiny golden checkpoint, renamed to timm's names, through the key map.
+    let to_timm: std::collections::HashMap<String, &str> = keys
+        .lines()
+        .filter_map(|k| mobilenet_v2_timm_key(k).map(|m| (m, k)))
+        .collect();
+    let bytes =
+        std::fs::read(root.join("tests/fixtures/tiny_mobilenet_v2.safetensors")).expect("fixture");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("fixture");
+    let renamed: Vec<(String, TensorView<'_>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| (to_timm.get(&k).map_or(k.clone(), |t| t.to_string()), v))
+        .collect();
+    let path = scratch("tiny_timm.safetensors");
+    std::fs::write(
+        &path,
+        safetensors::serialize(renamed, None).expect("serialize"),
+    )
+    .expect("write");
+    let (_, want) =
+        crate::golden::fixture("tests/fixtures/tiny_mobilenet_v2_io.safetensors", "logits");
+    let (_, input) =
+        crate::golden::fixture("tests/fixtures/tiny_mobilenet_v2_io.safetensors", "input");
+    for dev in t.devices().to_vec() {
+        let outcome = (|| -> keel::layers::Result<Vec<f32>> {
+            let m = mobilenet_v2(
+                &BackboneOptions::default()
+                    .input(32, 32)
+                    .alpha(0.25)
+                    .include_top(10),
+                &dev,
+            )?;
+            let options = LoadOptions {
+                layout: Layout::Torch,
+                strict: true,
+                rename: Some(mobilenet_v2_timm_key),
+            };
+            load_weights(&m, &path, options)?;
+            Ok(
+                m.predict(&Tensor::from_slice(&input, [2, 32, 32, 3], &dev)?)?
+                    .to_vec()?,
+            )
+        })();
+        match outcome {
+            Ok(got) => {
+                let diff = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                    .fold(0.0, f32::max);
+                t.expect(
+                    diff < 1e-4,
+                    "a checkpoint under timm's names gives PyTorch's logits",
+                    || format!("difference {diff:.2e} on {dev}"),
+                );
+            }
+            Err(e) => t.expect(false, "timm names", || format!("{e} on {dev}")),
+        }
+    }
 }

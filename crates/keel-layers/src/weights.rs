@@ -6,7 +6,7 @@ use crate::layer::{Layer, Role, Weight};
 use crate::{Error, Result};
 use keel_tensor::{Device, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Which naming and layout a weights file uses.
@@ -29,6 +29,10 @@ pub struct LoadOptions {
     /// Fail on any model weight missing from the file or any file tensor the model lacks
     /// (PyTorch's `num_batches_tracked` counters are always ignored).
     pub strict: bool,
+    /// Translates the file's tensor names to the model's (e.g.
+    /// [`mobilenet_v2_timm_key`](crate::backbones::mobilenet_v2_timm_key) for timm checkpoints);
+    /// `None` leaves a tensor unmatched.
+    pub rename: Option<fn(&str) -> Option<String>>,
 }
 
 /// What a load did.
@@ -124,19 +128,26 @@ pub fn load_weights(
         }
     };
     let wanted: HashSet<String> = weights.iter().map(key).collect();
-    let mut report = LoadReport {
-        ignored: names
-            .iter()
-            .filter(|n| !wanted.contains(*n))
-            .cloned()
-            .collect(),
-        ..LoadReport::default()
+    let model_name = |n: &String| match options.rename {
+        Some(rename) => rename(n),
+        None => Some(n.clone()),
     };
+    // File tensor name by model weight name.
+    let file_name_of: HashMap<String, String> = names
+        .iter()
+        .filter_map(|n| model_name(n).map(|m| (m, n.clone())))
+        .collect();
+    let mut report = LoadReport::default();
+    report.ignored = names
+        .iter()
+        .filter(|n| !model_name(n).is_some_and(|m| wanted.contains(&m)))
+        .cloned()
+        .collect();
     report.ignored.sort();
     report.missing = weights
         .iter()
         .map(key)
-        .filter(|k| !names.contains(k))
+        .filter(|k| !file_name_of.contains_key(k))
         .collect();
     let unexpected: Vec<&String> = report
         .ignored
@@ -157,8 +168,10 @@ pub fn load_weights(
     // Read and check everything before changing any weight.
     let mut values = Vec::new();
     for w in &weights {
-        let k = key(w);
-        let Ok(view) = file.tensor(&k) else { continue };
+        let Some(k) = file_name_of.get(&key(w)) else {
+            continue;
+        };
+        let Ok(view) = file.tensor(k) else { continue };
         let current = w.param.value();
         let t = read_tensor(path, &k, &view, current.device())?;
         let t = if layout == Layout::Torch {

@@ -143,6 +143,44 @@ pub fn mobilenet_v2(options: &BackboneOptions, device: &Device) -> Result<Sequen
     model.build(&options.input_shape(), device, options.seed)
 }
 
+/// Translates a timm `mobilenetv2_100` tensor name to torchvision's (which keel's MobileNetV2
+/// uses), for [`LoadOptions::rename`](crate::LoadOptions): `conv_stem` → `features.0.0`,
+/// `blocks.{stage}.{i}.conv_pw` → `features.{n}.conv.0.0`, …, `conv_head` → `features.18.0`,
+/// `classifier` → `classifier.1`. The two architectures are the same at width 1.0.
+pub fn mobilenet_v2_timm_key(key: &str) -> Option<String> {
+    let (module, tensor) = key.rsplit_once('.')?;
+    let torch = match module.split('.').collect::<Vec<_>>()[..] {
+        ["conv_stem"] => "features.0.0".to_string(),
+        ["bn1"] => "features.0.1".to_string(),
+        ["conv_head"] => "features.18.0".to_string(),
+        ["bn2"] => "features.18.1".to_string(),
+        ["classifier"] => "classifier.1".to_string(),
+        ["blocks", stage, block, part] => {
+            let stage: usize = stage.parse().ok()?;
+            let block: usize = block.parse().ok()?;
+            let before: usize = SETTINGS.get(..stage)?.iter().map(|s| s.2).sum();
+            let index = 1 + before + block;
+            // The first block has no expansion: conv_dw, bn1, conv_pw, bn2.
+            let sub = match (stage, part) {
+                (0, "conv_dw") => "conv.0.0",
+                (0, "bn1") => "conv.0.1",
+                (0, "conv_pw") => "conv.1",
+                (0, "bn2") => "conv.2",
+                (_, "conv_pw") => "conv.0.0",
+                (_, "bn1") => "conv.0.1",
+                (_, "conv_dw") => "conv.1.0",
+                (_, "bn2") => "conv.1.1",
+                (_, "conv_pwl") => "conv.2",
+                (_, "bn3") => "conv.3",
+                _ => return None,
+            };
+            format!("features.{index}.{sub}")
+        }
+        _ => return None,
+    };
+    Some(format!("{torch}.{tensor}"))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

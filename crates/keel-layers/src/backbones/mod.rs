@@ -6,7 +6,7 @@ mod mobilenet_v2;
 mod vgg16;
 
 pub use mobilenet::mobilenet;
-pub use mobilenet_v2::mobilenet_v2;
+pub use mobilenet_v2::{mobilenet_v2, mobilenet_v2_timm_key};
 pub use vgg16::vgg16;
 
 /// Options shared by the backbones (Keras' `include_top`, `alpha`, input size, `classes`).
