@@ -137,12 +137,14 @@ pub fn load_weights(
         .iter()
         .filter_map(|n| model_name(n).map(|m| (m, n.clone())))
         .collect();
-    let mut report = LoadReport::default();
-    report.ignored = names
-        .iter()
-        .filter(|n| !model_name(n).is_some_and(|m| wanted.contains(&m)))
-        .cloned()
-        .collect();
+    let mut report = LoadReport {
+        ignored: names
+            .iter()
+            .filter(|n| !model_name(n).is_some_and(|m| wanted.contains(&m)))
+            .cloned()
+            .collect(),
+        ..LoadReport::default()
+    };
     report.ignored.sort();
     report.missing = weights
         .iter()
@@ -173,9 +175,9 @@ pub fn load_weights(
         };
         let Ok(view) = file.tensor(k) else { continue };
         let current = w.param.value();
-        let t = read_tensor(path, &k, &view, current.device())?;
+        let t = read_tensor(path, k, &view, current.device())?;
         let t = if layout == Layout::Torch {
-            from_torch(path, &k, w, t)?
+            from_torch(path, k, w, t)?
         } else {
             t
         };
