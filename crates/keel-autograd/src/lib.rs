@@ -19,6 +19,8 @@
 //! # Ok::<(), keel_autograd::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod backward;
 mod error;
 mod graph;

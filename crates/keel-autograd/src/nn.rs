@@ -119,7 +119,7 @@ impl Var {
     }
 
     /// Like [`softmax_cross_entropy`](Var::softmax_cross_entropy) with integer class labels
-    /// (an i32 tensor [N]) instead of target distributions.
+    /// (an i32 tensor `[N]`) instead of target distributions.
     pub fn sparse_softmax_cross_entropy(&self, labels: &Tensor) -> Result<Var> {
         let classes = self.dims().last().copied().unwrap_or(0);
         let targets = one_hot(labels, classes)?;
@@ -167,7 +167,7 @@ impl Var {
     }
 }
 
-/// Rows of `classes` zeros with a 1 at each label (labels: i32 [N]); out-of-range labels give
+/// Rows of `classes` zeros with a 1 at each label (labels: i32 `[N]`); out-of-range labels give
 /// all-zero rows.
 pub fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
     let n = labels.elem_count();

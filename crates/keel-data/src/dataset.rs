@@ -57,7 +57,7 @@ impl Dataset {
         (self.subset(train), self.subset(val))
     }
 
-    /// The samples at `indices` as a [b, ...shape] tensor and their labels as i32 [b], with
+    /// The samples at `indices` as a `[b, ...shape]` tensor and their labels as i32 `[b]`, with
     /// `augment` applied to images (seeded by `seed`).
     pub fn batch(
         &self,

@@ -2,6 +2,8 @@
 //! files of MNIST and Fashion-MNIST (plain or gzip), the preprocessing presets of the pretrained
 //! backbones, and seeded augmentation.
 
+#![warn(missing_docs)]
+
 mod augment;
 mod dataset;
 mod error;

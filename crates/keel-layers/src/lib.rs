@@ -17,6 +17,8 @@
 //! # Ok::<(), keel_layers::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backbones;
 mod error;
 mod head;

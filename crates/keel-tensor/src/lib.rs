@@ -15,6 +15,8 @@
 //! # Ok::<(), keel_tensor::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod cpu;
 pub mod debug;
 mod device;

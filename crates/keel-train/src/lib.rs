@@ -2,6 +2,8 @@
 //! losses and metrics, and `fit` / `evaluate` / `predict` in Keras' spirit, with feature
 //! caching for frozen backbones.
 
+#![warn(missing_docs)]
+
 mod error;
 mod fit;
 mod loss;

@@ -10,7 +10,7 @@ const EPSILON: f32 = 1e-7;
 /// A loss between a model's outputs and the targets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Loss {
-    /// Integer labels (i32 [N]) against [N, classes] outputs.
+    /// Integer labels (i32 `[N]`) against `[N, classes]` outputs.
     SparseCategoricalCrossentropy {
         /// Whether the outputs are logits (else probabilities, e.g. after a softmax layer).
         from_logits: bool,

@@ -104,7 +104,7 @@ impl Layer for Pool2D {
     }
 }
 
-/// Keras `GlobalAveragePooling2D` / `GlobalMaxPooling2D`: [h, w, c] → [c].
+/// Keras `GlobalAveragePooling2D` / `GlobalMaxPooling2D`: `[h, w, c]` → `[c]`.
 pub struct GlobalPoolSpec {
     name: Option<String>,
     op: PoolOp,

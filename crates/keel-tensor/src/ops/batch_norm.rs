@@ -6,7 +6,7 @@ use crate::tensor::Storage;
 use crate::{cpu, gpu, DType, Error, Result, Tensor};
 
 impl Tensor {
-    /// y = act(x · scale[c] + shift[c]) along the last (channel) axis, in one pass.
+    /// `y = act(x · scale[c] + shift[c])` along the last (channel) axis, in one pass.
     pub fn channel_affine(
         &self,
         scale: &Tensor,
