@@ -99,7 +99,7 @@ fn input_grad_a(row: u32, kk: u32, group: u32) -> f32 {
         return 0.0;
     }
     let pixel = (n * p.out_h + u32(oh)) * p.out_w + u32(ow);
-    return dy[p.x_offset + pixel * p.out_c + group * p.out_per_group + co];
+    return dy[p.dy_offset + pixel * p.out_c + group * p.out_per_group + co];
 }
 
 fn input_grad_b(kk: u32, ci: u32, group: u32) -> f32 {
@@ -153,7 +153,7 @@ fn kernel_grad_b(row: u32, end: u32, co: u32, group: u32) -> f32 {
     if (row >= end || co >= p.out_per_group) {
         return 0.0;
     }
-    return dy[row * p.out_c + group * p.out_per_group + co];
+    return dy[p.dy_offset + row * p.out_c + group * p.out_per_group + co];
 }
 
 @compute @workgroup_size(8, 8)
@@ -195,5 +195,5 @@ fn backward_kernel(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         multiply_tile(&acc, lid);
         workgroupBarrier();
     }
-    store_tile(Dest(split * p.depth * p.out_c + group * p.out_per_group, p.out_c, p.depth, p.out_per_group), &acc, row0, col0, lid);
+    store_tile(Dest(p.out_offset + split * p.depth * p.out_c + group * p.out_per_group, p.out_c, p.depth, p.out_per_group), &acc, row0, col0, lid);
 }

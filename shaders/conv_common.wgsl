@@ -23,10 +23,10 @@ struct Params {
     out_per_group: u32,
     rows: u32,       // GEMM rows: output pixels (forward, kernel gradient) or input pixels (input gradient)
     depth: u32,      // kernel_h * kernel_w * in_per_group
-    x_offset: u32,   // elements before this chunk's first input (or output-gradient) image
-    out_offset: u32, // elements before this chunk's first output (or input-gradient) image
+    x_offset: u32,   // elements before this chunk's first input image
+    out_offset: u32, // elements before this chunk's first output (input gradient, or partial sums)
     split_rows: u32, // kernel gradients: output pixels summed by one split of the reduction
-    _pad: u32,
+    dy_offset: u32,  // gradient passes: elements before this chunk's first output-gradient image
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -87,7 +87,7 @@ fn depthwise_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
             let grad = ((n * p.out_h + u32(oh)) * p.out_w + u32(ow)) * p.out_c + c * mult;
             let taps = (kh * p.kernel_w + kw) * p.out_c + c * mult;
             for (var m = 0u; m < mult; m++) {
-                acc = fma(dy[p.x_offset + grad + m], w[taps + m], acc);
+                acc = fma(dy[p.dy_offset + grad + m], w[taps + m], acc);
             }
         }
     }
@@ -120,8 +120,8 @@ fn depthwise_backward_kernel(@builtin(global_invocation_id) gid: vec3<u32>, @bui
         if (ih < 0 || iw < 0 || ih >= i32(p.in_h) || iw >= i32(p.in_w)) {
             continue;
         }
-        let xv = x[((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c + c];
-        acc = fma(xv, dy[row * p.out_c + oc], acc);
+        let xv = x[p.x_offset + ((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c + c];
+        acc = fma(xv, dy[p.dy_offset + row * p.out_c + oc], acc);
     }
-    out[i] = acc;
+    out[p.out_offset + i] = acc;
 }

@@ -18,8 +18,8 @@ struct Params {
     pad_left: u32,
     x_offset: u32,
     out_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
+    dy_offset: u32, // gradient passes: elements before this chunk's first output-gradient image
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -138,7 +138,7 @@ fn pool_backward(i: u32, is_max: bool) {
     var acc = 0.0;
     for (var oh = rows.x; oh < rows.y; oh++) {
         for (var ow = cols.x; ow < cols.y; ow++) {
-            let g = dy[((n * p.out_h + oh) * p.out_w + ow) * p.channels + c];
+            let g = dy[p.dy_offset + ((n * p.out_h + oh) * p.out_w + ow) * p.channels + c];
             if (is_max) {
                 if (is_window_max(n, oh, ow, c, ih, iw)) {
                     acc += g;

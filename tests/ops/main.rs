@@ -870,18 +870,58 @@ fn larger_than_a_binding(t: &mut Runner, rng: &mut Rng) {
         .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
         .collect();
     let scale = rng.values(4, -2.0, 2.0);
-    let run = || -> keel::Result<(Vec<f32>, Vec<f32>)> {
+    // Gradients of the same 1×1 depthwise convolution with dy = x: dx = x · w per channel, and
+    // dw[c] = Σ x² over channel c; and of a 1×1 average pool: dx = dy.
+    let grouped = Conv2dOptions::default().groups(4);
+    let kernel_shape = Shape::new([1, 1, 1, 4]);
+    // relu, depthwise, its input and kernel gradients, the pooling gradient.
+    type Outputs = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+    let run = || -> keel::Result<Outputs> {
         let x = Tensor::from_slice(&data, shape, &gpu)?;
         let relu = x.relu()?.to_vec()?;
         let w = Tensor::from_slice(&scale, [1, 1, 4, 1], &gpu)?;
         let dw = x
             .depthwise_conv2d(&w, &Conv2dOptions::default())?
             .to_vec()?;
-        Ok((relu, dw))
+        let w4 = w.reshape(kernel_shape.clone())?;
+        let grad_x = x
+            .conv2d_backward_input(&w4, x.shape(), &grouped)?
+            .to_vec()?;
+        let grad_w = x
+            .conv2d_backward_kernel(&x, &kernel_shape, &grouped)?
+            .to_vec()?;
+        let pooled = x
+            .pool2d_backward(&x, &Pool2dOptions::new(1), keel::tensor::PoolOp::Avg)?
+            .to_vec()?;
+        Ok((relu, dw, grad_x, grad_w, pooled))
     };
     match run() {
-        Err(e) => t.expect(false, "151 MB relu and depthwise", || format!("error: {e}")),
-        Ok((relu, dw)) => {
+        Err(e) => t.expect(false, "151 MB relu, depthwise and gradients", || {
+            format!("error: {e}")
+        }),
+        Ok((relu, dw, grad_x, grad_w, pooled)) => {
+            let gx_ok = grad_x
+                .iter()
+                .zip(&data)
+                .enumerate()
+                .all(|(i, (&g, &x))| (g - x * scale[i % 4]).abs() <= 1e-6);
+            t.expect(gx_ok, "151 MB depthwise input gradient", || {
+                "wrong values".into()
+            });
+            let mut sums = [0f64; 4];
+            data.iter()
+                .enumerate()
+                .for_each(|(i, &v)| sums[i % 4] += f64::from(v) * f64::from(v));
+            let gw_ok = grad_w
+                .iter()
+                .zip(sums)
+                .all(|(&g, s)| (f64::from(g) - s).abs() <= 1e-4 * s);
+            t.expect(gw_ok, "151 MB depthwise kernel gradient", || {
+                format!("{grad_w:?} vs {sums:?}")
+            });
+            t.expect(pooled == data, "151 MB average-pool gradient", || {
+                "wrong values".into()
+            });
             let relu_ok = relu.iter().zip(&data).all(|(&g, &x)| g == x.max(0.0));
             t.expect(relu_ok, "151 MB relu", || "wrong values".into());
             let dw_ok = dw

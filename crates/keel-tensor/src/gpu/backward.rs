@@ -1,14 +1,19 @@
 //! Launch functions of the gradient kernels: convolution (implicit GEMMs in `conv2d.wgsl`,
-//! direct kernels in `depthwise.wgsl`) and pooling (`pool.wgsl`). Kernel gradients sum over
-//! every output pixel; that sum is split across workgroups and the partial sums are added by
-//! the reduce kernel afterwards, so small kernels still fill the device.
+//! direct kernels in `depthwise.wgsl`) and pooling (`pool.wgsl`). Like the forward kernels they
+//! run over chunks of the batch whose slices fit one storage binding. Kernel gradients sum over
+//! every output pixel; that sum is split across workgroups (and chunks), and the partial sums
+//! are added by the reduce kernel afterwards, so small kernels still fill the device.
 
 use super::kernels::{Binding, Shader};
-use super::ops::{bytes_of_elems, conv_params, pool_params, reduce, u32_of};
+use super::ops::{
+    binary, bytes_of_elems, conv_params, over_image_chunks, pool_params, reduce, u32_of, PerImage,
+};
 use super::GpuBuffer;
 use crate::geometry::WindowGeometry;
-use crate::op::{PoolOp, ReduceOp};
+use crate::op::{BinaryOp, PoolOp, ReduceOp};
+use crate::shape::StridedView;
 use crate::Result;
+use crate::{Error, Shape};
 
 /// Output pixels summed by one split of a kernel gradient: enough to amortise a tile's set-up,
 /// few enough that about `target` splits run side by side.
@@ -28,33 +33,46 @@ pub(crate) fn conv2d_backward_input(
 ) -> Result<GpuBuffer> {
     const OP: &str = "conv2d_backward_input";
     let ctx = dy.context();
-    let in_pixels = g.batch * g.in_h * g.in_w;
-    let dx = ctx.alloc(OP, bytes_of_elems(in_pixels * g.in_c))?;
-    let mut p = conv_params(g, g.batch, 0, 0)?;
-    p.rows = u32_of(OP, in_pixels)?;
-    let bindings = [
-        Binding::whole(4, dy),
-        Binding::whole(2, w),
-        Binding::whole(3, &dx),
+    let in_img = g.in_h * g.in_w * g.in_c;
+    let dx = ctx.alloc(OP, bytes_of_elems(g.batch * in_img))?;
+    let operands = [
+        PerImage {
+            buffer: dy,
+            per_image: g.out_h * g.out_w * g.out_c,
+            slot: 4,
+        },
+        PerImage {
+            buffer: &dx,
+            per_image: in_img,
+            slot: 3,
+        },
     ];
-    if is_depthwise(g) {
-        let grid = ctx.grid_for(OP, (in_pixels * g.in_c) as u64)?;
-        ctx.launch(
-            OP,
-            Shader::Depthwise,
-            "depthwise_backward_input",
-            &p,
-            &bindings,
-            grid,
-        )?;
-    } else {
-        let grid = [
-            g.in_per_group().div_ceil(64) as u32,
-            in_pixels.div_ceil(64) as u32,
-            u32_of(OP, g.groups)?,
-        ];
-        ctx.launch(OP, Shader::Conv2d, "backward_input", &p, &bindings, grid)?;
-    }
+    over_image_chunks(OP, g.batch, &operands, |n, windows| {
+        let [(dy_b, dy_o), (dx_b, dx_o)] = [windows[0], windows[1]];
+        let mut p = conv_params(g, n, 0, dx_o)?;
+        p.dy_offset = dy_o;
+        let in_pixels = n * g.in_h * g.in_w;
+        p.rows = u32_of(OP, in_pixels)?;
+        let bindings = [dy_b, Binding::whole(2, w), dx_b];
+        if is_depthwise(g) {
+            let grid = ctx.grid_for(OP, (in_pixels * g.in_c) as u64)?;
+            ctx.launch(
+                OP,
+                Shader::Depthwise,
+                "depthwise_backward_input",
+                &p,
+                &bindings,
+                grid,
+            )
+        } else {
+            let grid = [
+                g.in_per_group().div_ceil(64) as u32,
+                in_pixels.div_ceil(64) as u32,
+                u32_of(OP, g.groups)?,
+            ];
+            ctx.launch(OP, Shader::Conv2d, "backward_input", &p, &bindings, grid)
+        }
+    })?;
     Ok(dx)
 }
 
@@ -66,44 +84,73 @@ pub(crate) fn conv2d_backward_kernel(
 ) -> Result<GpuBuffer> {
     const OP: &str = "conv2d_backward_kernel";
     let ctx = x.context();
-    let rows = g.out_pixels();
     let depth = g.kernel_h * g.kernel_w * g.in_per_group();
-    let kernel_elems = g.kernel_h * g.kernel_w * g.in_per_group() * g.out_c;
-    let mut p = conv_params(g, g.batch, 0, 0)?;
+    let kernel_elems = depth * g.out_c;
     // Aim for about 512 tiles (GEMM) or 64K invocations (depthwise) in flight.
-    let (target, entry, shader) = if is_depthwise(g) {
-        (
-            (1 << 16) / kernel_elems.max(1),
-            "depthwise_backward_kernel",
-            Shader::Depthwise,
-        )
+    let target = if is_depthwise(g) {
+        (1 << 16) / kernel_elems.max(1)
     } else {
-        let tiles = depth.div_ceil(64) * g.out_per_group().div_ceil(64) * g.groups;
-        (512 / tiles.max(1), "backward_kernel", Shader::Conv2d)
+        512 / (depth.div_ceil(64) * g.out_per_group().div_ceil(64) * g.groups).max(1)
     };
-    let per_split = split_rows(rows, target);
-    let splits = rows.div_ceil(per_split);
-    p.split_rows = u32_of(OP, per_split)?;
-    let partial = ctx.alloc(OP, bytes_of_elems(splits * kernel_elems))?;
-    let bindings = [
-        Binding::whole(1, x),
-        Binding::whole(4, dy),
-        Binding::whole(3, &partial),
+    let operands = [
+        PerImage {
+            buffer: x,
+            per_image: g.in_h * g.in_w * g.in_c,
+            slot: 1,
+        },
+        PerImage {
+            buffer: dy,
+            per_image: g.out_h * g.out_w * g.out_c,
+            slot: 4,
+        },
     ];
-    let grid = if is_depthwise(g) {
-        ctx.grid_for(OP, (splits * kernel_elems) as u64)?
-    } else {
-        [
-            g.out_per_group().div_ceil(64) as u32,
-            depth.div_ceil(64) as u32,
-            u32_of(OP, splits * g.groups)?,
-        ]
-    };
-    ctx.launch(OP, shader, entry, &p, &bindings, grid)?;
-    if splits == 1 {
-        return Ok(partial);
+    // Each chunk of images writes its splits' partial sums after the previous chunk's.
+    let mut partials: Vec<(GpuBuffer, usize)> = Vec::new();
+    over_image_chunks(OP, g.batch, &operands, |n, windows| {
+        let [(x_b, x_o), (dy_b, dy_o)] = [windows[0], windows[1]];
+        let rows = n * g.out_h * g.out_w;
+        let per_split = split_rows(rows, target);
+        let splits = rows.div_ceil(per_split);
+        let partial = ctx.alloc(OP, bytes_of_elems(splits * kernel_elems))?;
+        let mut p = conv_params(g, n, x_o, 0)?;
+        p.dy_offset = dy_o;
+        p.split_rows = u32_of(OP, per_split)?;
+        let bindings = [x_b, dy_b, Binding::whole(3, &partial)];
+        if is_depthwise(g) {
+            let grid = ctx.grid_for(OP, (splits * kernel_elems) as u64)?;
+            ctx.launch(
+                OP,
+                Shader::Depthwise,
+                "depthwise_backward_kernel",
+                &p,
+                &bindings,
+                grid,
+            )?;
+        } else {
+            let grid = [
+                g.out_per_group().div_ceil(64) as u32,
+                depth.div_ceil(64) as u32,
+                u32_of(OP, splits * g.groups)?,
+            ];
+            ctx.launch(OP, Shader::Conv2d, "backward_kernel", &p, &bindings, grid)?;
+        }
+        partials.push((partial, splits));
+        Ok(())
+    })?;
+    let flat = StridedView::contiguous(&Shape::new([kernel_elems]));
+    let mut total: Option<GpuBuffer> = None;
+    for (partial, splits) in partials {
+        let sum = if splits == 1 {
+            partial
+        } else {
+            reduce(&partial, 1, splits, kernel_elems, ReduceOp::Sum)?
+        };
+        total = Some(match total {
+            None => sum,
+            Some(t) => binary(&t, &flat, &sum, &flat, BinaryOp::Add)?,
+        });
     }
-    reduce(&partial, 1, splits, kernel_elems, ReduceOp::Sum)
+    total.ok_or_else(|| Error::invalid(OP, "an empty batch"))
 }
 
 /// dL/dx of max or average pooling from the input `x` and `dy`.
@@ -118,15 +165,31 @@ pub(crate) fn pool2d_backward(
         PoolOp::Avg => ("avg_pool2d_backward", "avg_pool_backward"),
     };
     let ctx = x.context();
-    let elems = g.batch * g.in_h * g.in_w * g.in_c;
-    let dx = ctx.alloc(name, bytes_of_elems(elems))?;
-    let p = pool_params(name, g, g.batch, 0, 0)?;
-    let bindings = [
-        Binding::whole(1, x),
-        Binding::whole(2, &dx),
-        Binding::whole(3, dy),
+    let in_img = g.in_h * g.in_w * g.in_c;
+    let dx = ctx.alloc(name, bytes_of_elems(g.batch * in_img))?;
+    let operands = [
+        PerImage {
+            buffer: x,
+            per_image: in_img,
+            slot: 1,
+        },
+        PerImage {
+            buffer: &dx,
+            per_image: in_img,
+            slot: 2,
+        },
+        PerImage {
+            buffer: dy,
+            per_image: g.out_h * g.out_w * g.out_c,
+            slot: 3,
+        },
     ];
-    let grid = ctx.grid_for(name, elems as u64)?;
-    ctx.launch(name, Shader::Pool, entry, &p, &bindings, grid)?;
+    over_image_chunks(name, g.batch, &operands, |n, windows| {
+        let mut p = pool_params(name, g, n, windows[0].1, windows[1].1)?;
+        p.dy_offset = windows[2].1;
+        let bindings = [windows[0].0, windows[1].0, windows[2].0];
+        let grid = ctx.grid_for(name, (n * in_img) as u64)?;
+        ctx.launch(name, Shader::Pool, entry, &p, &bindings, grid)
+    })?;
     Ok(dx)
 }

@@ -81,7 +81,7 @@ pub(super) struct ConvParams {
     x_offset: u32,
     out_offset: u32,
     pub split_rows: u32,
-    _pad: u32,
+    pub dy_offset: u32,
 }
 
 #[repr(C)]
@@ -101,7 +101,8 @@ pub(super) struct PoolParams {
     pad_left: u32,
     x_offset: u32,
     out_offset: u32,
-    _pad: [u32; 2],
+    pub dy_offset: u32,
+    _pad: u32,
 }
 
 #[repr(C)]
@@ -440,12 +441,60 @@ pub(super) fn conv_params(
         x_offset,
         out_offset,
         split_rows: 0,
-        _pad: 0,
+        dy_offset: 0,
     })
 }
 
-/// Runs `launch_chunk(first_image, images, x_binding, x_off, y_binding, y_off)` over batch chunks
-/// small enough that input and output slices each fit one storage binding.
+/// A batched operand bound one chunk of images at a time: its buffer, its elements per image,
+/// and its binding slot.
+pub(super) struct PerImage<'a> {
+    pub buffer: &'a GpuBuffer,
+    pub per_image: usize,
+    pub slot: u32,
+}
+
+/// Runs `launch_chunk(images, windows)` over chunks of a batch small enough that every operand's
+/// slice fits one storage binding; `windows[i]` is operand i's binding and the element offset of
+/// the chunk's first image inside it.
+pub(super) fn over_image_chunks(
+    op: &'static str,
+    batch: usize,
+    operands: &[PerImage<'_>],
+    mut launch_chunk: impl FnMut(usize, &[(Binding<'_>, u32)]) -> Result<()>,
+) -> Result<()> {
+    let Some(first_operand) = operands.first() else {
+        return Ok(());
+    };
+    let max = elems_per_binding(first_operand.buffer);
+    let largest = operands
+        .iter()
+        .map(|o| o.per_image)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let per_chunk = max / largest;
+    if per_chunk == 0 {
+        return Err(Error::TooLarge {
+            op,
+            what: format!("one image ({largest} elements of one operand)"),
+            bytes: bytes_of_elems(largest),
+            limit: first_operand.buffer.context().max_binding_bytes(),
+            limit_name: "max_storage_buffer_binding_size",
+        });
+    }
+    for first in (0..batch).step_by(per_chunk) {
+        let n = per_chunk.min(batch - first);
+        let windows: Vec<(Binding<'_>, u32)> = operands
+            .iter()
+            .map(|o| window(o.slot, o.buffer, first * o.per_image, n * o.per_image))
+            .collect();
+        launch_chunk(n, &windows)?;
+    }
+    Ok(())
+}
+
+/// Runs `launch_chunk(images, x_binding, x_off, y_binding, y_off)` over batch chunks small enough
+/// that input (slot 1) and output (slot 3) slices each fit one storage binding.
 fn over_batch_chunks(
     op: &'static str,
     x: &GpuBuffer,
@@ -453,29 +502,21 @@ fn over_batch_chunks(
     g: &WindowGeometry,
     mut launch_chunk: impl FnMut(usize, Binding<'_>, u32, Binding<'_>, u32) -> Result<()>,
 ) -> Result<()> {
-    let in_img = g.in_h * g.in_w * g.in_c;
-    let out_img = g.out_h * g.out_w * g.out_c;
-    let max = elems_per_binding(x);
-    let per_chunk = (max / in_img).min(max / out_img);
-    if per_chunk == 0 {
-        return Err(Error::TooLarge {
-            op,
-            what: format!(
-                "one image ({} input or {} output elements)",
-                in_img, out_img
-            ),
-            bytes: bytes_of_elems(in_img.max(out_img)),
-            limit: x.context().max_binding_bytes(),
-            limit_name: "max_storage_buffer_binding_size",
-        });
-    }
-    for first in (0..g.batch).step_by(per_chunk) {
-        let n = per_chunk.min(g.batch - first);
-        let (xb, xo) = window(1, x, first * in_img, n * in_img);
-        let (yb, yo) = window(3, out, first * out_img, n * out_img);
-        launch_chunk(n, xb, xo, yb, yo)?;
-    }
-    Ok(())
+    let operands = [
+        PerImage {
+            buffer: x,
+            per_image: g.in_h * g.in_w * g.in_c,
+            slot: 1,
+        },
+        PerImage {
+            buffer: out,
+            per_image: g.out_h * g.out_w * g.out_c,
+            slot: 3,
+        },
+    ];
+    over_image_chunks(op, g.batch, &operands, |n, w| {
+        launch_chunk(n, w[0].0, w[0].1, w[1].0, w[1].1)
+    })
 }
 
 /// Convolution by implicit GEMM (any groups), or the direct depthwise kernel when every group
@@ -528,7 +569,8 @@ pub(super) fn pool_params(
         pad_left: u(g.pad_left)?,
         x_offset,
         out_offset,
-        _pad: [0; 2],
+        dy_offset: 0,
+        _pad: 0,
     })
 }
 
