@@ -76,13 +76,7 @@ pub struct ActivationSpec {
     function: Activation,
 }
 
-impl ActivationSpec {
-    /// Names the layer.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-}
+spec_setters!(ActivationSpec: name);
 
 /// Keras `ReLU()`.
 pub fn relu() -> ActivationSpec {

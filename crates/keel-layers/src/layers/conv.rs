@@ -5,7 +5,7 @@ use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
 use crate::layers::Activation;
 use crate::{Error, Result};
 use keel_autograd::{Param, Var};
-use keel_tensor::{Conv2dOptions, Padding};
+use keel_tensor::Conv2dOptions;
 
 /// Keras `Conv2D(filters, kernel_size, strides=1, padding="valid", use_bias=True, activation=None)`.
 pub struct Conv2DSpec {
@@ -29,22 +29,9 @@ pub fn conv2d(filters: usize, kernel: usize) -> Conv2DSpec {
     }
 }
 
+spec_setters!(Conv2DSpec: name, strides, padding, use_bias, activation);
+
 impl Conv2DSpec {
-    /// Names the layer.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-    /// Stride along both axes.
-    pub fn strides(mut self, s: usize) -> Self {
-        self.options = self.options.stride(s);
-        self
-    }
-    /// `valid`, `same` or explicit padding.
-    pub fn padding(mut self, p: Padding) -> Self {
-        self.options = self.options.padding(p);
-        self
-    }
     /// Dilation along both axes.
     pub fn dilation(mut self, d: usize) -> Self {
         self.options = self.options.dilation(d);
@@ -53,16 +40,6 @@ impl Conv2DSpec {
     /// Channel groups.
     pub fn groups(mut self, g: usize) -> Self {
         self.options = self.options.groups(g);
-        self
-    }
-    /// Whether to add a bias (Keras `use_bias`).
-    pub fn use_bias(mut self, b: bool) -> Self {
-        self.use_bias = b;
-        self
-    }
-    /// Activation applied to the output.
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.activation = a;
         self
     }
 }
@@ -166,35 +143,12 @@ pub fn depthwise_conv2d(kernel: usize) -> DepthwiseConv2DSpec {
     }
 }
 
+spec_setters!(DepthwiseConv2DSpec: name, strides, padding, use_bias, activation);
+
 impl DepthwiseConv2DSpec {
-    /// Names the layer.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-    /// Stride along both axes.
-    pub fn strides(mut self, s: usize) -> Self {
-        self.options = self.options.stride(s);
-        self
-    }
-    /// `valid`, `same` or explicit padding.
-    pub fn padding(mut self, p: Padding) -> Self {
-        self.options = self.options.padding(p);
-        self
-    }
     /// Output channels per input channel.
     pub fn depth_multiplier(mut self, m: usize) -> Self {
         self.multiplier = m;
-        self
-    }
-    /// Whether to add a bias.
-    pub fn use_bias(mut self, b: bool) -> Self {
-        self.use_bias = b;
-        self
-    }
-    /// Activation applied to the output.
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.activation = a;
         self
     }
 }

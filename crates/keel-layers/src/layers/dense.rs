@@ -24,23 +24,7 @@ pub fn dense(units: usize) -> DenseSpec {
     }
 }
 
-impl DenseSpec {
-    /// Names the layer.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-    /// Activation applied to the output.
-    pub fn activation(mut self, a: Activation) -> Self {
-        self.activation = a;
-        self
-    }
-    /// Whether to add a bias.
-    pub fn use_bias(mut self, b: bool) -> Self {
-        self.use_bias = b;
-        self
-    }
-}
+spec_setters!(DenseSpec: name, use_bias, activation);
 
 /// A built Dense layer.
 pub struct Dense {

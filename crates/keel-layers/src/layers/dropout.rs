@@ -16,13 +16,7 @@ pub fn dropout(rate: f32) -> DropoutSpec {
     DropoutSpec { name: None, rate }
 }
 
-impl DropoutSpec {
-    /// Names the layer.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-}
+spec_setters!(DropoutSpec: name);
 
 /// A built Dropout layer; each training call draws a new mask, reproducibly from the seed.
 pub struct Dropout {

@@ -1,6 +1,51 @@
 //! The layers, in Keras' vocabulary. Each is a spec (its configuration, built by a model once
 //! the input shape is known) and the built layer.
 
+/// The builder methods layer specs share, each setting one field in Keras' vocabulary:
+/// `spec_setters!(Conv2DSpec: name, strides, padding, use_bias, activation);`.
+macro_rules! spec_setters {
+    ($spec:ty: $($setter:ident),+) => {
+        impl $spec {
+            $(spec_setters!(@ $setter);)+
+        }
+    };
+    (@ name) => {
+        /// Names the layer.
+        pub fn name(mut self, name: impl Into<String>) -> Self {
+            self.name = Some(name.into());
+            self
+        }
+    };
+    (@ strides) => {
+        /// Stride along both axes.
+        pub fn strides(mut self, s: usize) -> Self {
+            self.options = self.options.stride(s);
+            self
+        }
+    };
+    (@ padding) => {
+        /// `valid`, `same` or explicit padding.
+        pub fn padding(mut self, p: keel_tensor::Padding) -> Self {
+            self.options = self.options.padding(p);
+            self
+        }
+    };
+    (@ use_bias) => {
+        /// Whether to add a bias (Keras `use_bias`).
+        pub fn use_bias(mut self, b: bool) -> Self {
+            self.use_bias = b;
+            self
+        }
+    };
+    (@ activation) => {
+        /// Activation applied to the output.
+        pub fn activation(mut self, a: crate::layers::Activation) -> Self {
+            self.activation = a;
+            self
+        }
+    };
+}
+
 mod activation;
 mod conv;
 mod dense;

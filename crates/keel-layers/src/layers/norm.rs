@@ -23,12 +23,9 @@ pub fn batch_norm() -> BatchNormSpec {
     }
 }
 
+spec_setters!(BatchNormSpec: name);
+
 impl BatchNormSpec {
-    /// Names the layer.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
     /// Weight of the old moving statistics in each update (Keras' convention; PyTorch's
     /// `momentum=0.1` is 0.9 here).
     pub fn momentum(mut self, m: f32) -> Self {

@@ -3,7 +3,7 @@
 use crate::layer::{BuildContext, Layer, LayerSpec};
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::{Padding, Pool2dOptions, PoolOp};
+use keel_tensor::{Pool2dOptions, PoolOp};
 
 /// Keras `MaxPooling2D` / `AveragePooling2D(pool_size, strides=pool_size, padding="valid")`.
 pub struct PoolSpec {
@@ -30,23 +30,7 @@ pub fn avg_pool2d(size: usize) -> PoolSpec {
     }
 }
 
-impl PoolSpec {
-    /// Names the layer.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-    /// Stride along both axes.
-    pub fn strides(mut self, s: usize) -> Self {
-        self.options = self.options.stride(s);
-        self
-    }
-    /// `valid` or `same`.
-    pub fn padding(mut self, p: Padding) -> Self {
-        self.options = self.options.padding(p);
-        self
-    }
-}
+spec_setters!(PoolSpec: name, strides, padding);
 
 /// A built pooling layer.
 pub struct Pool2D {
@@ -126,13 +110,7 @@ pub fn global_max_pool2d() -> GlobalPoolSpec {
     }
 }
 
-impl GlobalPoolSpec {
-    /// Names the layer.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-}
+spec_setters!(GlobalPoolSpec: name);
 
 /// A built global pooling layer.
 pub struct GlobalPool2D {

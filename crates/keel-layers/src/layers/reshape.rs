@@ -14,13 +14,7 @@ pub fn flatten() -> FlattenSpec {
     FlattenSpec { name: None }
 }
 
-impl FlattenSpec {
-    /// Names the layer.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-}
+spec_setters!(FlattenSpec: name);
 
 /// A built Flatten layer.
 pub struct Flatten {
@@ -81,13 +75,7 @@ pub fn zero_padding2d(top_bottom: (usize, usize), left_right: (usize, usize)) ->
     }
 }
 
-impl ZeroPaddingSpec {
-    /// Names the layer.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-}
+spec_setters!(ZeroPaddingSpec: name);
 
 /// A built ZeroPadding2D layer.
 pub struct ZeroPadding2D {
