@@ -19,10 +19,10 @@ const LABELS: &str = include_str!("../assets/imagenet_classes.txt");
 #[command(about = "Classifies an image with the ImageNet MobileNetV2")]
 struct Args {
     /// MobileNetV2 weights (safetensors, torchvision or keel layout).
-    #[arg(long, default_value = "assets/mobilenet_v2_imagenet_f16.safetensors")]
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mobilenet_v2_imagenet_f16.safetensors"))]
     weights: PathBuf,
     /// The image to classify (resized to 256, centre-cropped to 224, torchvision normalisation).
-    #[arg(long, default_value = "assets/china.jpg")]
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/china.jpg"))]
     image: PathBuf,
     /// A safetensors file holding one preprocessed NHWC f32 tensor [1, 224, 224, 3], used
     /// instead of the image.

@@ -23,8 +23,12 @@ use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-const DEFAULT_DATA: &str = "assets/fashion-mnist-small";
-const DEFAULT_WEIGHTS: &str = "assets/mobilenet_v2_imagenet_f16.safetensors";
+/// The committed defaults, found from wherever the example is run.
+const DEFAULT_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/fashion-mnist-small");
+const DEFAULT_WEIGHTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/mobilenet_v2_imagenet_f16.safetensors"
+);
 
 #[derive(Parser)]
 #[command(about = "Compares a Flatten head and a GAP head over a frozen pretrained backbone")]
