@@ -378,22 +378,7 @@ fn conv_case(
 ) {
     let xi = Input::random(rng, x);
     let wi = Input::random(rng, &[kernel.0, kernel.1, x[3] / groups, out_c]);
-    let pad = match padding {
-        Padding::Valid => Some(((0, 0), (0, 0))),
-        Padding::Same => None,
-        Padding::Explicit {
-            top,
-            bottom,
-            left,
-            right,
-        } => Some(((top, bottom), (left, right))),
-    };
-    let c = r::Conv {
-        stride: (stride, stride),
-        dilation: (dilation, dilation),
-        pad,
-        groups,
-    };
+    let c = r::Conv::new(stride, dilation, padding, groups);
     let opts = Conv2dOptions::default()
         .stride(stride)
         .dilation(dilation)
@@ -428,12 +413,7 @@ fn conv2d(t: &mut Runner, rng: &mut Rng) {
                                                                          // The Keras-layout entry point: kernel [kh, kw, C, multiplier].
     let x = Input::random(rng, &[1, 5, 5, 2]);
     let w = Input::random(rng, &[3, 3, 2, 2]);
-    let c = r::Conv {
-        stride: (1, 1),
-        dilation: (1, 1),
-        pad: None,
-        groups: 2,
-    };
+    let c = r::Conv::new(1, 1, Padding::Same, 2);
     grad_case(
         t,
         rng,

@@ -259,22 +259,7 @@ fn conv_case(
 ) {
     let xi = Input::random(rng, x);
     let wi = Input::random(rng, &[kernel.0, kernel.1, x[3] / groups, out_c]);
-    let pad = match padding {
-        Padding::Valid => Some(((0, 0), (0, 0))),
-        Padding::Same => None,
-        Padding::Explicit {
-            top,
-            bottom,
-            left,
-            right,
-        } => Some(((top, bottom), (left, right))),
-    };
-    let c = r::Conv {
-        stride: (stride, stride),
-        dilation: (dilation, dilation),
-        pad,
-        groups,
-    };
+    let c = r::Conv::new(stride, dilation, padding, groups);
     let (s, want) = r::conv2d(&xi.f64(), x, &wi.f64(), &wi.shape, &c);
     let opts = Conv2dOptions::default()
         .stride(stride)
@@ -371,12 +356,7 @@ fn conv2d_depthwise(t: &mut Runner, rng: &mut Rng) {
     // The Keras-layout entry point: kernel [kh, kw, C, multiplier].
     let x = Input::random(rng, &[2, 6, 6, 3]);
     let w = Input::random(rng, &[3, 3, 3, 2]);
-    let c = r::Conv {
-        stride: (1, 1),
-        dilation: (1, 1),
-        pad: None,
-        groups: 3,
-    };
+    let c = r::Conv::new(1, 1, Padding::Same, 3);
     let (s, want) = r::conv2d(&x.f64(), &x.shape, &w.f64(), &[3, 3, 1, 6], &c);
     let opts = Conv2dOptions::default().padding(Padding::Same);
     t.check(

@@ -88,69 +88,47 @@ pub struct Conv {
     pub groups: usize,
 }
 
-/// Direct NHWC × HWIO convolution.
-pub fn conv2d(
-    x: &[f64],
-    xs: &[usize],
-    w: &[f64],
-    ws: &[usize],
-    c: &Conv,
-) -> (Vec<usize>, Vec<f64>) {
-    let (n, h, wd, ci) = (xs[0], xs[1], xs[2], xs[3]);
-    let (kh, kw, cg, co) = (ws[0], ws[1], ws[2], ws[3]);
-    let og = co / c.groups;
-    let (oh, pt) = axis(h, kh, c.stride.0, c.dilation.0, c.pad.map(|p| p.0));
-    let (ow, pl) = axis(wd, kw, c.stride.1, c.dilation.1, c.pad.map(|p| p.1));
-    let mut y = vec![0.0; n * oh * ow * co];
-    for b in 0..n {
-        for i in 0..oh {
-            for j in 0..ow {
-                for o in 0..co {
-                    let g = o / og;
-                    let mut s = 0.0;
-                    for p in 0..kh {
-                        for q in 0..kw {
-                            let ih = (i * c.stride.0 + p * c.dilation.0) as isize - pt as isize;
-                            let iw = (j * c.stride.1 + q * c.dilation.1) as isize - pl as isize;
-                            if ih < 0 || iw < 0 || ih >= h as isize || iw >= wd as isize {
-                                continue;
-                            }
-                            for r in 0..cg {
-                                let xv =
-                                    x[((b * h + ih as usize) * wd + iw as usize) * ci + g * cg + r];
-                                s += xv * w[((p * kw + q) * cg + r) * co + o];
-                            }
-                        }
-                    }
-                    y[((b * oh + i) * ow + j) * co + o] = s;
-                }
-            }
+impl Conv {
+    /// The geometry of keel's `Conv2dOptions` with these square stride and dilation.
+    pub fn new(stride: usize, dilation: usize, padding: keel::Padding, groups: usize) -> Conv {
+        let pad = match padding {
+            keel::Padding::Valid => Some(((0, 0), (0, 0))),
+            keel::Padding::Same => None,
+            keel::Padding::Explicit {
+                top,
+                bottom,
+                left,
+                right,
+            } => Some(((top, bottom), (left, right))),
+        };
+        Conv {
+            stride: (stride, stride),
+            dilation: (dilation, dilation),
+            pad,
+            groups,
         }
     }
-    (vec![n, oh, ow, co], y)
 }
 
-/// Gradients of [`conv2d`] with respect to x and w, given the output gradient `dy`.
-pub fn conv2d_grads(
-    x: &[f64],
-    xs: &[usize],
-    w: &[f64],
-    ws: &[usize],
-    dy: &[f64],
-    c: &Conv,
-) -> (Vec<f64>, Vec<f64>) {
+/// Output height and width of the convolution, and its top and left padding.
+fn conv_geometry(xs: &[usize], ws: &[usize], c: &Conv) -> ((usize, usize), (usize, usize)) {
+    let (oh, pt) = axis(xs[1], ws[0], c.stride.0, c.dilation.0, c.pad.map(|p| p.0));
+    let (ow, pl) = axis(xs[2], ws[1], c.stride.1, c.dilation.1, c.pad.map(|p| p.1));
+    ((oh, ow), (pt, pl))
+}
+
+/// Calls `f(y, x, w)` with the flat indices of every product of a direct NHWC × HWIO
+/// convolution (output element, input element, kernel element).
+fn conv_products(xs: &[usize], ws: &[usize], c: &Conv, mut f: impl FnMut(usize, usize, usize)) {
     let (n, h, wd, ci) = (xs[0], xs[1], xs[2], xs[3]);
     let (kh, kw, cg, co) = (ws[0], ws[1], ws[2], ws[3]);
     let og = co / c.groups;
-    let (oh, pt) = axis(h, kh, c.stride.0, c.dilation.0, c.pad.map(|p| p.0));
-    let (ow, pl) = axis(wd, kw, c.stride.1, c.dilation.1, c.pad.map(|p| p.1));
-    let mut dx = vec![0.0; x.len()];
-    let mut dw = vec![0.0; w.len()];
+    let ((oh, ow), (pt, pl)) = conv_geometry(xs, ws, c);
     for b in 0..n {
         for i in 0..oh {
             for j in 0..ow {
                 for o in 0..co {
-                    let g = dy[((b * oh + i) * ow + j) * co + o];
+                    let yi = ((b * oh + i) * ow + j) * co + o;
                     for p in 0..kh {
                         for q in 0..kw {
                             let ih = (i * c.stride.0 + p * c.dilation.0) as isize - pt as isize;
@@ -162,9 +140,7 @@ pub fn conv2d_grads(
                                 let xi = ((b * h + ih as usize) * wd + iw as usize) * ci
                                     + o / og * cg
                                     + r;
-                                let wi = ((p * kw + q) * cg + r) * co + o;
-                                dx[xi] += g * w[wi];
-                                dw[wi] += g * x[xi];
+                                f(yi, xi, ((p * kw + q) * cg + r) * co + o);
                             }
                         }
                     }
@@ -172,6 +148,38 @@ pub fn conv2d_grads(
             }
         }
     }
+}
+
+/// Direct NHWC × HWIO convolution.
+pub fn conv2d(
+    x: &[f64],
+    xs: &[usize],
+    w: &[f64],
+    ws: &[usize],
+    c: &Conv,
+) -> (Vec<usize>, Vec<f64>) {
+    let ((oh, ow), _) = conv_geometry(xs, ws, c);
+    let shape = vec![xs[0], oh, ow, ws[3]];
+    let mut y = vec![0.0; shape.iter().product()];
+    conv_products(xs, ws, c, |yi, xi, wi| y[yi] += x[xi] * w[wi]);
+    (shape, y)
+}
+
+/// Gradients of [`conv2d`] with respect to x and w, given the output gradient `dy`.
+pub fn conv2d_grads(
+    x: &[f64],
+    xs: &[usize],
+    w: &[f64],
+    ws: &[usize],
+    dy: &[f64],
+    c: &Conv,
+) -> (Vec<f64>, Vec<f64>) {
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; w.len()];
+    conv_products(xs, ws, c, |yi, xi, wi| {
+        dx[xi] += dy[yi] * w[wi];
+        dw[wi] += dy[yi] * x[xi];
+    });
     (dx, dw)
 }
 

@@ -115,25 +115,25 @@ impl Optimizer for Sgd {
             } else {
                 g
             };
-            let update = if self.momentum == 0.0 {
-                g
+            // Plain SGD: w −= lr · g. Keras' momentum: v = momentum · v − lr · g; w += v
+            // (Nesterov: w += momentum · v − lr · g).
+            let lr_g = g.mul_scalar(self.lr)?;
+            let next = if self.momentum == 0.0 {
+                w.sub(&lr_g)?
             } else {
-                // Keras: v = momentum · v − lr · g; w += v (Nesterov: w += momentum · v − lr · g).
                 let v = match self.velocity.get(&p.id()) {
-                    Some(v) => v.mul_scalar(self.momentum)?.sub(&g.mul_scalar(self.lr)?)?,
-                    None => g.mul_scalar(-self.lr)?,
+                    Some(v) => v.mul_scalar(self.momentum)?.sub(&lr_g)?,
+                    None => lr_g.neg()?,
                 };
                 self.velocity.insert(p.id(), v.clone());
                 let step = if self.nesterov {
-                    v.mul_scalar(self.momentum)?.sub(&g.mul_scalar(self.lr)?)?
+                    v.mul_scalar(self.momentum)?.sub(&lr_g)?
                 } else {
                     v
                 };
-                p.set_value(w.add(&step)?)?;
-                p.zero_grad();
-                continue;
+                w.add(&step)?
             };
-            p.set_value(w.sub(&update.mul_scalar(self.lr)?)?)?;
+            p.set_value(next)?;
             p.zero_grad();
         }
         Ok(())

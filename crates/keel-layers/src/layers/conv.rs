@@ -1,10 +1,11 @@
 //! Conv2D and DepthwiseConv2D (NHWC input, Keras kernel layouts).
 
-use crate::init::{constant, glorot_uniform};
+use crate::init::glorot_uniform;
 use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+use crate::layers::kernel_bias::KernelBias;
 use crate::layers::Activation;
 use crate::{Error, Result};
-use keel_autograd::{Param, Var};
+use keel_autograd::Var;
 use keel_tensor::Conv2dOptions;
 
 /// Keras `Conv2D(filters, kernel_size, strides=1, padding="valid", use_bias=True, activation=None)`.
@@ -48,9 +49,7 @@ impl Conv2DSpec {
 pub struct Conv2D {
     name: String,
     kind: &'static str,
-    kernel: Param,
-    kernel_role: Role,
-    bias: Option<Param>,
+    params: KernelBias,
     options: Conv2dOptions,
     activation: Activation,
     shape: Vec<usize>,
@@ -104,14 +103,9 @@ impl LayerSpec for Conv2DSpec {
         let fan_in = kh * kw * c / groups;
         let fan_out = kh * kw * self.filters / groups;
         let kernel = glorot_uniform(&kernel_shape, fan_in, fan_out, ctx.seed, ctx.device)?;
-        let bias = self
-            .use_bias
-            .then(|| constant(self.filters, 0.0, ctx.device))
-            .transpose()?;
+        let bias = self.use_bias.then_some(self.filters);
         Ok(Box::new(Conv2D {
-            kernel: Param::new(format!("{name}/kernel"), kernel),
-            kernel_role: Role::ConvKernel,
-            bias: bias.map(|b| Param::new(format!("{name}/bias"), b)),
+            params: KernelBias::new(&name, Role::ConvKernel, kernel, bias, ctx.device)?,
             name,
             kind: "Conv2D",
             options: self.options,
@@ -172,14 +166,9 @@ impl LayerSpec for DepthwiseConv2DSpec {
             ctx.seed,
             ctx.device,
         )?;
-        let bias = self
-            .use_bias
-            .then(|| constant(out_c, 0.0, ctx.device))
-            .transpose()?;
+        let bias = self.use_bias.then_some(out_c);
         Ok(Box::new(Conv2D {
-            kernel: Param::new(format!("{name}/depthwise_kernel"), kernel),
-            kernel_role: Role::DepthwiseKernel,
-            bias: bias.map(|b| Param::new(format!("{name}/bias"), b)),
+            params: KernelBias::new(&name, Role::DepthwiseKernel, kernel, bias, ctx.device)?,
             name,
             kind: "DepthwiseConv2D",
             options,
@@ -200,40 +189,20 @@ impl Layer for Conv2D {
         &self.shape
     }
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
-        let kernel = self.kernel.var();
-        let y = if self.kernel_role == Role::DepthwiseKernel {
+        let kernel = self.params.kernel.var();
+        let y = if self.params.role == Role::DepthwiseKernel {
             x.depthwise_conv2d(&kernel, &self.options)
         } else {
             x.conv2d(&kernel, &self.options)
         }
         .map_err(|e| Error::layer(&self.name, e.to_string()))?;
-        let y = match &self.bias {
-            Some(b) => y.bias_add(&b.var())?,
-            None => y,
-        };
+        let y = self.params.add_bias(y)?;
         self.activation.apply(&y)
     }
     fn weights(&self) -> Vec<Weight> {
-        let mut w = vec![Weight {
-            layer: self.name.clone(),
-            role: self.kernel_role,
-            param: self.kernel.clone(),
-            flattened_from: None,
-        }];
-        if let Some(b) = &self.bias {
-            w.push(Weight {
-                layer: self.name.clone(),
-                role: Role::Bias,
-                param: b.clone(),
-                flattened_from: None,
-            });
-        }
-        w
+        self.params.weights(&self.name, None)
     }
     fn set_trainable(&self, trainable: bool) {
-        self.kernel.set_trainable(trainable);
-        if let Some(b) = &self.bias {
-            b.set_trainable(trainable);
-        }
+        self.params.set_trainable(trainable)
     }
 }

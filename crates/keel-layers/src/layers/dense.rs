@@ -1,10 +1,11 @@
 //! Dense: a matrix product over the last axis, a bias, an activation.
 
-use crate::init::{constant, glorot_uniform};
+use crate::init::glorot_uniform;
 use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+use crate::layers::kernel_bias::KernelBias;
 use crate::layers::Activation;
 use crate::{Error, Result};
-use keel_autograd::{Param, Var};
+use keel_autograd::Var;
 
 /// Keras `Dense(units, activation=None, use_bias=True)`.
 pub struct DenseSpec {
@@ -29,8 +30,7 @@ spec_setters!(DenseSpec: name, use_bias, activation);
 /// A built Dense layer.
 pub struct Dense {
     name: String,
-    kernel: Param,
-    bias: Option<Param>,
+    params: KernelBias,
     activation: Activation,
     shape: Vec<usize>,
     flattened_from: Option<[usize; 3]>,
@@ -55,15 +55,11 @@ impl LayerSpec for DenseSpec {
             ctx.seed,
             ctx.device,
         )?;
-        let bias = self
-            .use_bias
-            .then(|| constant(self.units, 0.0, ctx.device))
-            .transpose()?;
+        let bias = self.use_bias.then_some(self.units);
         let mut shape = ctx.input.to_vec();
         *shape.last_mut().expect("checked above") = self.units;
         Ok(Box::new(Dense {
-            kernel: Param::new(format!("{name}/kernel"), kernel),
-            bias: bias.map(|b| Param::new(format!("{name}/bias"), b)),
+            params: KernelBias::new(&name, Role::DenseKernel, kernel, bias, ctx.device)?,
             name,
             activation: self.activation,
             shape,
@@ -84,35 +80,15 @@ impl Layer for Dense {
     }
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
         let y = x
-            .matmul(&self.kernel.var())
+            .matmul(&self.params.kernel.var())
             .map_err(|e| Error::layer(&self.name, e.to_string()))?;
-        let y = match &self.bias {
-            Some(b) => y.bias_add(&b.var())?,
-            None => y,
-        };
+        let y = self.params.add_bias(y)?;
         self.activation.apply(&y)
     }
     fn weights(&self) -> Vec<Weight> {
-        let mut w = vec![Weight {
-            layer: self.name.clone(),
-            role: Role::DenseKernel,
-            param: self.kernel.clone(),
-            flattened_from: self.flattened_from,
-        }];
-        if let Some(b) = &self.bias {
-            w.push(Weight {
-                layer: self.name.clone(),
-                role: Role::Bias,
-                param: b.clone(),
-                flattened_from: None,
-            });
-        }
-        w
+        self.params.weights(&self.name, self.flattened_from)
     }
     fn set_trainable(&self, trainable: bool) {
-        self.kernel.set_trainable(trainable);
-        if let Some(b) = &self.bias {
-            b.set_trainable(trainable);
-        }
+        self.params.set_trainable(trainable)
     }
 }

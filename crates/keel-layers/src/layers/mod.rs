@@ -50,6 +50,7 @@ mod activation;
 mod conv;
 mod dense;
 mod dropout;
+mod kernel_bias;
 mod norm;
 mod pool;
 mod reshape;
