@@ -4,7 +4,8 @@ use crate::harness::{Rng, Runner};
 use keel::data::{load_image, Preset};
 use keel::layers::layers::{batch_norm, conv2d, dense, depthwise_conv2d, flatten, relu6};
 use keel::layers::{
-    load_weights, save_weights, sequential, Layer, Layout, LoadOptions, Role, Sequential,
+    load_weights, save_weights, sequential, Layer, Layout, LoadOptions, LoadReport, Role,
+    Sequential,
 };
 use keel::{Device, Padding, Tensor};
 use safetensors::tensor::{Dtype, TensorView};
@@ -52,31 +53,39 @@ fn randomise_statistics(model: &Sequential, rng: &mut Rng) {
     }
 }
 
+/// Outputs of a model `a` (statistics randomised from `seed`) and of a fresh model `b` loaded
+/// strictly from the file `write` makes of `a`, on input `x`; with the load report.
+fn write_then_load(
+    dev: &Device,
+    path: &Path,
+    seed: u64,
+    x: &[f32],
+    write: impl Fn(&Sequential, &Path) -> keel::layers::Result<()>,
+) -> keel::layers::Result<(Vec<f32>, Vec<f32>, LoadReport)> {
+    let a = small_model(1, dev)?;
+    randomise_statistics(&a, &mut Rng::new(seed));
+    write(&a, path)?;
+    let b = small_model(2, dev)?;
+    let strict = LoadOptions {
+        layout: Layout::Auto,
+        strict: true,
+        rename: None,
+    };
+    let report = load_weights(&b, path, strict)?;
+    let input = Tensor::from_slice(x, [2, 6, 6, 3], dev)?;
+    Ok((
+        a.predict(&input)?.to_vec()?,
+        b.predict(&input)?.to_vec()?,
+        report,
+    ))
+}
+
 pub fn round_trip(t: &mut Runner, rng: &mut Rng) {
     let x = rng.values(2 * 6 * 6 * 3, -1.0, 1.0);
     for dev in t.devices().to_vec() {
         let path = scratch(&format!("round_trip_{}.safetensors", dev.is_cpu()));
-        let outcome = (|| -> keel::layers::Result<(Vec<f32>, Vec<f32>, usize)> {
-            let a = small_model(1, &dev)?;
-            randomise_statistics(&a, &mut Rng::new(5));
-            save_weights(&a, &path)?;
-            let b = small_model(2, &dev)?;
-            let report = load_weights(
-                &b,
-                &path,
-                LoadOptions {
-                    layout: Layout::Auto,
-                    strict: true,
-                    rename: None,
-                },
-            )?;
-            let input = Tensor::from_slice(&x, [2, 6, 6, 3], &dev)?;
-            Ok((
-                a.predict(&input)?.to_vec()?,
-                b.predict(&input)?.to_vec()?,
-                report.loaded,
-            ))
-        })();
+        let outcome = write_then_load(&dev, &path, 5, &x, |a, p| save_weights(a, p))
+            .map(|(ya, yb, report)| (ya, yb, report.loaded));
         match outcome {
             Ok((ya, yb, loaded)) => {
                 t.expect(
@@ -182,27 +191,11 @@ pub fn torch_layout(t: &mut Runner, rng: &mut Rng) {
             (Dtype::BF16, 5e-2),
         ] {
             let path = scratch(&format!("torch_{}_{dtype:?}.safetensors", dev.is_cpu()));
-            let outcome = (|| -> keel::layers::Result<(Vec<f32>, Vec<f32>, Vec<String>)> {
-                let a = small_model(1, &dev)?;
-                randomise_statistics(&a, &mut Rng::new(9));
-                write_torch_file(&a, &path, dtype);
-                let b = small_model(2, &dev)?;
-                let report = load_weights(
-                    &b,
-                    &path,
-                    LoadOptions {
-                        layout: Layout::Auto,
-                        strict: true,
-                        rename: None,
-                    },
-                )?;
-                let input = Tensor::from_slice(&x, [2, 6, 6, 3], &dev)?;
-                Ok((
-                    a.predict(&input)?.to_vec()?,
-                    b.predict(&input)?.to_vec()?,
-                    report.ignored,
-                ))
-            })();
+            let outcome = write_then_load(&dev, &path, 9, &x, |a, p| {
+                write_torch_file(a, p, dtype);
+                Ok(())
+            })
+            .map(|(ya, yb, report)| (ya, yb, report.ignored));
             match outcome {
                 Ok((ya, yb, ignored)) => {
                     let diff = ya
