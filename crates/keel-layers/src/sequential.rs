@@ -80,9 +80,9 @@ impl SequentialSpec {
             shape = layer.output_shape().to_vec();
             layers.push(layer);
         }
-        let mut seen = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
         for layer in &layers {
-            if seen.insert(layer.name().to_string(), ()).is_some() {
+            if !seen.insert(layer.name().to_string()) {
                 return Err(Error::layer(
                     layer.name(),
                     format!("two layers of model `{}` share this name", self.name),
