@@ -7,7 +7,7 @@ mod common;
 
 use clap::Parser;
 use common::{median_secs, random};
-use keel::{Conv2dOptions, Device, Padding};
+use keel::{Conv2dOptions, Device, GemmKernels, Padding};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -131,7 +131,7 @@ fn gemm_crates() -> (f64, f64) {
 
 fn run() -> keel::Result<()> {
     let args = Args::parse();
-    let devices = match &args.device {
+    let mut devices = match &args.device {
         Some(name) => vec![Device::from_name(name)?],
         None => {
             let mut d = vec![Device::cpu()];
@@ -139,6 +139,13 @@ fn run() -> keel::Result<()> {
             d
         }
     };
+    // Where the adapter runs the subgroup GEMMs, the workgroup-tiled ones are measured beside them.
+    if devices.iter().any(Device::is_wgpu) {
+        let tiled = Device::wgpu_with(GemmKernels::Tiled)?;
+        if !devices.contains(&tiled) {
+            devices.push(tiled);
+        }
+    }
     for device in &devices {
         let reps = if args.reps > 0 {
             args.reps

@@ -2,23 +2,8 @@
 // A workgroup of 8×8 invocations computes a 64×64 tile of C; each invocation an 8×8 block held
 // in registers. K advances in steps of 16 through workgroup memory; per step an invocation reads
 // two vec4s of A and two of B and does sixteen vec4 FMAs.
-// The tiles and the inner multiply are in gemm_tile.wgsl, prepended to this file.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    trans_a: u32,
-    trans_b: u32,
-    a_batch_stride: u32,
-    b_batch_stride: u32,
-    c_batch_stride: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// The tiles and the inner multiply are in gemm_tile.wgsl, the parameters and bindings in
+// matmul_common.wgsl, both prepended to this file.
 
 @compute @workgroup_size(8, 8)
 fn matmul(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {

@@ -10,6 +10,6 @@ pub use keel_data as data;
 pub use keel_layers as layers;
 pub use keel_tensor as tensor;
 pub use keel_tensor::{
-    Conv2dOptions, DType, Device, Error, Padding, Pool2dOptions, Result, Shape, Tensor,
+    Conv2dOptions, DType, Device, Error, GemmKernels, Padding, Pool2dOptions, Result, Shape, Tensor,
 };
 pub use keel_train as train;

@@ -4,7 +4,7 @@
 //! kernel forgot to write fails the comparison. With `KEEL_REQUIRE_WGPU=1` (CI) a missing wgpu
 //! adapter is a failure, never a silent skip.
 
-use keel::{Device, Tensor};
+use keel::{Device, GemmKernels, Tensor};
 use std::fmt::Display;
 
 /// A deterministic random source (SplitMix64), so a failure reproduces.
@@ -76,13 +76,22 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// The CPU backend, plus the wgpu adapter when there is one (required with KEEL_REQUIRE_WGPU=1).
+    /// The CPU backend, plus the wgpu adapter when there is one (required with KEEL_REQUIRE_WGPU=1),
+    /// once per choice of GEMM kernels where the choice makes a difference.
     pub fn new() -> Runner {
         keel::tensor::debug::set_poison_outputs(true);
         let mut devices = vec![Device::cpu()];
         let mut failures = Vec::new();
         match Device::wgpu() {
-            Ok(d) => devices.push(d),
+            Ok(d) => {
+                devices.push(d);
+                // Where the adapter runs the subgroup GEMMs, the workgroup-tiled ones are tested too.
+                match Device::wgpu_with(GemmKernels::Tiled) {
+                    Ok(tiled) if !devices.contains(&tiled) => devices.push(tiled),
+                    Ok(_) => {}
+                    Err(e) => failures.push(format!("the tiled-GEMM wgpu device: {e}")),
+                }
+            }
             Err(e) if std::env::var("KEEL_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
                 failures.push(format!("KEEL_REQUIRE_WGPU=1 but no wgpu adapter: {e}"));
             }

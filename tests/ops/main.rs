@@ -14,6 +14,7 @@ use reference as r;
 fn main() {
     let tests: &[(&str, Test)] = &[
         ("matmul", matmul),
+        ("matmul_many_rows", matmul_many_rows),
         ("matmul_batched", matmul_batched),
         ("bias_add", bias_add),
         ("binary_broadcast", binary_broadcast),
@@ -62,6 +63,21 @@ fn matmul(t: &mut Runner, rng: &mut Rng) {
             );
         }
     }
+}
+
+/// More output tiles than one dimension of a dispatch grid holds (65,535), so the GEMMs spread
+/// their tiles over two.
+fn matmul_many_rows(t: &mut Runner, rng: &mut Rng) {
+    let (m, k, n) = (1_100_001, 3, 5);
+    let a = Input::random(rng, &[m, k]);
+    let b = Input::random(rng, &[k, n]);
+    let want = r::matmul(&a.f64(), &b.f64(), 1, m, n, k, false, false, false, false);
+    t.check(
+        &format!("{m}x{k}x{n}"),
+        &[a, b],
+        |x| x[0].matmul(&x[1]),
+        &exp(vec![m, n], want),
+    );
 }
 
 fn matmul_batched(t: &mut Runner, rng: &mut Rng) {
@@ -353,7 +369,9 @@ fn conv2d_depthwise(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[1, 13, 13, 5], (3, 3), 10, 2, 1, Padding::Same, 5); // multiplier 2
     conv_case(t, rng, &[5, 8, 8, 7], (3, 3), 7, 2, 1, Padding::Valid, 7);
     conv_case(t, rng, &[1, 9, 9, 3], (4, 4), 3, 1, 2, Padding::Same, 3);
-    // The Keras-layout entry point: kernel [kh, kw, C, multiplier].
+    conv_case(t, rng, &[3, 5, 19, 5], (3, 3), 10, 1, 1, Padding::Valid, 5); // 3×3 stride 1, multiplier 2
+    conv_case(t, rng, &[1, 1, 1, 2], (3, 3), 2, 1, 1, Padding::Same, 2); // 3×3 stride 1 on one pixel
+                                                                         // The Keras-layout entry point: kernel [kh, kw, C, multiplier].
     let x = Input::random(rng, &[2, 6, 6, 3]);
     let w = Input::random(rng, &[3, 3, 3, 2]);
     let c = r::Conv::new(1, 1, Padding::Same, 3);

@@ -15,18 +15,36 @@ pub(crate) enum DeviceKind {
     Wgpu(Arc<GpuContext>),
 }
 
-/// The process-wide wgpu context: opening an adapter is slow, so it happens once.
-static WGPU: OnceLock<std::result::Result<Arc<GpuContext>, String>> = OnceLock::new();
+/// Which GEMM kernels (matmul and the forward convolution) a wgpu device runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmKernels {
+    /// The subgroup kernels on CPU adapters with 8-wide subgroups (lavapipe), where they are
+    /// several times faster; the workgroup-tiled kernels everywhere else.
+    Auto,
+    /// The workgroup-tiled kernels on every adapter.
+    Tiled,
+}
 
-fn shared_wgpu() -> Result<Arc<GpuContext>> {
-    WGPU.get_or_init(|| {
-        GpuContext::open().map(Arc::new).map_err(|e| match e {
+type SharedContext = OnceLock<std::result::Result<Arc<GpuContext>, String>>;
+
+/// The process-wide wgpu contexts: opening an adapter is slow, so it happens once per choice
+/// of GEMM kernels.
+static WGPU: SharedContext = OnceLock::new();
+static WGPU_TILED: SharedContext = OnceLock::new();
+
+fn open_once(slot: &SharedContext, gemm: GemmKernels) -> Result<Arc<GpuContext>> {
+    slot.get_or_init(|| {
+        GpuContext::open(gemm).map(Arc::new).map_err(|e| match e {
             Error::NoAdapter(reason) => reason,
             other => other.to_string(),
         })
     })
     .clone()
     .map_err(Error::NoAdapter)
+}
+
+fn shared_wgpu() -> Result<Arc<GpuContext>> {
+    open_once(&WGPU, GemmKernels::Auto)
 }
 
 impl Device {
@@ -39,6 +57,17 @@ impl Device {
     /// `WGPU_BACKEND` (e.g. `vulkan`) and `WGPU_ADAPTER_NAME` narrow the choice.
     pub fn wgpu() -> Result<Device> {
         shared_wgpu().map(|ctx| Device(DeviceKind::Wgpu(ctx)))
+    }
+
+    /// [`Device::wgpu`] running the given GEMM kernels. `GemmKernels::Tiled` opens a second
+    /// device on the adapter only where `Auto` would pick the subgroup kernels; elsewhere both
+    /// are the same device.
+    pub fn wgpu_with(gemm: GemmKernels) -> Result<Device> {
+        let ctx = shared_wgpu()?;
+        if gemm == GemmKernels::Auto || !ctx.subgroup_gemm() {
+            return Ok(Device(DeviceKind::Wgpu(ctx)));
+        }
+        open_once(&WGPU_TILED, gemm).map(|ctx| Device(DeviceKind::Wgpu(ctx)))
     }
 
     /// A hardware GPU through wgpu if there is one, otherwise the native CPU backend

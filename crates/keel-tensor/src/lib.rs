@@ -29,7 +29,7 @@ mod ops;
 mod shape;
 mod tensor;
 
-pub use device::Device;
+pub use device::{Device, GemmKernels};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use geometry::{

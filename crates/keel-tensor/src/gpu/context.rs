@@ -1,7 +1,7 @@
 //! Opening an adapter with its own limits, recording work into a batched command encoder,
 //! waiting for it, and catching wgpu errors instead of aborting.
 
-use crate::{Error, Result};
+use crate::{Error, GemmKernels, Result};
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -17,6 +17,9 @@ pub(crate) struct GpuContext {
     pub(super) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     pub(super) limits: wgpu::Limits,
+    /// Matmul and the forward convolution run the subgroup GEMMs (`shaders/subgroup_tile.wgsl`)
+    /// instead of the workgroup-tiled ones.
+    pub(super) subgroup_gemm: bool,
     /// Errors wgpu reported outside an error scope; surfaced at the next wait.
     errors: Arc<Mutex<Vec<String>>>,
     recorder: Mutex<Recorder>,
@@ -52,9 +55,20 @@ fn adapter_rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
+/// The subgroup GEMMs are made for CPU implementations of Vulkan whose subgroups are the 8
+/// lanes of a vector register (see `shaders/subgroup_tile.wgsl`).
+fn subgroup_gemm_suits(adapter: &wgpu::Adapter) -> bool {
+    let info = adapter.get_info();
+    info.device_type == wgpu::DeviceType::Cpu
+        && adapter.features().contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size == 8
+        && info.subgroup_max_size == 8
+}
+
 impl GpuContext {
-    /// Opens the best adapter (see [`adapter_rank`]) with the adapter's own limits.
-    pub fn open() -> Result<GpuContext> {
+    /// Opens the best adapter (see [`adapter_rank`]) with the adapter's own limits, running
+    /// `gemm`'s kernels.
+    pub fn open(gemm: GemmKernels) -> Result<GpuContext> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let wanted = std::env::var("WGPU_ADAPTER_NAME")
@@ -77,9 +91,14 @@ impl GpuContext {
             })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let subgroup_gemm = gemm == GemmKernels::Auto && subgroup_gemm_suits(&adapter);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("keel"),
-            required_features: wgpu::Features::empty(),
+            required_features: if subgroup_gemm {
+                wgpu::Features::SUBGROUP
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -95,6 +114,7 @@ impl GpuContext {
             queue,
             info,
             limits,
+            subgroup_gemm,
             errors,
             recorder: Mutex::new(Recorder::default()),
             pipelines: Mutex::new(HashMap::new()),
@@ -102,16 +122,26 @@ impl GpuContext {
         })
     }
 
+    /// True when matmul and the forward convolution run the subgroup GEMMs.
+    pub(crate) fn subgroup_gemm(&self) -> bool {
+        self.subgroup_gemm
+    }
+
     /// True for a real GPU (not a software rasteriser such as lavapipe).
     pub fn is_hardware(&self) -> bool {
         adapter_rank(self.info.device_type) >= 2
     }
 
-    /// Adapter name, backend and driver, for logs.
+    /// Adapter name, backend, driver and GEMM kernels, for logs.
     pub fn describe(&self) -> String {
         let driver = format!("{} {}", self.info.driver, self.info.driver_info);
+        let gemm = if self.subgroup_gemm {
+            "subgroup"
+        } else {
+            "tiled"
+        };
         format!(
-            "{} ({:?}, {:?}, {})",
+            "{} ({:?}, {:?}, {}; {gemm} GEMM)",
             self.info.name,
             self.info.backend,
             self.info.device_type,

@@ -10,7 +10,9 @@ pub(crate) enum Shader {
     Elementwise,
     Layout,
     Matmul,
+    MatmulSubgroup,
     Conv2d,
+    Conv2dSubgroup,
     Depthwise,
     Pool,
     Reduce,
@@ -24,12 +26,23 @@ impl Shader {
             Shader::Layout => include_str!("../../../../shaders/layout.wgsl"),
             Shader::Matmul => concat!(
                 include_str!("../../../../shaders/gemm_tile.wgsl"),
+                include_str!("../../../../shaders/matmul_common.wgsl"),
                 include_str!("../../../../shaders/matmul.wgsl")
+            ),
+            Shader::MatmulSubgroup => concat!(
+                include_str!("../../../../shaders/subgroup_tile.wgsl"),
+                include_str!("../../../../shaders/matmul_common.wgsl"),
+                include_str!("../../../../shaders/matmul_subgroup.wgsl")
             ),
             Shader::Conv2d => concat!(
                 include_str!("../../../../shaders/gemm_tile.wgsl"),
                 include_str!("../../../../shaders/conv_common.wgsl"),
                 include_str!("../../../../shaders/conv2d.wgsl")
+            ),
+            Shader::Conv2dSubgroup => concat!(
+                include_str!("../../../../shaders/subgroup_tile.wgsl"),
+                include_str!("../../../../shaders/conv_common.wgsl"),
+                include_str!("../../../../shaders/conv2d_subgroup.wgsl")
             ),
             Shader::Depthwise => concat!(
                 include_str!("../../../../shaders/conv_common.wgsl"),
@@ -126,6 +139,20 @@ impl GpuContext {
             ));
         }
         Ok([x as u32, y as u32, 1])
+    }
+
+    /// The grid of a subgroup GEMM (`shaders/subgroup_tile.wgsl`): one workgroup per 16×32
+    /// tile of a `rows` × `cols` output, spread over x and y, and `z` along z.
+    pub(crate) fn subgroup_grid(
+        &self,
+        op: &'static str,
+        rows: usize,
+        cols: usize,
+        z: u32,
+    ) -> Result<[u32; 3]> {
+        let tiles = rows.div_ceil(16) as u64 * cols.div_ceil(32) as u64;
+        let [x, y, _] = self.grid(op, tiles)?;
+        Ok([x, y, z])
     }
 
     /// Workgroups for `items` elements, one per invocation of a 256-wide 1-D kernel.

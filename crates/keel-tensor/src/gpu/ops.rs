@@ -395,17 +395,22 @@ pub(crate) fn matmul(a: &GpuBuffer, b: &GpuBuffer, d: MatmulDims) -> Result<GpuB
         b_batch_stride: u32_of(OP, d.b_batch_stride)?,
         c_batch_stride: u32_of(OP, d.m * d.n)?,
     };
-    let groups = [
-        d.n.div_ceil(64) as u32,
-        d.m.div_ceil(64) as u32,
-        u32_of(OP, d.batch)?,
-    ];
     let bindings = [
         Binding::whole(1, a),
         Binding::whole(2, b),
         Binding::whole(3, &out),
     ];
-    ctx.launch(OP, Shader::Matmul, "matmul", &p, &bindings, groups)?;
+    let batch = u32_of(OP, d.batch)?;
+    let (shader, groups) = if ctx.subgroup_gemm {
+        (
+            Shader::MatmulSubgroup,
+            ctx.subgroup_grid(OP, d.m, d.n, batch)?,
+        )
+    } else {
+        let groups = [d.n.div_ceil(64) as u32, d.m.div_ceil(64) as u32, batch];
+        (Shader::Matmul, groups)
+    };
+    ctx.launch(OP, shader, "matmul", &p, &bindings, groups)?;
     Ok(out)
 }
 
@@ -532,14 +537,28 @@ pub(crate) fn conv2d(x: &GpuBuffer, w: &GpuBuffer, g: &WindowGeometry) -> Result
         if depthwise {
             let runs = n * g.out_h * g.out_w.div_ceil(8) * g.out_c; // eight pixels per invocation
             let grid = ctx.grid_for(OP, runs as u64)?;
-            ctx.launch(OP, Shader::Depthwise, "depthwise", &p, &bindings, grid)
+            let three_by_three = (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (3, 3, 1, 1)
+                && (g.dilation_h, g.dilation_w) == (1, 1);
+            let entry = if three_by_three {
+                "depthwise_3x3"
+            } else {
+                "depthwise"
+            };
+            ctx.launch(OP, Shader::Depthwise, entry, &p, &bindings, grid)
         } else {
-            let grid = [
-                g.out_per_group().div_ceil(64) as u32,
-                (p.rows as usize).div_ceil(64) as u32,
-                p.groups,
-            ];
-            ctx.launch(OP, Shader::Conv2d, "conv2d", &p, &bindings, grid)
+            let rows = p.rows as usize;
+            let (shader, grid) = if ctx.subgroup_gemm {
+                let grid = ctx.subgroup_grid(OP, rows, g.out_per_group(), p.groups)?;
+                (Shader::Conv2dSubgroup, grid)
+            } else {
+                let grid = [
+                    g.out_per_group().div_ceil(64) as u32,
+                    rows.div_ceil(64) as u32,
+                    p.groups,
+                ];
+                (Shader::Conv2d, grid)
+            };
+            ctx.launch(OP, shader, "conv2d", &p, &bindings, grid)
         }
     })?;
     Ok(out)
