@@ -1,8 +1,12 @@
 //! Data: image folders (classes by folder, undecodable files skipped or fatal, bad layouts),
-//! idx files (plain and gzip, bad magic), and seeded augmentation.
+//! idx files (plain and gzip, bad magic), resizing as Pillow and torchvision do, and seeded
+//! augmentation.
 
 use crate::harness::{Rng, Runner};
-use keel::data::{idx, load_image_folder, Augment, Dataset, FolderOptions, Preset};
+use keel::data::{
+    idx, load_image, load_image_folder, resize, Augment, Dataset, FolderOptions, Preset,
+};
+use keel::Device;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -89,6 +93,47 @@ pub fn image_folder(t: &mut Runner, _rng: &mut Rng) {
         "a folder without classes",
         || msg.clone(),
     );
+}
+
+/// `resize` against Pillow's `Image.resize(.., BILINEAR)` on random images (growing, shrinking,
+/// one axis only, a 1×1 image), and `load_image` against torchvision's `Resize` + `CenterCrop`
+/// on random PNGs, byte for byte (tests/fixtures/pillow_resize.bin, from
+/// tools/make_resize_fixture.py).
+pub fn resize_as_pillow(t: &mut Runner, _rng: &mut Rng) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(root.join("tests/fixtures/pillow_resize.bin")).expect("fixture");
+    let mut at = 0;
+    let mut take = |n: usize| {
+        at += n;
+        &bytes[at - n..at]
+    };
+    let word = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize;
+    let dir = scratch("resize");
+    for _ in 0..word(take(4)) {
+        let [kind, w, h, ow, oh] = [0; 5].map(|_| word(take(4)));
+        let img =
+            image::RgbImage::from_raw(w as u32, h as u32, take(w * h * 3).to_vec()).expect("image");
+        let want = take(ow * oh * 3).to_vec();
+        let (case, got) = if kind == 0 {
+            (
+                format!("resize {w}x{h} -> {ow}x{oh}"),
+                resize(&img, oh, ow).into_raw(),
+            )
+        } else {
+            let path = dir.join(format!("{w}x{h}.png"));
+            img.save(&path).expect("png");
+            let x = load_image(&path, ow, Preset::Unit, &Device::cpu()).expect("load_image");
+            let values = x.to_vec().expect("values");
+            let got = values.iter().map(|v| (v * 255.0).round() as u8).collect();
+            (format!("load_image {w}x{h} at {ow}"), got)
+        };
+        let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+        t.expect(
+            got.len() == want.len() && differ == 0,
+            &format!("as Pillow and torchvision: {case}"),
+            || format!("{differ} of {} bytes differ", want.len()),
+        );
+    }
 }
 
 /// An idx file of u8 values.

@@ -25,6 +25,7 @@ fn main() {
         ("fit_bad_input", fitting::bad_input),
         ("data_image_folder", data::image_folder),
         ("data_idx", data::idx_files),
+        ("data_resize_as_pillow", data::resize_as_pillow),
         ("data_augment", data::augment),
     ];
     run_tests(tests, 131);

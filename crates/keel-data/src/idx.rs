@@ -1,7 +1,8 @@
 //! The idx format of MNIST and Fashion-MNIST (plain or gzip), and those data sets as `Dataset`s.
 
 use crate::dataset::Dataset;
-use crate::preset::{resize, Preset};
+use crate::preset::Preset;
+use crate::resize::resize;
 use crate::{Error, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //! `image_dataset_from_directory`), decoded in parallel and resized to the model's input.
 
 use crate::dataset::Dataset;
-use crate::preset::{decode_rgb, resize, Preset};
+use crate::preset::{decode_rgb, Preset};
+use crate::resize::resize;
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};

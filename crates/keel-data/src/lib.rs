@@ -10,11 +10,13 @@ mod error;
 pub mod idx;
 mod image_folder;
 mod preset;
+mod resize;
 mod rng;
 
 pub use augment::Augment;
 pub use dataset::Dataset;
 pub use error::{Error, Result};
 pub use image_folder::{load_image_folder, FolderOptions, ImageFolder};
-pub use preset::{decode_rgb, load_image, resize, Preset};
+pub use preset::{decode_rgb, load_image, Preset};
+pub use resize::resize;
 pub use rng::Rng;

@@ -1,7 +1,7 @@
 //! Decoding images and preprocessing them the way each backbone was trained.
 
+use crate::resize::resize;
 use crate::{Error, Result};
-use image::imageops::FilterType;
 use image::RgbImage;
 use keel_tensor::{Device, Tensor};
 use std::path::Path;
@@ -71,17 +71,9 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
     Ok(rgb)
 }
 
-/// Resizes to exactly `height`×`width` (bilinear), as Keras' `image_dataset_from_directory`.
-pub fn resize(rgb: &RgbImage, height: usize, width: usize) -> RgbImage {
-    if rgb.dimensions() == (width as u32, height as u32) {
-        return rgb.clone();
-    }
-    image::imageops::resize(rgb, width as u32, height as u32, FilterType::Triangle)
-}
-
 /// Reads an image, resizes its shorter side to size·256/224 and crops the centre size×size
-/// (torchvision's evaluation transform), and returns a [1, size, size, 3] tensor preprocessed
-/// with `preset`.
+/// (torchvision's evaluation transform, `Resize` then `CenterCrop`, with the same arithmetic),
+/// and returns a [1, size, size, 3] tensor preprocessed with `preset`.
 pub fn load_image(
     path: impl AsRef<Path>,
     size: usize,
@@ -91,14 +83,17 @@ pub fn load_image(
     let path = path.as_ref();
     let rgb = decode_rgb(path)?;
     let (w, h) = rgb.dimensions();
-    let short = (size as f32 * 256.0 / 224.0).round() as u32;
+    let short = (size as f64 * 256.0 / 224.0).round() as u32;
+    // torchvision truncates the long side and rounds the crop's offset half to even.
+    let long = |l: u32, s: u32| (f64::from(short) * f64::from(l) / f64::from(s)) as u32;
     let (nw, nh) = if w <= h {
-        (short, (h as f32 * short as f32 / w as f32).round() as u32)
+        (short, long(h, w))
     } else {
-        ((w as f32 * short as f32 / h as f32).round() as u32, short)
+        (long(w, h), short)
     };
-    let resized = image::imageops::resize(&rgb, nw, nh, FilterType::Triangle);
-    let (x0, y0) = ((nw - size as u32) / 2, (nh - size as u32) / 2);
+    let resized = resize(&rgb, nh as usize, nw as usize);
+    let offset = |l: u32| (f64::from(l - size as u32) / 2.0).round_ties_even() as u32;
+    let (x0, y0) = (offset(nw), offset(nh));
     let crop = image::imageops::crop_imm(&resized, x0, y0, size as u32, size as u32).to_image();
     let mut values = Vec::with_capacity(size * size * 3);
     preset.extend(&crop, &mut values);
