@@ -535,15 +535,16 @@ pub(crate) fn conv2d(x: &GpuBuffer, w: &GpuBuffer, g: &WindowGeometry) -> Result
         let p = conv_params(g, n, xo, yo)?;
         let bindings = [xb, Binding::whole(2, w), yb];
         if depthwise {
-            let runs = n * g.out_h * g.out_w.div_ceil(8) * g.out_c; // eight pixels per invocation
-            let grid = ctx.grid_for(OP, runs as u64)?;
             let three_by_three = (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (3, 3, 1, 1)
                 && (g.dilation_h, g.dilation_w) == (1, 1);
-            let entry = if three_by_three {
-                "depthwise_3x3"
+            // Eight pixels of one row per invocation, of two rows in the 3×3 kernel.
+            let (entry, rows) = if three_by_three {
+                ("depthwise_3x3", g.out_h.div_ceil(2))
             } else {
-                "depthwise"
+                ("depthwise", g.out_h)
             };
+            let runs = n * rows * g.out_w.div_ceil(8) * g.out_c;
+            let grid = ctx.grid_for(OP, runs as u64)?;
             ctx.launch(OP, Shader::Depthwise, entry, &p, &bindings, grid)
         } else {
             let rows = p.rows as usize;
