@@ -35,18 +35,7 @@ pub(crate) fn conv2d_backward_input(
     let ctx = dy.context();
     let in_img = g.in_h * g.in_w * g.in_c;
     let dx = ctx.alloc(OP, bytes_of_elems(g.batch * in_img))?;
-    let operands = [
-        PerImage {
-            buffer: dy,
-            per_image: g.out_h * g.out_w * g.out_c,
-            slot: 4,
-        },
-        PerImage {
-            buffer: &dx,
-            per_image: in_img,
-            slot: 3,
-        },
-    ];
+    let operands = [PerImage::output(dy, g, 4), PerImage::input(&dx, g, 3)];
     over_image_chunks(OP, g.batch, &operands, |n, windows| {
         let [(dy_b, dy_o), (dx_b, dx_o)] = [windows[0], windows[1]];
         let mut p = conv_params(g, n, 0, dx_o)?;
@@ -92,18 +81,7 @@ pub(crate) fn conv2d_backward_kernel(
     } else {
         512 / (depth.div_ceil(64) * g.out_per_group().div_ceil(64) * g.groups).max(1)
     };
-    let operands = [
-        PerImage {
-            buffer: x,
-            per_image: g.in_h * g.in_w * g.in_c,
-            slot: 1,
-        },
-        PerImage {
-            buffer: dy,
-            per_image: g.out_h * g.out_w * g.out_c,
-            slot: 4,
-        },
-    ];
+    let operands = [PerImage::input(x, g, 1), PerImage::output(dy, g, 4)];
     // Each chunk of images writes its splits' partial sums after the previous chunk's.
     let mut partials: Vec<(GpuBuffer, usize)> = Vec::new();
     over_image_chunks(OP, g.batch, &operands, |n, windows| {
@@ -168,21 +146,9 @@ pub(crate) fn pool2d_backward(
     let in_img = g.in_h * g.in_w * g.in_c;
     let dx = ctx.alloc(name, bytes_of_elems(g.batch * in_img))?;
     let operands = [
-        PerImage {
-            buffer: x,
-            per_image: in_img,
-            slot: 1,
-        },
-        PerImage {
-            buffer: &dx,
-            per_image: in_img,
-            slot: 2,
-        },
-        PerImage {
-            buffer: dy,
-            per_image: g.out_h * g.out_w * g.out_c,
-            slot: 3,
-        },
+        PerImage::input(x, g, 1),
+        PerImage::input(&dx, g, 2),
+        PerImage::output(dy, g, 3),
     ];
     over_image_chunks(name, g.batch, &operands, |n, windows| {
         let mut p = pool_params(name, g, n, windows[0].1, windows[1].1)?;

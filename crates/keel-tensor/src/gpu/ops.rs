@@ -458,6 +458,28 @@ pub(super) struct PerImage<'a> {
     pub slot: u32,
 }
 
+impl<'a> PerImage<'a> {
+    /// An operand shaped like the input images of `g` (x, or the input gradient).
+    pub fn input(buffer: &'a GpuBuffer, g: &WindowGeometry, slot: u32) -> Self {
+        let per_image = g.in_h * g.in_w * g.in_c;
+        PerImage {
+            buffer,
+            per_image,
+            slot,
+        }
+    }
+
+    /// An operand shaped like the output images of `g` (y, or the output gradient).
+    pub fn output(buffer: &'a GpuBuffer, g: &WindowGeometry, slot: u32) -> Self {
+        let per_image = g.out_h * g.out_w * g.out_c;
+        PerImage {
+            buffer,
+            per_image,
+            slot,
+        }
+    }
+}
+
 /// Runs `launch_chunk(images, windows)` over chunks of a batch small enough that every operand's
 /// slice fits one storage binding; `windows[i]` is operand i's binding and the element offset of
 /// the chunk's first image inside it.
@@ -507,18 +529,7 @@ fn over_batch_chunks(
     g: &WindowGeometry,
     mut launch_chunk: impl FnMut(usize, Binding<'_>, u32, Binding<'_>, u32) -> Result<()>,
 ) -> Result<()> {
-    let operands = [
-        PerImage {
-            buffer: x,
-            per_image: g.in_h * g.in_w * g.in_c,
-            slot: 1,
-        },
-        PerImage {
-            buffer: out,
-            per_image: g.out_h * g.out_w * g.out_c,
-            slot: 3,
-        },
-    ];
+    let operands = [PerImage::input(x, g, 1), PerImage::output(out, g, 3)];
     over_image_chunks(op, g.batch, &operands, |n, w| {
         launch_chunk(n, w[0].0, w[0].1, w[1].0, w[1].1)
     })
