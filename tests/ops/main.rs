@@ -371,7 +371,27 @@ fn conv2d_depthwise(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[1, 9, 9, 3], (4, 4), 3, 1, 2, Padding::Same, 3);
     conv_case(t, rng, &[3, 5, 19, 5], (3, 3), 10, 1, 1, Padding::Valid, 5); // 3×3 stride 1, multiplier 2
     conv_case(t, rng, &[1, 1, 1, 2], (3, 3), 2, 1, 1, Padding::Same, 2); // 3×3 stride 1 on one pixel
-                                                                         // The Keras-layout entry point: kernel [kh, kw, C, multiplier].
+
+    // 16 channels or more: the CPU's register-blocked paths (16-channel blocks plus a tail).
+    conv_case(t, rng, &[2, 9, 13, 35], (3, 3), 35, 1, 1, Padding::Same, 35);
+    conv_case(t, rng, &[1, 7, 11, 33], (5, 5), 33, 1, 1, Padding::Same, 33);
+    conv_case(t, rng, &[2, 8, 10, 16], (3, 3), 16, 2, 1, Padding::Same, 16);
+    conv_case(t, rng, &[1, 6, 20, 16], (3, 3), 16, 1, 2, Padding::Same, 16);
+    // Multiplier 2 on 17 channels.
+    conv_case(
+        t,
+        rng,
+        &[1, 9, 12, 17],
+        (3, 3),
+        34,
+        1,
+        1,
+        Padding::Valid,
+        17,
+    );
+    conv_case(t, rng, &[1, 3, 3, 16], (3, 3), 16, 1, 1, Padding::Same, 16); // narrower than a block
+
+    // The Keras-layout entry point: kernel [kh, kw, C, multiplier].
     let x = Input::random(rng, &[2, 6, 6, 3]);
     let w = Input::random(rng, &[3, 3, 3, 2]);
     let c = r::Conv::new(1, 1, Padding::Same, 3);
