@@ -2,9 +2,10 @@
 //! chunks feeding the GEMM otherwise; depthwise convolution has its own kernel (`depthwise.rs`).
 
 use super::depthwise::depthwise;
-use super::matmul::{gemm_strided, parallelism};
+use super::matmul::{gemm_strided, parallelism, Dst};
 use crate::geometry::WindowGeometry;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Bytes of im2col scratch per chunk: large enough for full-speed GEMMs, small enough for caches
 /// and memory (VGG16 block1 at batch 32 would need 3.7 GB in one piece).
@@ -16,9 +17,6 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
         return depthwise(x, w, g);
     }
     let rows = g.out_pixels();
-    let mut y = super::output(rows * g.out_c);
-    let cg = g.in_per_group();
-    let og = g.out_per_group();
     let pointwise = g.kernel_h == 1
         && g.kernel_w == 1
         && g.stride_h == 1
@@ -27,54 +25,75 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
         && g.pad_left == 0
         && g.out_h == g.in_h
         && g.out_w == g.in_w;
-    if pointwise {
-        for grp in 0..g.groups {
-            let par = parallelism(rows * og * cg);
-            gemm_strided(
-                rows,
-                og,
-                cg,
-                &mut y[grp * og..],
-                g.out_c,
-                &x[grp * cg..],
-                (g.in_c, 1),
-                &w[grp * og..],
-                (g.out_c, 1),
-                false,
-                par,
-            );
-        }
-        return y;
+    // SAFETY: both paths overwrite, for every chunk of output rows and every group, the group's
+    // columns of those rows; the chunks cover all rows and the groups all columns.
+    unsafe {
+        super::uninit_output(rows * g.out_c, |y| {
+            if pointwise {
+                pointwise_gemms(x, w, g, y)
+            } else {
+                im2col_gemms(x, w, g, y)
+            }
+        })
     }
+}
+
+/// A 1×1 convolution without stride or padding: one GEMM per group straight on the input.
+fn pointwise_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUninit<f32>]) {
+    let (cg, og) = (g.in_per_group(), g.out_per_group());
+    let rows = g.out_pixels();
+    for grp in 0..g.groups {
+        gemm_strided(
+            rows,
+            og,
+            cg,
+            Dst::Fresh(&mut y[grp * og..]),
+            g.out_c,
+            &x[grp * cg..],
+            (g.in_c, 1),
+            &w[grp * og..],
+            (g.out_c, 1),
+            parallelism(rows * og * cg),
+        );
+    }
+}
+
+/// Any other convolution: im2col of a chunk of output rows, then one GEMM per group.
+fn im2col_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUninit<f32>]) {
+    let (cg, og) = (g.in_per_group(), g.out_per_group());
+    let rows = g.out_pixels();
     let depth = g.kernel_h * g.kernel_w * cg;
     let chunk_rows = (IM2COL_CHUNK_BYTES / 4 / depth).clamp(1, rows);
-    let mut cols = vec![0f32; chunk_rows * depth];
+    let mut scratch = vec![MaybeUninit::uninit(); chunk_rows * depth];
     for row0 in (0..rows).step_by(chunk_rows) {
         let n_rows = chunk_rows.min(rows - row0);
         for grp in 0..g.groups {
-            im2col(x, g, grp, row0, &mut cols[..n_rows * depth]);
-            let par = parallelism(n_rows * og * depth);
-            let out = &mut y[row0 * g.out_c + grp * og..];
+            let cols = im2col(x, g, grp, row0, &mut scratch[..n_rows * depth]);
             gemm_strided(
                 n_rows,
                 og,
                 depth,
-                out,
+                Dst::Fresh(&mut y[row0 * g.out_c + grp * og..]),
                 g.out_c,
-                &cols,
+                cols,
                 (depth, 1),
                 &w[grp * og..],
                 (g.out_c, 1),
-                false,
-                par,
+                parallelism(n_rows * og * depth),
             );
         }
     }
-    y
 }
 
-/// Fills `cols` (rows × depth) with the input patches of output pixels `row0..` for group `grp`.
-pub(super) fn im2col(x: &[f32], g: &WindowGeometry, grp: usize, row0: usize, cols: &mut [f32]) {
+/// Writes into `cols` (rows × depth) the input patches of output pixels `row0..` for group
+/// `grp`, and returns it, now initialised.
+pub(super) fn im2col<'a>(
+    x: &[f32],
+    g: &WindowGeometry,
+    grp: usize,
+    row0: usize,
+    cols: &'a mut [MaybeUninit<f32>],
+) -> &'a [f32] {
     let cg = g.in_per_group();
     let depth = g.kernel_h * g.kernel_w * cg;
     cols.par_chunks_mut(depth)
@@ -90,12 +109,19 @@ pub(super) fn im2col(x: &[f32], g: &WindowGeometry, grp: usize, row0: usize, col
                     let iw = (ow * g.stride_w + kw * g.dilation_w) as isize - g.pad_left as isize;
                     let dst = &mut patch[(kh * g.kernel_w + kw) * cg..][..cg];
                     if ih < 0 || iw < 0 || ih >= g.in_h as isize || iw >= g.in_w as isize {
-                        dst.fill(0.0);
+                        dst.fill(MaybeUninit::new(0.0));
                     } else {
                         let pixel = (n * g.in_h + ih as usize) * g.in_w + iw as usize;
-                        dst.copy_from_slice(&x[pixel * g.in_c + grp * cg..][..cg]);
+                        let src = &x[pixel * g.in_c + grp * cg..][..cg];
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            d.write(v);
+                        }
                     }
                 }
             }
         });
+    // SAFETY: every patch (depth = kernel_h · kernel_w · cg values) was written whole above: each
+    // of its kernel_h · kernel_w slots of cg values is zero-filled or copied. MaybeUninit<f32>
+    // has f32's layout.
+    unsafe { &*(cols as *const [MaybeUninit<f32>] as *const [f32]) }
 }

@@ -4,9 +4,10 @@
 //! Depthwise convolutions get direct loops.
 
 use super::conv::im2col;
-use super::matmul::{gemm_strided, parallelism};
+use super::matmul::{gemm_strided, parallelism, Dst};
 use crate::geometry::WindowGeometry;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Bytes of im2col scratch per chunk of images (at least one image per chunk).
 const CHUNK_BYTES: usize = 16 << 20;
@@ -34,23 +35,22 @@ pub(crate) fn conv2d_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) 
     let per_image = g.out_h * g.out_w;
     let chunk = images_per_chunk(g) * per_image;
     let rows = g.batch * per_image;
-    let mut cols = vec![0f32; chunk.min(rows) * depth];
+    let mut scratch = vec![MaybeUninit::uninit(); chunk.min(rows) * depth];
     for row0 in (0..rows).step_by(chunk) {
         let n_rows = chunk.min(rows - row0);
         for grp in 0..g.groups {
-            im2col(x, g, grp, row0, &mut cols[..n_rows * depth]);
+            let cols = im2col(x, g, grp, row0, &mut scratch[..n_rows * depth]);
             // dw[:, group columns] += colsᵀ (depth × rows) · dy (rows × og)
             gemm_strided(
                 depth,
                 og,
                 n_rows,
-                &mut dw[grp * og..],
+                Dst::Accumulate(&mut dw[grp * og..]),
                 g.out_c,
-                &cols,
+                cols,
                 (1, depth),
                 &dy[row0 * g.out_c + grp * og..],
                 (g.out_c, 1),
-                true,
                 parallelism(depth * og * n_rows),
             );
         }
@@ -80,13 +80,12 @@ pub(crate) fn conv2d_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -
                 n_rows,
                 depth,
                 og,
-                &mut dcols,
+                Dst::Overwrite(&mut dcols),
                 depth,
                 &dy[n0 * per_image * g.out_c + grp * og..],
                 (g.out_c, 1),
                 &w[grp * og..],
                 (1, g.out_c),
-                false,
                 parallelism(depth * og * n_rows),
             );
             col2im(&dcols, g, grp, &mut dx[n0 * in_img..][..n_img * in_img]);

@@ -20,7 +20,7 @@ pub(crate) fn depthwise(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
     // SAFETY: `compute_row` writes every element of its row: pixel blocks cover 0..out_w and
     // channel blocks 0..out_c.
     unsafe {
-        super::output_rows(g.batch * g.out_h, row_len, |r, out| {
+        super::output_chunks(g.batch * g.out_h * row_len, row_len, |r, out| {
             let row = OutputRow {
                 x,
                 w,

@@ -4,6 +4,7 @@
 use crate::op::{Activation, BinaryOp, UnaryOp};
 use crate::shape::{Shape, StridedView};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 const CHUNK: usize = 1 << 14;
 
@@ -39,11 +40,14 @@ pub(crate) fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
 /// y = f(x), in parallel chunks.
 #[inline(always)]
 fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut y = super::output(x.len());
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &v)| *o = f(v)));
-    y
+    let fill = |i: usize, o: &mut [MaybeUninit<f32>]| {
+        for (o, &v) in o.iter_mut().zip(&x[i * CHUNK..]) {
+            o.write(f(v));
+        }
+    };
+    // SAFETY: output chunk i and x[i·CHUNK..] are equally long (x.len() elements in all), so
+    // the zip writes every element.
+    unsafe { super::output_chunks(x.len(), CHUNK, fill) }
 }
 
 /// The innermost extent and stride of a view (1 and 1 for a scalar view).
@@ -67,30 +71,29 @@ pub(crate) fn binary(
     if dense(av) && dense(bv) {
         return zip_map(&a[..av.elem_count()], &b[..bv.elem_count()], op);
     }
-    let mut out = super::output(av.elem_count());
     let (n, sa) = last(av);
     let (_, sb) = last(bv);
-    out.par_chunks_mut(n).enumerate().for_each(|(row, o)| {
+    let fill = |row: usize, o: &mut [MaybeUninit<f32>]| {
         let (oa, ob) = (av.offset_of(row * n), bv.offset_of(row * n));
         for (j, o) in o.iter_mut().enumerate() {
-            *o = op.apply(a[oa + j * sa], b[ob + j * sb]);
+            o.write(op.apply(a[oa + j * sa], b[ob + j * sb]));
         }
-    });
-    out
+    };
+    // SAFETY: `fill` writes every element of each row.
+    unsafe { super::output_chunks(av.elem_count(), n, fill) }
 }
 
 /// out = a ⊙ b for two contiguous operands of equal length, one vectorised loop per op.
 fn zip_map(a: &[f32], b: &[f32], op: BinaryOp) -> Vec<f32> {
     fn run(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-        let mut out = super::output(a.len());
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(o, (a, b))| {
-                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-                    *o = f(x, y);
-                }
-            });
-        out
+        let fill = |i: usize, o: &mut [MaybeUninit<f32>]| {
+            for ((o, &x), &y) in o.iter_mut().zip(&a[i * CHUNK..]).zip(&b[i * CHUNK..]) {
+                o.write(f(x, y));
+            }
+        };
+        // SAFETY: a and b are as long as the output, so chunk i of each is as long as output
+        // chunk i and the zip writes every element.
+        unsafe { super::output_chunks(a.len(), CHUNK, fill) }
     }
     match op {
         BinaryOp::Add => run(a, b, |x, y| x + y),
@@ -106,22 +109,22 @@ fn zip_map(a: &[f32], b: &[f32], op: BinaryOp) -> Vec<f32> {
 /// y = act(x · scale[c] + shift[c]) over the last axis of `channels` values.
 pub(crate) fn channel_affine(x: &[f32], scale: &[f32], shift: &[f32], act: Activation) -> Vec<f32> {
     let c = scale.len();
-    let mut y = super::output(x.len());
-    y.par_chunks_mut(c * 64)
-        .zip(x.par_chunks(c * 64))
-        .for_each(|(o, i)| {
-            for (o, i) in o.chunks_mut(c).zip(i.chunks(c)) {
-                for ((o, &v), (&s, &t)) in o.iter_mut().zip(i).zip(scale.iter().zip(shift)) {
-                    let v = v * s + t;
-                    *o = match act {
-                        Activation::None => v,
-                        Activation::Relu => v.max(0.0),
-                        Activation::Relu6 => v.clamp(0.0, 6.0),
-                    };
-                }
+    let fill = |i: usize, o: &mut [MaybeUninit<f32>]| {
+        for (o, i) in o.chunks_mut(c).zip(x[i * c * 64..].chunks(c)) {
+            for ((o, &v), (&s, &t)) in o.iter_mut().zip(i).zip(scale.iter().zip(shift)) {
+                let v = v * s + t;
+                o.write(match act {
+                    Activation::None => v,
+                    Activation::Relu => v.max(0.0),
+                    Activation::Relu6 => v.clamp(0.0, 6.0),
+                });
             }
-        });
-    y
+        }
+    };
+    // SAFETY: output chunk i and x[i·c·64..] start at the same element and x is as long as the
+    // output, so each c-wide piece of the chunk meets a piece of x at least as long, and c
+    // scale/shift values: the zips write every element.
+    unsafe { super::output_chunks(x.len(), c * 64, fill) }
 }
 
 /// Copies view `sv` of `src` into view `dv` of `dst` (views of equal shape). Any element type.

@@ -2,6 +2,7 @@
 
 use crate::op::MatmulDims;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Parallelism for one product of this many multiply-adds.
 pub(super) fn parallelism(flops: usize) -> gemm::Parallelism {
@@ -12,34 +13,49 @@ pub(super) fn parallelism(flops: usize) -> gemm::Parallelism {
     }
 }
 
-/// One product `out (m×n, row stride ldo) = op(A) · op(B)` (or `+=` when `accumulate`) where A
-/// and B are given with (row, column) strides.
+/// Where a product goes.
+pub(super) enum Dst<'a> {
+    /// Overwrites a fresh, possibly uninitialised output.
+    Fresh(&'a mut [MaybeUninit<f32>]),
+    /// Overwrites an initialised buffer.
+    Overwrite(&'a mut [f32]),
+    /// Adds the product to an initialised buffer.
+    Accumulate(&'a mut [f32]),
+}
+
+/// One product `out (m×n, row stride ldo) = op(A) · op(B)` (or `+=` for [`Dst::Accumulate`])
+/// where A and B are given with (row, column) strides.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_strided(
     m: usize,
     n: usize,
     k: usize,
-    out: &mut [f32],
+    out: Dst<'_>,
     ldo: usize,
     a: &[f32],
     a_strides: (usize, usize),
     b: &[f32],
     b_strides: (usize, usize),
-    accumulate: bool,
     par: gemm::Parallelism,
 ) {
+    let (dst, dst_len, accumulate) = match out {
+        Dst::Fresh(o) => (o.as_mut_ptr() as *mut f32, o.len(), false),
+        Dst::Overwrite(o) => (o.as_mut_ptr(), o.len(), false),
+        Dst::Accumulate(o) => (o.as_mut_ptr(), o.len(), true),
+    };
     // The last element each operand touches must be inside its slice.
-    debug_assert!(out.len() >= (m - 1) * ldo + n);
+    debug_assert!(dst_len >= (m - 1) * ldo + n);
     debug_assert!(a.len() > (m - 1) * a_strides.0 + (k - 1) * a_strides.1);
     debug_assert!(b.len() > (k - 1) * b_strides.0 + (n - 1) * b_strides.1);
     // SAFETY: the asserts above (upheld by the callers' shape validation) keep every access in
-    // bounds; `out` does not alias `a` or `b` (it is a distinct &mut).
+    // bounds; `dst` does not alias `a` or `b` (it comes from a distinct &mut); gemm reads `dst`
+    // only when accumulating, and then it is initialised.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            dst,
             1,
             ldo as isize,
             accumulate,
@@ -61,26 +77,27 @@ pub(super) fn gemm_strided(
 
 /// C[batch, m, n] = op(A) · op(B).
 pub(crate) fn matmul(a: &[f32], b: &[f32], d: MatmulDims) -> Vec<f32> {
-    let mut out = super::output(d.batch * d.m * d.n);
     let a_strides = if d.trans_a { (1, d.m) } else { (d.k, 1) };
     let b_strides = if d.trans_b { (1, d.k) } else { (d.n, 1) };
     let flops = d.m * d.n * d.k;
-    let one = |(i, c): (usize, &mut [f32]), par| {
+    let one = |(i, c): (usize, &mut [MaybeUninit<f32>]), par| {
         let a = &a[i * d.a_batch_stride..];
         let b = &b[i * d.b_batch_stride..];
-        gemm_strided(
-            d.m, d.n, d.k, c, d.n, a, a_strides, b, b_strides, false, par,
-        );
+        let c = Dst::Fresh(c);
+        gemm_strided(d.m, d.n, d.k, c, d.n, a, a_strides, b, b_strides, par);
     };
-    if d.batch > 1 && flops < super::PARALLEL_THRESHOLD * 64 {
-        // Many small products: one thread each.
-        out.par_chunks_mut(d.m * d.n)
-            .enumerate()
-            .for_each(|x| one(x, gemm::Parallelism::None));
-    } else {
-        out.chunks_mut(d.m * d.n)
-            .enumerate()
-            .for_each(|x| one(x, parallelism(flops)));
-    }
-    out
+    let write = |out: &mut [MaybeUninit<f32>]| {
+        if d.batch > 1 && flops < super::PARALLEL_THRESHOLD * 64 {
+            // Many small products: one thread each.
+            out.par_chunks_mut(d.m * d.n)
+                .enumerate()
+                .for_each(|x| one(x, gemm::Parallelism::None));
+        } else {
+            out.chunks_mut(d.m * d.n)
+                .enumerate()
+                .for_each(|x| one(x, parallelism(flops)));
+        }
+    };
+    // SAFETY: each batch entry's m×n block is overwritten by its product.
+    unsafe { super::uninit_output(d.batch * d.m * d.n, write) }
 }

@@ -32,36 +32,46 @@ pub(crate) fn output(n: usize) -> Vec<f32> {
     ]
 }
 
-/// An output of `rows × row_len` elements built in parallel, row by row, by
-/// `fill(row_index, row)`. Rows are not zeroed first (a pass that costs as much as a memory-bound
-/// kernel), except with `debug::set_poison_outputs`, which fills them with NaN so tests see an
-/// element a kernel missed.
+/// A new output of `len` elements that `write` fills completely. It is not zeroed first (for a
+/// memory-bound kernel that pass costs about as much as the kernel), except with
+/// `debug::set_poison_outputs`, which fills it with NaN so tests see an element a kernel missed.
 ///
 /// # Safety
-/// `fill` must write every element of each row it is given.
-pub(crate) unsafe fn output_rows(
-    rows: usize,
-    row_len: usize,
-    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+/// `write` must write every element of the buffer it is given.
+pub(crate) unsafe fn uninit_output(
+    len: usize,
+    write: impl FnOnce(&mut [MaybeUninit<f32>]),
 ) -> Vec<f32> {
-    let len = rows * row_len;
-    let poison = crate::debug::poison_outputs();
     let mut y = Vec::with_capacity(len);
-    y.spare_capacity_mut()[..len]
-        .par_chunks_mut(row_len.max(1))
-        .enumerate()
-        .for_each(|(r, row)| {
-            if poison {
-                row.iter_mut().for_each(|v| {
-                    v.write(f32::NAN);
-                });
-            }
-            fill(r, row);
+    let buffer = &mut y.spare_capacity_mut()[..len];
+    if crate::debug::poison_outputs() {
+        buffer.par_iter_mut().for_each(|v| {
+            v.write(f32::NAN);
         });
-    // SAFETY: the chunks cover 0..len, and `fill` wrote every element of each (the caller's
-    // contract).
+    }
+    write(buffer);
+    // SAFETY: `write` wrote all `len` elements (the caller's contract).
     unsafe { y.set_len(len) };
     y
+}
+
+/// [`uninit_output`] written in parallel, `chunk` elements at a time (the last chunk may be
+/// shorter), by `fill(chunk_index, chunk)`.
+///
+/// # Safety
+/// `fill` must write every element of each chunk it is given.
+pub(crate) unsafe fn output_chunks(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let write = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(chunk.max(1))
+            .enumerate()
+            .for_each(|(i, c)| fill(i, c))
+    };
+    // SAFETY: the chunks cover the whole buffer and `fill` writes each (the caller's contract).
+    unsafe { uninit_output(len, write) }
 }
 
 /// Work below this many multiply-adds runs on one thread: forking costs more than it saves.

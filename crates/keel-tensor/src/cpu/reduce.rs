@@ -2,6 +2,7 @@
 
 use crate::op::ReduceOp;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Reduces `x` viewed as [outer, len, inner] along the middle axis.
 pub(crate) fn reduce(x: &[f32], outer: usize, len: usize, inner: usize, op: ReduceOp) -> Vec<f32> {
@@ -48,22 +49,19 @@ pub(crate) fn argmax(x: &[f32], outer: usize, len: usize, inner: usize) -> Vec<i
 
 /// Softmax (or log-softmax) of each row of a [rows, cols] matrix, max-subtracted for stability.
 pub(crate) fn softmax(x: &[f32], cols: usize, log: bool) -> Vec<f32> {
-    let mut y = super::output(x.len());
-    y.par_chunks_mut(cols)
-        .zip(x.par_chunks(cols))
-        .for_each(|(out, row)| {
-            let max = row.iter().copied().fold(f32::MIN, f32::max);
-            let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-            if log {
-                let log_sum = sum.ln();
-                out.iter_mut()
-                    .zip(row)
-                    .for_each(|(o, &v)| *o = v - max - log_sum);
+    let fill = |r: usize, out: &mut [MaybeUninit<f32>]| {
+        let row = &x[r * cols..][..cols];
+        let max = row.iter().copied().fold(f32::MIN, f32::max);
+        let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+        let log_sum = sum.ln();
+        for (o, &v) in out.iter_mut().zip(row) {
+            o.write(if log {
+                v - max - log_sum
             } else {
-                out.iter_mut()
-                    .zip(row)
-                    .for_each(|(o, &v)| *o = (v - max).exp() / sum);
-            }
-        });
-    y
+                (v - max).exp() / sum
+            });
+        }
+    };
+    // SAFETY: each output row meets an input row of the same length: the zip writes all of it.
+    unsafe { super::output_chunks(x.len(), cols, fill) }
 }
