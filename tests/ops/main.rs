@@ -147,6 +147,8 @@ fn binary_broadcast(t: &mut Runner, rng: &mut Rng) {
         (&[1], &[2, 3]),
         (&[2, 3, 1, 7], &[3, 5, 1]),
         (&[7, 1], &[1, 13]),
+        (&[4, 3], &[3]),       // rows contiguous in both operands
+        (&[2, 1, 5], &[3, 5]), // the same, broadcast along the middle axis
     ];
     type F = fn(f64, f64) -> f64;
     let ops: [(&str, keel::tensor::BinaryOp, F); 8] = [

@@ -10,31 +10,26 @@ const CHUNK: usize = 1 << 14;
 
 /// y = op(x).
 pub(crate) fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
-    // One loop per variant (the variant is a constant inside each), so each one vectorises.
-    macro_rules! each_variant {
-        ($($pat:pat),*) => {
-            match op {
-                $($pat => map(x, move |v| op.apply(v)),)*
-            }
-        };
+    use UnaryOp as U;
+    // Each closure names its variant rather than capturing `op`, so each instantiation of `map`
+    // has a constant variant: no per-element match, and the loop vectorises.
+    match op {
+        U::Relu => map(x, |v| U::Relu.apply(v)),
+        U::Relu6 => map(x, |v| U::Relu6.apply(v)),
+        U::Sigmoid => map(x, |v| U::Sigmoid.apply(v)),
+        U::Tanh => map(x, |v| U::Tanh.apply(v)),
+        U::Exp => map(x, |v| U::Exp.apply(v)),
+        U::Log => map(x, |v| U::Log.apply(v)),
+        U::Sqrt => map(x, |v| U::Sqrt.apply(v)),
+        U::Neg => map(x, |v| U::Neg.apply(v)),
+        U::Abs => map(x, |v| U::Abs.apply(v)),
+        U::Affine { mul, add } => map(x, move |v| U::Affine { mul, add }.apply(v)),
+        U::MaxScalar(s) => map(x, move |v| U::MaxScalar(s).apply(v)),
+        U::MinScalar(s) => map(x, move |v| U::MinScalar(s).apply(v)),
+        U::PowScalar(s) => map(x, move |v| U::PowScalar(s).apply(v)),
+        U::Above(s) => map(x, move |v| U::Above(s).apply(v)),
+        U::Sign => map(x, |v| U::Sign.apply(v)),
     }
-    each_variant!(
-        UnaryOp::Relu,
-        UnaryOp::Relu6,
-        UnaryOp::Sigmoid,
-        UnaryOp::Tanh,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Sqrt,
-        UnaryOp::Neg,
-        UnaryOp::Abs,
-        UnaryOp::Affine { .. },
-        UnaryOp::MaxScalar(_),
-        UnaryOp::MinScalar(_),
-        UnaryOp::PowScalar(_),
-        UnaryOp::Above(_),
-        UnaryOp::Sign
-    )
 }
 
 /// y = f(x), in parallel chunks.
@@ -66,26 +61,34 @@ pub(crate) fn binary(
     bv: &StridedView,
     op: BinaryOp,
 ) -> Vec<f32> {
+    use BinaryOp as B;
+    // As in `unary`: one closure type per variant, so no per-element match.
+    match op {
+        B::Add => binary_with(a, av, b, bv, |x, y| B::Add.apply(x, y)),
+        B::Sub => binary_with(a, av, b, bv, |x, y| B::Sub.apply(x, y)),
+        B::Mul => binary_with(a, av, b, bv, |x, y| B::Mul.apply(x, y)),
+        B::Div => binary_with(a, av, b, bv, |x, y| B::Div.apply(x, y)),
+        B::Max => binary_with(a, av, b, bv, |x, y| B::Max.apply(x, y)),
+        B::Min => binary_with(a, av, b, bv, |x, y| B::Min.apply(x, y)),
+        B::Greater => binary_with(a, av, b, bv, |x, y| B::Greater.apply(x, y)),
+        B::Equal => binary_with(a, av, b, bv, |x, y| B::Equal.apply(x, y)),
+    }
+}
+
+/// out = f(a, b) over two views of the same shape, one innermost row at a time; rows that are
+/// contiguous or broadcast in both operands run as plain slice loops.
+#[inline(always)]
+fn binary_with(
+    a: &[f32],
+    av: &StridedView,
+    b: &[f32],
+    bv: &StridedView,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Vec<f32> {
     let dense =
         |v: &StridedView| v.offset == 0 && v.strides == Shape::new(v.shape.clone()).strides();
     if dense(av) && dense(bv) {
-        return zip_map(&a[..av.elem_count()], &b[..bv.elem_count()], op);
-    }
-    let (n, sa) = last(av);
-    let (_, sb) = last(bv);
-    let fill = |row: usize, o: &mut [MaybeUninit<f32>]| {
-        let (oa, ob) = (av.offset_of(row * n), bv.offset_of(row * n));
-        for (j, o) in o.iter_mut().enumerate() {
-            o.write(op.apply(a[oa + j * sa], b[ob + j * sb]));
-        }
-    };
-    // SAFETY: `fill` writes every element of each row.
-    unsafe { super::output_chunks(av.elem_count(), n, fill) }
-}
-
-/// out = a ⊙ b for two contiguous operands of equal length, one vectorised loop per op.
-fn zip_map(a: &[f32], b: &[f32], op: BinaryOp) -> Vec<f32> {
-    fn run(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+        let (a, b) = (&a[..av.elem_count()], &b[..bv.elem_count()]);
         let fill = |i: usize, o: &mut [MaybeUninit<f32>]| {
             for ((o, &x), &y) in o.iter_mut().zip(&a[i * CHUNK..]).zip(&b[i * CHUNK..]) {
                 o.write(f(x, y));
@@ -93,31 +96,65 @@ fn zip_map(a: &[f32], b: &[f32], op: BinaryOp) -> Vec<f32> {
         };
         // SAFETY: a and b are as long as the output, so chunk i of each is as long as output
         // chunk i and the zip writes every element.
-        unsafe { super::output_chunks(a.len(), CHUNK, fill) }
+        return unsafe { super::output_chunks(a.len(), CHUNK, fill) };
     }
-    match op {
-        BinaryOp::Add => run(a, b, |x, y| x + y),
-        BinaryOp::Sub => run(a, b, |x, y| x - y),
-        BinaryOp::Mul => run(a, b, |x, y| x * y),
-        BinaryOp::Div => run(a, b, |x, y| x / y),
-        BinaryOp::Max | BinaryOp::Min | BinaryOp::Greater | BinaryOp::Equal => {
-            run(a, b, move |x, y| op.apply(x, y))
+    let (n, sa) = last(av);
+    let (_, sb) = last(bv);
+    let fill = |row: usize, o: &mut [MaybeUninit<f32>]| {
+        let (oa, ob) = (av.offset_of(row * n), bv.offset_of(row * n));
+        match (sa, sb) {
+            (1, 1) => {
+                let (a, b) = (&a[oa..oa + n], &b[ob..ob + n]);
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    o.write(f(x, y));
+                }
+            }
+            (1, 0) => {
+                let y = b[ob];
+                for (o, &x) in o.iter_mut().zip(&a[oa..oa + n]) {
+                    o.write(f(x, y));
+                }
+            }
+            (0, 1) => {
+                let x = a[oa];
+                for (o, &y) in o.iter_mut().zip(&b[ob..ob + n]) {
+                    o.write(f(x, y));
+                }
+            }
+            _ => {
+                for (j, o) in o.iter_mut().enumerate() {
+                    o.write(f(a[oa + j * sa], b[ob + j * sb]));
+                }
+            }
         }
-    }
+    };
+    // SAFETY: every branch writes all n elements of each row (the slices are n long).
+    unsafe { super::output_chunks(av.elem_count(), n, fill) }
 }
 
 /// y = act(x · scale[c] + shift[c]) over the last axis of `channels` values.
 pub(crate) fn channel_affine(x: &[f32], scale: &[f32], shift: &[f32], act: Activation) -> Vec<f32> {
+    // One instantiation per activation, so the inner loop has no match and vectorises.
+    match act {
+        Activation::None => affine_with(x, scale, shift, |v| v),
+        Activation::Relu => affine_with(x, scale, shift, |v| v.max(0.0)),
+        Activation::Relu6 => affine_with(x, scale, shift, |v| v.clamp(0.0, 6.0)),
+    }
+}
+
+/// y = act(x · scale[c] + shift[c]), 64 pixels per parallel chunk.
+#[inline(always)]
+fn affine_with(
+    x: &[f32],
+    scale: &[f32],
+    shift: &[f32],
+    act: impl Fn(f32) -> f32 + Sync,
+) -> Vec<f32> {
     let c = scale.len();
     let fill = |i: usize, o: &mut [MaybeUninit<f32>]| {
         for (o, i) in o.chunks_mut(c).zip(x[i * c * 64..].chunks(c)) {
             for ((o, &v), (&s, &t)) in o.iter_mut().zip(i).zip(scale.iter().zip(shift)) {
-                let v = v * s + t;
-                o.write(match act {
-                    Activation::None => v,
-                    Activation::Relu => v.max(0.0),
-                    Activation::Relu6 => v.clamp(0.0, 6.0),
-                });
+                o.write(act(v * s + t));
             }
         }
     };
