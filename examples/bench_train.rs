@@ -176,8 +176,12 @@ fn run() -> Result<()> {
             d
         }
     };
+    // Without the CPU buffer cache, so the heap shows what the graph holds, not freed buffers
+    // kept for reuse.
+    keel::tensor::cpu_cache::set_limit(0);
     let frozen = step_memory(true)?;
     let unfrozen = step_memory(false)?;
+    keel::tensor::cpu_cache::set_limit(keel::tensor::cpu_cache::DEFAULT_LIMIT);
     let mb = |b: usize| b as f64 / 1e6;
     for device in &devices {
         let reps = match args.reps {

@@ -33,6 +33,7 @@ fn main() {
         ("batch_norm", batch_norm),
         ("bad_input", bad_input),
         ("larger_than_a_binding", larger_than_a_binding),
+        ("cpu_cache", cpu_cache),
     ];
     run_tests(tests, 7919);
 }
@@ -952,4 +953,63 @@ fn larger_than_a_binding(t: &mut Runner, rng: &mut Rng) {
             t.expect(dw_ok, "151 MB depthwise 1x1", || "wrong values".into());
         }
     }
+}
+
+/// Freed CPU buffers are kept up to the limit and reused by the next output of their length,
+/// which is then fully overwritten.
+fn cpu_cache(t: &mut Runner, rng: &mut Rng) {
+    use keel::tensor::cpu_cache;
+    const MIB: usize = 1 << 20;
+    let cpu = keel::Device::cpu();
+    let n = 2 * MIB / 4; // a 2 MiB tensor
+    let x = Tensor::from_vec(rng.values(n, -1.0, 1.0), [n], &cpu).unwrap();
+    let want: Vec<f32> = x.to_vec().unwrap().iter().map(|v| v.max(0.0)).collect();
+    cpu_cache::clear();
+    drop(x.relu().unwrap());
+    let held = cpu_cache::cached_bytes();
+    t.expect(
+        held == 2 * MIB,
+        "cpu_cache keeps a freed 2 MiB output",
+        || format!("{held} bytes cached"),
+    );
+    let again = x.relu().unwrap(); // takes the cached buffer
+    let held = cpu_cache::cached_bytes();
+    t.expect(held == 0, "cpu_cache hands the buffer out again", || {
+        format!("{held} bytes still cached")
+    });
+    t.expect(
+        again.to_vec().unwrap() == want,
+        "cpu_cache reused buffer",
+        || "relu into a reused buffer differs".into(),
+    );
+    // A limit below the freed buffer: it is not kept.
+    cpu_cache::set_limit(MIB);
+    drop(again);
+    let held = cpu_cache::cached_bytes();
+    t.expect(held == 0, "cpu_cache limit", || {
+        format!("{held} bytes cached")
+    });
+    // Room for 3 MiB: 2 + 1 MiB fit, then a 3 MiB buffer evicts both.
+    cpu_cache::set_limit(3 * MIB);
+    let pairs = x.reshape([n / 2, 2]).unwrap();
+    let (a, b) = (x.relu().unwrap(), pairs.sum(&[1], false).unwrap());
+    drop(a);
+    drop(b);
+    let held = cpu_cache::cached_bytes();
+    t.expect(
+        held == 3 * MIB,
+        "cpu_cache keeps two under the limit",
+        || format!("{held} bytes cached"),
+    );
+    drop(Tensor::zeros([3 * MIB / 4], &cpu).unwrap());
+    let held = cpu_cache::cached_bytes();
+    let _fresh = x.relu().unwrap(); // finds no 2 MiB buffer if it was evicted
+    let still = cpu_cache::cached_bytes();
+    t.expect(
+        held == 3 * MIB && still == 3 * MIB,
+        "cpu_cache evicts to make room",
+        || format!("{held} bytes cached, then {still}"),
+    );
+    cpu_cache::set_limit(cpu_cache::DEFAULT_LIMIT);
+    cpu_cache::clear();
 }

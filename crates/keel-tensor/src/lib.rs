@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod cpu;
+pub mod cpu_cache;
 pub mod debug;
 mod device;
 mod dtype;

@@ -8,10 +8,18 @@ use half::{bf16, f16};
 use std::fmt;
 use std::sync::Arc;
 
-/// Host-side storage of the CPU backend.
+/// Host-side storage of the CPU backend. Dropped f32 buffers go to [`crate::cpu_cache`].
 pub(crate) enum CpuData {
     F32(Vec<f32>),
     I32(Vec<i32>),
+}
+
+impl Drop for CpuData {
+    fn drop(&mut self) {
+        if let CpuData::F32(v) = self {
+            crate::cpu_cache::give(std::mem::take(v));
+        }
+    }
 }
 
 /// Where a tensor's elements are.

@@ -31,7 +31,7 @@ pub(crate) fn conv2d_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) 
     let cg = g.in_per_group();
     let og = g.out_per_group();
     let depth = g.kernel_h * g.kernel_w * cg;
-    let mut dw = vec![0f32; depth * g.out_c];
+    let mut dw = super::zeros(depth * g.out_c);
     let per_image = g.out_h * g.out_w;
     let chunk = images_per_chunk(g) * per_image;
     let rows = g.batch * per_image;
@@ -67,7 +67,7 @@ pub(crate) fn conv2d_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -
     let og = g.out_per_group();
     let depth = g.kernel_h * g.kernel_w * cg;
     let in_img = g.in_h * g.in_w * g.in_c;
-    let mut dx = vec![0f32; g.batch * in_img];
+    let mut dx = super::zeros(g.batch * in_img);
     let per_image = g.out_h * g.out_w;
     let images = images_per_chunk(g);
     let mut dcols = vec![0f32; images.min(g.batch) * per_image * depth];
@@ -144,7 +144,7 @@ pub(crate) fn source(
 fn depthwise_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
     let mult = g.out_per_group();
     let row_len = g.in_w * g.in_c;
-    let mut dx = vec![0f32; g.batch * g.in_h * row_len];
+    let mut dx = super::zeros(g.batch * g.in_h * row_len);
     dx.par_chunks_mut(row_len)
         .enumerate()
         .for_each(|(r, dx_row)| {

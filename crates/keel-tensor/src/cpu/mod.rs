@@ -22,14 +22,24 @@ use std::mem::MaybeUninit;
 /// An output buffer of `n` elements that the kernel will overwrite completely
 /// (NaN-filled when `debug::set_poison_outputs` is on, so a missed element shows).
 pub(crate) fn output(n: usize) -> Vec<f32> {
-    vec![
-        if crate::debug::poison_outputs() {
-            f32::NAN
-        } else {
-            0.0
-        };
-        n
-    ]
+    let value = if crate::debug::poison_outputs() {
+        f32::NAN
+    } else {
+        0.0
+    };
+    filled(n, value)
+}
+
+/// An output of `n` zeros, for kernels that accumulate into it.
+pub(crate) fn zeros(n: usize) -> Vec<f32> {
+    filled(n, 0.0)
+}
+
+/// `n` copies of `value`, written in parallel into a (possibly reused) buffer.
+pub(crate) fn filled(n: usize, value: f32) -> Vec<f32> {
+    let fill = |_: usize, c: &mut [MaybeUninit<f32>]| c.fill(MaybeUninit::new(value));
+    // SAFETY: `fill` writes every element of each chunk.
+    unsafe { output_chunks(n, 1 << 14, fill) }
 }
 
 /// A new output of `len` elements that `write` fills completely. It is not zeroed first (for a
@@ -42,7 +52,7 @@ pub(crate) unsafe fn uninit_output(
     len: usize,
     write: impl FnOnce(&mut [MaybeUninit<f32>]),
 ) -> Vec<f32> {
-    let mut y = Vec::with_capacity(len);
+    let mut y = crate::cpu_cache::take(len);
     let buffer = &mut y.spare_capacity_mut()[..len];
     if crate::debug::poison_outputs() {
         buffer.par_iter_mut().for_each(|v| {

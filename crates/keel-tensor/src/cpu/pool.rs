@@ -51,7 +51,7 @@ pub(crate) fn pool2d_backward(x: &[f32], dy: &[f32], g: &WindowGeometry, op: Poo
     let c = g.in_c;
     let in_img = g.in_h * g.in_w * c;
     let out_img = g.out_h * g.out_w * c;
-    let mut dx = vec![0f32; g.batch * in_img];
+    let mut dx = super::zeros(g.batch * in_img);
     dx.par_chunks_mut(in_img)
         .enumerate()
         .for_each(|(n, dx_img)| {

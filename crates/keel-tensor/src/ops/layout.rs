@@ -26,7 +26,7 @@ impl Assembly {
         let value = fill.unwrap_or(0.0);
         match &device.0 {
             crate::device::DeviceKind::Cpu => Ok(Assembly::Cpu(match dtype {
-                DType::F32 => CpuData::F32(vec![value; n]),
+                DType::F32 => CpuData::F32(cpu::filled(n, value)),
                 DType::I32 => CpuData::I32(vec![value as i32; n]),
             })),
             crate::device::DeviceKind::Wgpu(ctx) => {
