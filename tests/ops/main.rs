@@ -460,6 +460,24 @@ fn pool2d(t: &mut Runner, rng: &mut Rng) {
             );
         }
     }
+    // Inputs of -1, 0 and 1 only: most windows hold ties, and the max gradient goes to the first
+    // maximum in row-major order.
+    let shape = [2, 7, 7, 5];
+    let values = rng.values(shape.iter().product(), -1.5, 1.5);
+    let x = Input {
+        shape: shape.to_vec(),
+        data: values.iter().map(|v| v.round()).collect(),
+    };
+    let opts = Pool2dOptions::new(3).stride(2).padding(Padding::Same);
+    let (s, _) = r::pool(&x.f64(), &shape, (3, 3), (2, 2), true, true);
+    let dy = Input::random(rng, &s);
+    let dx = r::pool_backward(&x.f64(), &shape, &dy.f64(), (3, 3), (2, 2), true, true);
+    t.check(
+        "max backward, ties",
+        &[x, dy],
+        |v| v[0].pool2d_backward(&v[1], &opts, PoolOp::Max),
+        &exp(shape.to_vec(), dx),
+    );
 }
 
 fn global_pool(t: &mut Runner, rng: &mut Rng) {

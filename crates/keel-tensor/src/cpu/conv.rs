@@ -85,6 +85,13 @@ fn im2col_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUninit<f
     }
 }
 
+/// Copies `src` into the equally long `dst`.
+fn write(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        d.write(v);
+    }
+}
+
 /// Writes into `cols` (rows × depth) the input patches of output pixels `row0..` for group
 /// `grp`, and returns it, now initialised.
 pub(super) fn im2col<'a>(
@@ -96,6 +103,10 @@ pub(super) fn im2col<'a>(
 ) -> &'a [f32] {
     let cg = g.in_per_group();
     let depth = g.kernel_h * g.kernel_w * cg;
+    let row_len = g.kernel_w * cg;
+    // Without groups or horizontal dilation, a kernel row's pixels are adjacent in the input, so a
+    // kernel row inside the image is one copy (for few channels, far fewer than one per tap).
+    let runs = g.groups == 1 && g.dilation_w == 1;
     cols.par_chunks_mut(depth)
         .enumerate()
         .for_each(|(r, patch)| {
@@ -103,25 +114,35 @@ pub(super) fn im2col<'a>(
             let n = row / (g.out_h * g.out_w);
             let oh = (row / g.out_w) % g.out_h;
             let ow = row % g.out_w;
+            let iw0 = (ow * g.stride_w) as isize - g.pad_left as isize;
+            let row_inside = iw0 >= 0 && iw0 as usize + g.kernel_w <= g.in_w;
             for kh in 0..g.kernel_h {
                 let ih = (oh * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
-                for kw in 0..g.kernel_w {
-                    let iw = (ow * g.stride_w + kw * g.dilation_w) as isize - g.pad_left as isize;
-                    let dst = &mut patch[(kh * g.kernel_w + kw) * cg..][..cg];
-                    if ih < 0 || iw < 0 || ih >= g.in_h as isize || iw >= g.in_w as isize {
+                let dst_row = &mut patch[kh * row_len..][..row_len];
+                if ih < 0 || ih >= g.in_h as isize {
+                    dst_row.fill(MaybeUninit::new(0.0));
+                    continue;
+                }
+                let image_row = (n * g.in_h + ih as usize) * g.in_w;
+                if runs && row_inside {
+                    let src = &x[(image_row + iw0 as usize) * g.in_c..][..row_len];
+                    write(dst_row, src);
+                    continue;
+                }
+                for (kw, dst) in dst_row.chunks_exact_mut(cg).enumerate() {
+                    let iw = iw0 + (kw * g.dilation_w) as isize;
+                    if iw < 0 || iw >= g.in_w as isize {
                         dst.fill(MaybeUninit::new(0.0));
                     } else {
-                        let pixel = (n * g.in_h + ih as usize) * g.in_w + iw as usize;
-                        let src = &x[pixel * g.in_c + grp * cg..][..cg];
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            d.write(v);
-                        }
+                        let pixel = image_row + iw as usize;
+                        write(dst, &x[pixel * g.in_c + grp * cg..][..cg]);
                     }
                 }
             }
         });
     // SAFETY: every patch (depth = kernel_h · kernel_w · cg values) was written whole above: each
-    // of its kernel_h · kernel_w slots of cg values is zero-filled or copied. MaybeUninit<f32>
-    // has f32's layout.
+    // of its kernel_h rows of kernel_w · cg values is zero-filled, copied as one run, or written
+    // slot by slot (each of its kernel_w slots of cg values zero-filled or copied).
+    // MaybeUninit<f32> has f32's layout.
     unsafe { &*(cols as *const [MaybeUninit<f32>] as *const [f32]) }
 }

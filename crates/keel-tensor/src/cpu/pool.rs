@@ -57,6 +57,9 @@ pub(crate) fn pool2d_backward(x: &[f32], dy: &[f32], g: &WindowGeometry, op: Poo
         .for_each(|(n, dx_img)| {
             let x_img = &x[n * in_img..][..in_img];
             let dy_img = &dy[n * out_img..][..out_img];
+            // Max: per channel, the value and offset of the window's first maximum so far.
+            let mut best = vec![0f32; c];
+            let mut best_at = vec![0usize; c];
             for oh in 0..g.out_h {
                 let h0 = (oh * g.stride_h) as isize - g.pad_top as isize;
                 let hs = h0.max(0) as usize
@@ -68,19 +71,28 @@ pub(crate) fn pool2d_backward(x: &[f32], dy: &[f32], g: &WindowGeometry, op: Poo
                     let grad = &dy_img[(oh * g.out_w + ow) * c..][..c];
                     match op {
                         PoolOp::Max => {
-                            for (ch, &gv) in grad.iter().enumerate() {
-                                let mut best = (f32::NEG_INFINITY, usize::MAX);
-                                for ih in hs.clone() {
-                                    for iw in ws.clone() {
-                                        let at = (ih * g.in_w + iw) * c + ch;
-                                        if best.1 == usize::MAX || x_img[at] > best.0 {
-                                            best = (x_img[at], at);
-                                        }
+                            // All channels at once, window pixels in row-major order: the first
+                            // pixel sets the best, later ones replace it only when strictly greater.
+                            let mut pixels = hs
+                                .clone()
+                                .flat_map(|ih| ws.clone().map(move |iw| (ih * g.in_w + iw) * c));
+                            let Some(first) = pixels.next() else {
+                                continue;
+                            };
+                            best.copy_from_slice(&x_img[first..][..c]);
+                            best_at.fill(first);
+                            for at in pixels {
+                                let pixel = &x_img[at..][..c];
+                                for ((b, b_at), &v) in best.iter_mut().zip(&mut best_at).zip(pixel)
+                                {
+                                    if v > *b {
+                                        *b = v;
+                                        *b_at = at;
                                     }
                                 }
-                                if best.1 != usize::MAX {
-                                    dx_img[best.1] += gv;
-                                }
+                            }
+                            for (ch, (&at, &gv)) in best_at.iter().zip(grad).enumerate() {
+                                dx_img[at + ch] += gv;
                             }
                         }
                         PoolOp::Avg => {
