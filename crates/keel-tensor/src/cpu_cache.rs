@@ -1,10 +1,9 @@
 //! Reuse of freed CPU buffers. Every op writes a new tensor; for a large buffer the system
 //! allocator maps fresh pages on each allocation (a page fault and a zeroed page per 4 KiB) and
 //! returns them on free. So f32 buffers of at least [`MIN_BYTES`] are kept here when their
-//! tensor is dropped, up to a limit in all ([`DEFAULT_LIMIT`] unless [`set_limit`] says otherwise), and
-//! handed to the next CPU output of the same length. On this project's 2-core host that made
-//! the main job's backbone pass 15-20% faster (see docs/performance.md).
-
+//! tensor is dropped, up to a limit in all ([`DEFAULT_LIMIT`] unless [`set_limit`] says
+//! otherwise), and handed to the next CPU output of the same length. On this project's 2-core
+//! host that made the main job's backbone pass 15-20% faster (see docs/performance.md).
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
