@@ -4,6 +4,7 @@
 //! tensor is dropped, up to a limit in all ([`DEFAULT_LIMIT`] unless [`set_limit`] says
 //! otherwise), and handed to the next CPU output of the same length. On this project's 2-core
 //! host that made the main job's backbone pass 15-20% faster (see docs/performance.md).
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

@@ -72,7 +72,8 @@ pub(crate) fn pool2d_backward(x: &[f32], dy: &[f32], g: &WindowGeometry, op: Poo
                     match op {
                         PoolOp::Max => {
                             // All channels at once, window pixels in row-major order: the first
-                            // pixel sets the best, later ones replace it only when strictly greater.
+                            // pixel sets the best, a later one replaces it only when strictly
+                            // greater.
                             let mut pixels = hs
                                 .clone()
                                 .flat_map(|ih| ws.clone().map(move |iw| (ih * g.in_w + iw) * c));
