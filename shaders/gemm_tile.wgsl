@@ -45,29 +45,14 @@ fn multiply_tile(acc: ptr<function, array<vec4<f32>, 16>>, lid: vec3<u32>) {
     }
 }
 
-// Where a GEMM writes: element (r, c) goes to out[base + r · stride + c], for r < rows and
-// c < cols.
-struct Dest {
-    base: u32,
-    stride: u32,
-    rows: u32,
-    cols: u32,
-}
-
 // Writes the eight columns that invocation column x owns of GEMM row r.
 fn store_gemm_row(d: Dest, r: u32, col0: u32, x: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (r >= d.rows) {
         return;
     }
     for (var j = 0u; j < 4u; j++) {
-        let c_lo = col0 + owned(j, x);
-        if (c_lo < d.cols) {
-            out[d.base + r * d.stride + c_lo] = lo[j];
-        }
-        let c_hi = col0 + owned(j + 4u, x);
-        if (c_hi < d.cols) {
-            out[d.base + r * d.stride + c_hi] = hi[j];
-        }
+        store_at(d, r, col0 + owned(j, x), lo[j]);
+        store_at(d, r, col0 + owned(j + 4u, x), hi[j]);
     }
 }
 

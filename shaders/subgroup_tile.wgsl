@@ -61,24 +61,13 @@ fn rank1_update(acc: ptr<function, array<vec4<f32>, 16>>, a: vec2<f32>, b: vec4<
     (*acc)[15] = fma(vec4<f32>(s7.y), b, (*acc)[15]);
 }
 
-// Where a GEMM writes: element (r, c) goes to out[base + r · stride + c], for r < rows and
-// c < cols.
-struct Dest {
-    base: u32,
-    stride: u32,
-    rows: u32,
-    cols: u32,
-}
-
 // Writes this lane's columns of GEMM row r.
 fn store_lane_row(d: Dest, r: u32, cols: vec4<u32>, v: vec4<f32>) {
     if (r >= d.rows) {
         return;
     }
     for (var j = 0u; j < 4u; j++) {
-        if (cols[j] < d.cols) {
-            out[d.base + r * d.stride + cols[j]] = v[j];
-        }
+        store_at(d, r, cols[j], v[j]);
     }
 }
 

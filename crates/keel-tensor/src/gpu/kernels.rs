@@ -25,21 +25,25 @@ impl Shader {
             Shader::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
             Shader::Layout => include_str!("../../../../shaders/layout.wgsl"),
             Shader::Matmul => concat!(
+                include_str!("../../../../shaders/gemm_dest.wgsl"),
                 include_str!("../../../../shaders/gemm_tile.wgsl"),
                 include_str!("../../../../shaders/matmul_common.wgsl"),
                 include_str!("../../../../shaders/matmul.wgsl")
             ),
             Shader::MatmulSubgroup => concat!(
+                include_str!("../../../../shaders/gemm_dest.wgsl"),
                 include_str!("../../../../shaders/subgroup_tile.wgsl"),
                 include_str!("../../../../shaders/matmul_common.wgsl"),
                 include_str!("../../../../shaders/matmul_subgroup.wgsl")
             ),
             Shader::Conv2d => concat!(
+                include_str!("../../../../shaders/gemm_dest.wgsl"),
                 include_str!("../../../../shaders/gemm_tile.wgsl"),
                 include_str!("../../../../shaders/conv_common.wgsl"),
                 include_str!("../../../../shaders/conv2d.wgsl")
             ),
             Shader::Conv2dSubgroup => concat!(
+                include_str!("../../../../shaders/gemm_dest.wgsl"),
                 include_str!("../../../../shaders/subgroup_tile.wgsl"),
                 include_str!("../../../../shaders/conv_common.wgsl"),
                 include_str!("../../../../shaders/conv2d_subgroup.wgsl")
