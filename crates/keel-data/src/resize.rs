@@ -50,32 +50,27 @@ fn to_byte(sum: i64) -> u8 {
     ((sum + (1 << (PRECISION_BITS - 1))) >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resamples each row of a `w`×`h` RGB image to `out_w` pixels.
-fn horizontal(src: &[u8], w: usize, h: usize, out_w: usize) -> Vec<u8> {
-    let t = taps(w, out_w);
-    let mut out = vec![0u8; h * out_w * 3];
-    for y in 0..h {
-        for (x, (first, weights)) in t.first.iter().zip(&t.weights).enumerate() {
-            for c in 0..3 {
-                let at = |i: usize| i64::from(src[(y * w + first + i) * 3 + c]);
-                let sum: i64 = weights.iter().enumerate().map(|(i, &k)| at(i) * k).sum();
-                out[(y * out_w + x) * 3 + c] = to_byte(sum);
-            }
+/// Resamples one axis of a `w`×`h` RGB image to `out_len` pixels: each row when `along_rows`,
+/// else each column.
+fn resample(src: &[u8], (w, h): (usize, usize), out_len: usize, along_rows: bool) -> Vec<u8> {
+    let (len, out_w) = if along_rows { (w, out_len) } else { (h, w) };
+    let lines = if along_rows { h } else { w };
+    let t = taps(len, out_len);
+    // Pixel index of position i along line `line`, in an image `width` pixels wide.
+    let pixel = |line: usize, i: usize, width: usize| {
+        if along_rows {
+            line * width + i
+        } else {
+            i * width + line
         }
-    }
-    out
-}
-
-/// Resamples each column of a `w`×`h` RGB image to `out_h` pixels.
-fn vertical(src: &[u8], w: usize, h: usize, out_h: usize) -> Vec<u8> {
-    let t = taps(h, out_h);
-    let mut out = vec![0u8; out_h * w * 3];
-    for (y, (first, weights)) in t.first.iter().zip(&t.weights).enumerate() {
-        for x in 0..w {
+    };
+    let mut out = vec![0u8; lines * out_len * 3];
+    for line in 0..lines {
+        for (o, (first, weights)) in t.first.iter().zip(&t.weights).enumerate() {
             for c in 0..3 {
-                let at = |i: usize| i64::from(src[((first + i) * w + x) * 3 + c]);
+                let at = |i: usize| i64::from(src[pixel(line, first + i, w) * 3 + c]);
                 let sum: i64 = weights.iter().enumerate().map(|(i, &k)| at(i) * k).sum();
-                out[(y * w + x) * 3 + c] = to_byte(sum);
+                out[pixel(line, o, out_w) * 3 + c] = to_byte(sum);
             }
         }
     }
@@ -87,14 +82,14 @@ pub fn resize(rgb: &RgbImage, height: usize, width: usize) -> RgbImage {
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let src = rgb.as_raw();
     // Pillow resamples the rows first, except when the width grows and the height shrinks.
+    let rows = |src: &[u8], h: usize| resample(src, (w, h), width, true);
+    let columns = |src: &[u8], w: usize| resample(src, (w, h), height, false);
     let out = match (width != w, height != h) {
         (false, false) => src.clone(),
-        (true, false) => horizontal(src, w, h, width),
-        (false, true) => vertical(src, w, h, height),
-        (true, true) if width > w && height < h => {
-            horizontal(&vertical(src, w, h, height), w, height, width)
-        }
-        (true, true) => vertical(&horizontal(src, w, h, width), width, h, height),
+        (true, false) => rows(src, h),
+        (false, true) => columns(src, w),
+        (true, true) if width > w && height < h => rows(&columns(src, w), height),
+        (true, true) => columns(&rows(src, h), width),
     };
     RgbImage::from_raw(width as u32, height as u32, out)
         .expect("the buffer has height·width·3 bytes")
