@@ -333,6 +333,8 @@ fn conv2d_padding(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[3, 13, 13, 7], (1, 1), 13, 1, 1, Padding::Valid, 1); // pointwise
     conv_case(t, rng, &[1, 1, 1, 3], (1, 1), 1, 1, 1, Padding::Same, 1);
     conv_case(t, rng, &[2, 9, 9, 17], (3, 3), 70, 1, 1, Padding::Same, 1); // crosses GEMM tiles
+    // Patches deeper than the CPU's per-thread path takes, over two shared im2col chunks.
+    conv_case(t, rng, &[1, 40, 40, 301], (3, 3), 2, 1, 1, Padding::Same, 1);
 }
 
 fn conv2d_stride_dilation(t: &mut Runner, rng: &mut Rng) {
@@ -364,6 +366,7 @@ fn conv2d_groups(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[2, 7, 7, 6], (3, 3), 9, 1, 1, Padding::Same, 3);
     conv_case(t, rng, &[1, 5, 5, 4], (1, 1), 8, 1, 1, Padding::Valid, 2);
     conv_case(t, rng, &[1, 8, 8, 9], (2, 2), 3, 2, 1, Padding::Same, 3);
+    conv_case(t, rng, &[1, 3, 5, 602], (3, 3), 4, 1, 1, Padding::Same, 2); // deep patches per group
 }
 
 fn conv2d_depthwise(t: &mut Runner, rng: &mut Rng) {

@@ -11,6 +11,14 @@ use std::mem::MaybeUninit;
 /// and memory (VGG16 block1 at batch 32 would need 3.7 GB in one piece).
 const IM2COL_CHUNK_BYTES: usize = 16 << 20;
 
+/// im2col scratch of one per-thread task: about the size of one core's L2 cache on the hosts
+/// measured (docs/performance.md).
+const TASK_BYTES: usize = 5 << 19;
+
+/// The fewest patches a per-thread task multiplies: with fewer rows the GEMM runs slower than
+/// the shared-chunk path (K = 4608 at 113 rows ran at 85% of its speed at 1,820 rows).
+const MIN_TASK_ROWS: usize = 256;
+
 /// y = conv(x, w) for NHWC `x` and HWIO `w`.
 pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
     if g.in_per_group() == 1 && g.groups > 1 {
@@ -58,30 +66,67 @@ fn pointwise_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUnini
     }
 }
 
-/// Any other convolution: im2col of a chunk of output rows, then one GEMM per group.
+/// Any other convolution, by im2col and GEMM. When a task of [`MIN_TASK_ROWS`] patches fits in
+/// [`TASK_BYTES`], each task writes the patches of its own block of output rows and multiplies
+/// them on its own thread, while they are still in cache and without waiting for the other
+/// threads in between. Deeper patches go through shared chunks instead: one im2col by all threads,
+/// then one GEMM by all threads, so each GEMM keeps enough rows to run at full speed.
 fn im2col_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUninit<f32>]) {
-    let (cg, og) = (g.in_per_group(), g.out_per_group());
-    let rows = g.out_pixels();
-    let depth = g.kernel_h * g.kernel_w * cg;
-    let chunk_rows = (IM2COL_CHUNK_BYTES / 4 / depth).clamp(1, rows);
-    let mut scratch = vec![MaybeUninit::uninit(); chunk_rows * depth];
-    for row0 in (0..rows).step_by(chunk_rows) {
-        let n_rows = chunk_rows.min(rows - row0);
-        for grp in 0..g.groups {
-            let cols = im2col(x, g, grp, row0, &mut scratch[..n_rows * depth]);
-            gemm_strided(
-                n_rows,
-                og,
-                depth,
-                Dst::Fresh(&mut y[row0 * g.out_c + grp * og..]),
-                g.out_c,
-                cols,
-                (depth, 1),
-                &w[grp * og..],
-                (g.out_c, 1),
-                parallelism(n_rows * og * depth),
-            );
+    let depth = g.kernel_h * g.kernel_w * g.in_per_group();
+    let task_rows = TASK_BYTES / 4 / depth;
+    if task_rows >= MIN_TASK_ROWS {
+        let rows_per_thread = g.out_pixels().div_ceil(rayon::current_num_threads());
+        let task_rows = task_rows.min(rows_per_thread);
+        y.par_chunks_mut(task_rows * g.out_c)
+            .enumerate()
+            .for_each(|(task, y)| {
+                let mut scratch = vec![MaybeUninit::uninit(); y.len() / g.out_c * depth];
+                chunk_gemms(x, w, g, task * task_rows, &mut scratch, y, false);
+            });
+    } else {
+        let chunk_rows = (IM2COL_CHUNK_BYTES / 4 / depth).max(1);
+        let mut scratch = vec![MaybeUninit::uninit(); chunk_rows.min(g.out_pixels()) * depth];
+        for (chunk, y) in y.chunks_mut(chunk_rows * g.out_c).enumerate() {
+            let n_rows = y.len() / g.out_c;
+            let scratch = &mut scratch[..n_rows * depth];
+            chunk_gemms(x, w, g, chunk * chunk_rows, scratch, y, true);
         }
+    }
+}
+
+/// Overwrites `y`, the output rows from `row0` on, with their convolution: per group, the im2col
+/// patches of those rows into `scratch`, times the group's kernel; `parallel` uses all threads.
+fn chunk_gemms(
+    x: &[f32],
+    w: &[f32],
+    g: &WindowGeometry,
+    row0: usize,
+    scratch: &mut [MaybeUninit<f32>],
+    y: &mut [MaybeUninit<f32>],
+    parallel: bool,
+) {
+    let (cg, og) = (g.in_per_group(), g.out_per_group());
+    let n_rows = y.len() / g.out_c;
+    let depth = g.kernel_h * g.kernel_w * cg;
+    for grp in 0..g.groups {
+        let cols = im2col(x, g, grp, row0, scratch, parallel);
+        let par = if parallel {
+            parallelism(n_rows * og * depth)
+        } else {
+            gemm::Parallelism::None
+        };
+        gemm_strided(
+            n_rows,
+            og,
+            depth,
+            Dst::Fresh(&mut y[grp * og..]),
+            g.out_c,
+            cols,
+            (depth, 1),
+            &w[grp * og..],
+            (g.out_c, 1),
+            par,
+        );
     }
 }
 
@@ -93,13 +138,14 @@ fn write(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
 }
 
 /// Writes into `cols` (rows × depth) the input patches of output pixels `row0..` for group
-/// `grp`, and returns it, now initialised.
+/// `grp`, and returns it, now initialised; `parallel` spreads the patches over all threads.
 pub(super) fn im2col<'a>(
     x: &[f32],
     g: &WindowGeometry,
     grp: usize,
     row0: usize,
     cols: &'a mut [MaybeUninit<f32>],
+    parallel: bool,
 ) -> &'a [f32] {
     let cg = g.in_per_group();
     let depth = g.kernel_h * g.kernel_w * cg;
@@ -107,39 +153,42 @@ pub(super) fn im2col<'a>(
     // Without groups or horizontal dilation, a kernel row's pixels are adjacent in the input, so a
     // kernel row inside the image is one copy (for few channels, far fewer than one per tap).
     let runs = g.groups == 1 && g.dilation_w == 1;
-    cols.par_chunks_mut(depth)
-        .enumerate()
-        .for_each(|(r, patch)| {
-            let row = row0 + r;
-            let n = row / (g.out_h * g.out_w);
-            let oh = (row / g.out_w) % g.out_h;
-            let ow = row % g.out_w;
-            let iw0 = (ow * g.stride_w) as isize - g.pad_left as isize;
-            let row_inside = iw0 >= 0 && iw0 as usize + g.kernel_w <= g.in_w;
-            for kh in 0..g.kernel_h {
-                let ih = (oh * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
-                let dst_row = &mut patch[kh * row_len..][..row_len];
-                if ih < 0 || ih >= g.in_h as isize {
-                    dst_row.fill(MaybeUninit::new(0.0));
-                    continue;
-                }
-                let image_row = (n * g.in_h + ih as usize) * g.in_w;
-                if runs && row_inside {
-                    let src = &x[(image_row + iw0 as usize) * g.in_c..][..row_len];
-                    write(dst_row, src);
-                    continue;
-                }
-                for (kw, dst) in dst_row.chunks_exact_mut(cg).enumerate() {
-                    let iw = iw0 + (kw * g.dilation_w) as isize;
-                    if iw < 0 || iw >= g.in_w as isize {
-                        dst.fill(MaybeUninit::new(0.0));
-                    } else {
-                        let pixel = image_row + iw as usize;
-                        write(dst, &x[pixel * g.in_c + grp * cg..][..cg]);
-                    }
+    let patch = |(r, patch): (usize, &mut [MaybeUninit<f32>])| {
+        let row = row0 + r;
+        let n = row / (g.out_h * g.out_w);
+        let oh = (row / g.out_w) % g.out_h;
+        let ow = row % g.out_w;
+        let iw0 = (ow * g.stride_w) as isize - g.pad_left as isize;
+        let row_inside = iw0 >= 0 && iw0 as usize + g.kernel_w <= g.in_w;
+        for kh in 0..g.kernel_h {
+            let ih = (oh * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
+            let dst_row = &mut patch[kh * row_len..][..row_len];
+            if ih < 0 || ih >= g.in_h as isize {
+                dst_row.fill(MaybeUninit::new(0.0));
+                continue;
+            }
+            let image_row = (n * g.in_h + ih as usize) * g.in_w;
+            if runs && row_inside {
+                let src = &x[(image_row + iw0 as usize) * g.in_c..][..row_len];
+                write(dst_row, src);
+                continue;
+            }
+            for (kw, dst) in dst_row.chunks_exact_mut(cg).enumerate() {
+                let iw = iw0 + (kw * g.dilation_w) as isize;
+                if iw < 0 || iw >= g.in_w as isize {
+                    dst.fill(MaybeUninit::new(0.0));
+                } else {
+                    let pixel = image_row + iw as usize;
+                    write(dst, &x[pixel * g.in_c + grp * cg..][..cg]);
                 }
             }
-        });
+        }
+    };
+    if parallel {
+        cols.par_chunks_mut(depth).enumerate().for_each(patch);
+    } else {
+        cols.chunks_mut(depth).enumerate().for_each(patch);
+    }
     // SAFETY: every patch (depth = kernel_h · kernel_w · cg values) was written whole above: each
     // of its kernel_h rows of kernel_w · cg values is zero-filled, copied as one run, or written
     // slot by slot (each of its kernel_w slots of cg values zero-filled or copied).

@@ -39,7 +39,7 @@ pub(crate) fn conv2d_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) 
     for row0 in (0..rows).step_by(chunk) {
         let n_rows = chunk.min(rows - row0);
         for grp in 0..g.groups {
-            let cols = im2col(x, g, grp, row0, &mut scratch[..n_rows * depth]);
+            let cols = im2col(x, g, grp, row0, &mut scratch[..n_rows * depth], true);
             // dw[:, group columns] += colsᵀ (depth × rows) · dy (rows × og)
             gemm_strided(
                 depth,
