@@ -330,10 +330,27 @@ fn conv2d_padding(t: &mut Runner, rng: &mut Rng) {
         },
         1,
     );
+    // Pads beyond the kernel's reach: rows that see only padding.
+    conv_case(
+        t,
+        rng,
+        &[1, 4, 5, 2],
+        (2, 2),
+        3,
+        1,
+        1,
+        Padding::Explicit {
+            top: 3,
+            bottom: 1,
+            left: 2,
+            right: 0,
+        },
+        1,
+    );
     conv_case(t, rng, &[3, 13, 13, 7], (1, 1), 13, 1, 1, Padding::Valid, 1); // pointwise
     conv_case(t, rng, &[1, 1, 1, 3], (1, 1), 1, 1, 1, Padding::Same, 1);
     conv_case(t, rng, &[2, 9, 9, 17], (3, 3), 70, 1, 1, Padding::Same, 1); // crosses GEMM tiles
-    // Patches deeper than the CPU's per-thread path takes, over two shared im2col chunks.
+                                                                           // Patches deeper than the CPU's per-thread path takes, over two shared im2col chunks.
     conv_case(t, rng, &[1, 40, 40, 301], (3, 3), 2, 1, 1, Padding::Same, 1);
 }
 

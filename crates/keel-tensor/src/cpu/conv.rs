@@ -13,11 +13,11 @@ const IM2COL_CHUNK_BYTES: usize = 16 << 20;
 
 /// im2col scratch of one per-thread task: about the size of one core's L2 cache on the hosts
 /// measured (docs/performance.md).
-const TASK_BYTES: usize = 5 << 19;
+pub(super) const TASK_BYTES: usize = 5 << 19;
 
 /// The fewest patches a per-thread task multiplies: with fewer rows the GEMM runs slower than
 /// the shared-chunk path (K = 4608 at 113 rows ran at 85% of its speed at 1,820 rows).
-const MIN_TASK_ROWS: usize = 256;
+pub(super) const MIN_TASK_ROWS: usize = 256;
 
 /// y = conv(x, w) for NHWC `x` and HWIO `w`.
 pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {

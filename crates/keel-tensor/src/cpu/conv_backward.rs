@@ -3,7 +3,7 @@
 //! input pixels (col2im, written as a gather so that it runs in parallel without races).
 //! Depthwise convolutions get direct loops.
 
-use super::conv::im2col;
+use super::conv::{im2col, MIN_TASK_ROWS, TASK_BYTES};
 use super::matmul::{gemm_strided, parallelism, Dst};
 use crate::geometry::WindowGeometry;
 use rayon::prelude::*;
@@ -23,45 +23,86 @@ fn is_depthwise(g: &WindowGeometry) -> bool {
     g.in_per_group() == 1 && g.groups > 1
 }
 
-/// dL/dw (HWIO) from the input `x` and the output gradient `dy`.
+/// dL/dw (HWIO) from the input `x` and the output gradient `dy`: colsᵀ · dy, per group.
 pub(crate) fn conv2d_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
     if is_depthwise(g) {
         return depthwise_backward_kernel(x, dy, g);
     }
-    let cg = g.in_per_group();
-    let og = g.out_per_group();
-    let depth = g.kernel_h * g.kernel_w * cg;
-    let mut dw = super::zeros(depth * g.out_c);
-    let per_image = g.out_h * g.out_w;
-    let chunk = images_per_chunk(g) * per_image;
-    let rows = g.batch * per_image;
-    let mut scratch = vec![MaybeUninit::uninit(); chunk.min(rows) * depth];
-    for row0 in (0..rows).step_by(chunk) {
-        let n_rows = chunk.min(rows - row0);
-        for grp in 0..g.groups {
-            let cols = im2col(x, g, grp, row0, &mut scratch[..n_rows * depth], true);
-            // dw[:, group columns] += colsᵀ (depth × rows) · dy (rows × og)
-            gemm_strided(
-                depth,
-                og,
-                n_rows,
-                Dst::Accumulate(&mut dw[grp * og..]),
-                g.out_c,
-                cols,
-                (1, depth),
-                &dy[row0 * g.out_c + grp * og..],
-                (g.out_c, 1),
-                parallelism(depth * og * n_rows),
-            );
+    let depth = g.kernel_h * g.kernel_w * g.in_per_group();
+    let rows = g.out_pixels();
+    let task_rows = TASK_BYTES / 4 / depth;
+    if task_rows < MIN_TASK_ROWS {
+        let mut dw = super::zeros(depth * g.out_c);
+        let chunk = images_per_chunk(g) * g.out_h * g.out_w;
+        let mut scratch = vec![MaybeUninit::uninit(); chunk.min(rows) * depth];
+        for row0 in (0..rows).step_by(chunk) {
+            let scratch = &mut scratch[..chunk.min(rows - row0) * depth];
+            add_kernel_gradient(x, dy, g, row0, scratch, &mut dw, true);
         }
+        return dw;
     }
-    dw
+    // Per-thread tasks (as in the forward pass), each adding into its own partial gradient.
+    let task_rows = task_rows.min(rows.div_ceil(rayon::current_num_threads()));
+    let partial = || vec![0f32; depth * g.out_c];
+    (0..rows.div_ceil(task_rows))
+        .into_par_iter()
+        .fold(partial, |mut dw, task| {
+            let row0 = task * task_rows;
+            let mut scratch = vec![MaybeUninit::uninit(); task_rows.min(rows - row0) * depth];
+            add_kernel_gradient(x, dy, g, row0, &mut scratch, &mut dw, false);
+            dw
+        })
+        .reduce(partial, |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        })
+}
+
+/// Adds to `dw` the kernel gradient of the output rows from `row0` on (as many as `scratch`
+/// holds patches): per group, their im2col patches (into `scratch`) transposed, times their
+/// rows of `dy`; `parallel` uses all threads.
+fn add_kernel_gradient(
+    x: &[f32],
+    dy: &[f32],
+    g: &WindowGeometry,
+    row0: usize,
+    scratch: &mut [MaybeUninit<f32>],
+    dw: &mut [f32],
+    parallel: bool,
+) {
+    let (cg, og) = (g.in_per_group(), g.out_per_group());
+    let depth = g.kernel_h * g.kernel_w * cg;
+    let n_rows = scratch.len() / depth;
+    for grp in 0..g.groups {
+        let cols = im2col(x, g, grp, row0, scratch, parallel);
+        let par = if parallel {
+            parallelism(depth * og * n_rows)
+        } else {
+            gemm::Parallelism::None
+        };
+        // dw[:, group columns] += colsᵀ (depth × rows) · dy (rows × og)
+        gemm_strided(
+            depth,
+            og,
+            n_rows,
+            Dst::Accumulate(&mut dw[grp * og..]),
+            g.out_c,
+            cols,
+            (1, depth),
+            &dy[row0 * g.out_c + grp * og..],
+            (g.out_c, 1),
+            par,
+        );
+    }
 }
 
 /// dL/dx (NHWC) from the kernel `w` and the output gradient `dy`.
 pub(crate) fn conv2d_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
     if is_depthwise(g) {
         return depthwise_backward_input(w, dy, g);
+    }
+    if let Some(transposed) = transposed_geometry(g) {
+        return super::conv::conv2d(dy, &flipped_kernel(w, g), &transposed);
     }
     let cg = g.in_per_group();
     let og = g.out_per_group();
@@ -92,6 +133,53 @@ pub(crate) fn conv2d_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -
         }
     }
     dx
+}
+
+/// For a convolution without stride, its input gradient is itself a convolution: of `dy` with
+/// the kernel flipped in space and with its in and out channels swapped, padded so that tap `k`
+/// of the flipped kernel reads what tap `K − 1 − k` wrote. That runs at the forward pass's
+/// speed, where the GEMM into a patch matrix and col2im move the patch matrix through memory
+/// twice. `None` where the leading pad exceeds the kernel's reach, which would need a negative pad.
+fn transposed_geometry(g: &WindowGeometry) -> Option<WindowGeometry> {
+    if g.stride_h != 1 || g.stride_w != 1 {
+        return None;
+    }
+    let reach_h = (g.kernel_h - 1) * g.dilation_h;
+    let reach_w = (g.kernel_w - 1) * g.dilation_w;
+    Some(WindowGeometry {
+        in_h: g.out_h,
+        in_w: g.out_w,
+        in_c: g.out_c,
+        out_h: g.in_h,
+        out_w: g.in_w,
+        out_c: g.in_c,
+        pad_top: reach_h.checked_sub(g.pad_top)?,
+        pad_left: reach_w.checked_sub(g.pad_left)?,
+        ..*g
+    })
+}
+
+/// The kernel of [`transposed_geometry`]'s convolution: HWIO with I = the group's output
+/// channels and O = all input channels, taps in reverse order.
+fn flipped_kernel(w: &[f32], g: &WindowGeometry) -> Vec<f32> {
+    let (cg, og) = (g.in_per_group(), g.out_per_group());
+    let mut flipped = vec![0f32; w.len()];
+    for kh in 0..g.kernel_h {
+        for kw in 0..g.kernel_w {
+            let tap = (kh * g.kernel_w + kw) * cg * g.out_c;
+            let flipped_tap =
+                ((g.kernel_h - 1 - kh) * g.kernel_w + (g.kernel_w - 1 - kw)) * og * g.in_c;
+            for grp in 0..g.groups {
+                for c in 0..cg {
+                    for o in 0..og {
+                        flipped[flipped_tap + o * g.in_c + grp * cg + c] =
+                            w[tap + c * g.out_c + grp * og + o];
+                    }
+                }
+            }
+        }
+    }
+    flipped
 }
 
 /// Adds each patch-matrix entry back onto the input pixel it was read from (channels of group
