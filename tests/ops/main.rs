@@ -50,6 +50,7 @@ fn matmul(t: &mut Runner, rng: &mut Rng) {
         (7, 13, 1),
         (65, 33, 130),
         (128, 64, 64),
+        (37, 15, 523), // wide enough for the CPU to split the columns over threads
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let a = Input::random(rng, &if ta { [k, m] } else { [m, k] });

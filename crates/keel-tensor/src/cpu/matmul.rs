@@ -47,9 +47,75 @@ pub(super) fn gemm_strided(
     debug_assert!(dst_len >= (m - 1) * ldo + n);
     debug_assert!(a.len() > (m - 1) * a_strides.0 + (k - 1) * a_strides.1);
     debug_assert!(b.len() > (k - 1) * b_strides.0 + (n - 1) * b_strides.1);
+    let threads = match par {
+        gemm::Parallelism::Rayon(t) if n >= t * MIN_SPLIT_COLUMNS => t,
+        _ => 1,
+    };
+    if threads > 1 {
+        // Column blocks, one per thread, each a single-threaded product.
+        let (dst, a, b) = (dst as usize, a.as_ptr() as usize, b.as_ptr() as usize);
+        let cols = n.div_ceil(threads);
+        (0..threads).into_par_iter().for_each(|t| {
+            let j0 = t * cols;
+            let width = cols.min(n - j0);
+            let dst = (dst as *mut f32).wrapping_add(j0);
+            let b = (b as *const f32).wrapping_add(j0 * b_strides.1);
+            // SAFETY: as below; the blocks' columns are disjoint, so no two threads write the
+            // same element of `dst`.
+            unsafe {
+                let a = a as *const f32;
+                raw_gemm(
+                    m,
+                    width,
+                    k,
+                    dst,
+                    ldo,
+                    accumulate,
+                    a,
+                    a_strides,
+                    b,
+                    b_strides,
+                    gemm::Parallelism::None,
+                )
+            };
+        });
+        return;
+    }
+    let (a, b) = (a.as_ptr(), b.as_ptr());
     // SAFETY: the asserts above (upheld by the callers' shape validation) keep every access in
     // bounds; `dst` does not alias `a` or `b` (it comes from a distinct &mut); gemm reads `dst`
     // only when accumulating, and then it is initialised.
+    unsafe {
+        raw_gemm(
+            m, n, k, dst, ldo, accumulate, a, a_strides, b, b_strides, par,
+        )
+    };
+}
+
+/// Columns per thread below which a product is left to the `gemm` crate's own threads (which
+/// share the packed panels instead of splitting the columns).
+const MIN_SPLIT_COLUMNS: usize = 256;
+
+/// One `gemm` call on raw pointers, as [`gemm_strided`] describes.
+///
+/// # Safety
+/// Every element the product reads or writes must be in bounds, and `dst` must not alias `a`
+/// or `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn raw_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    ldo: usize,
+    accumulate: bool,
+    a: *const f32,
+    a_strides: (usize, usize),
+    b: *const f32,
+    b_strides: (usize, usize),
+    par: gemm::Parallelism,
+) {
+    // SAFETY: the caller's contract.
     unsafe {
         gemm::gemm(
             m,
@@ -59,10 +125,10 @@ pub(super) fn gemm_strided(
             1,
             ldo as isize,
             accumulate,
-            a.as_ptr(),
+            a,
             a_strides.1 as isize,
             a_strides.0 as isize,
-            b.as_ptr(),
+            b,
             b_strides.1 as isize,
             b_strides.0 as isize,
             if accumulate { 1.0 } else { 0.0 },
