@@ -1,13 +1,17 @@
 //! Kernel benchmarks per device: matmul 1024³, a VGG16 block3_conv2-shaped convolution and a
 //! MobileNet depthwise 3×3 layer. Medians after warm-up; see docs/performance.md.
 //!
-//! `cargo run --release --example bench -- [--device auto|wgpu|cpu] [--json] [--gemm-crates]`
+//! `--layers` adds forward and gradient times of more 3×3 convolutions (VGG16 blocks 1, 3, 4, 5
+//! and a small CNN's second layer).
+//!
+//! `cargo run --release --example bench -- [--device auto|wgpu|cpu] [--json] [--gemm-crates]
+//! [--layers]`
 
 mod common;
 
 use clap::Parser;
 use common::{median_secs, random};
-use keel::{Conv2dOptions, Device, GemmKernels, Padding};
+use keel::{Conv2dOptions, Device, GemmKernels, Padding, Shape};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -22,6 +26,9 @@ struct Args {
     /// Also time the two CPU GEMM crates keel chose between, on 1024³.
     #[arg(long)]
     gemm_crates: bool,
+    /// Also time forward, input gradient and kernel gradient of more convolution layers.
+    #[arg(long)]
+    layers: bool,
     /// Timed repetitions per measurement (after two warm-up runs).
     #[arg(long, default_value_t = 0)]
     reps: usize,
@@ -62,6 +69,50 @@ fn measure(device: &Device, reps: usize) -> keel::Result<Figures> {
         depthwise_gbps: bytes / t / 1e9,
         depthwise_ms: t * 1e3,
     })
+}
+
+/// The layers of `--layers`, all 3×3 `same` convolutions: (name, batch, height = width, input
+/// channels, output channels).
+const LAYERS: [(&str, usize, usize, usize, usize); 5] = [
+    ("VGG16 block1_conv2", 2, 224, 64, 64),
+    ("VGG16 block3_conv2", 8, 56, 256, 256),
+    ("VGG16 block4_conv2", 8, 28, 512, 512),
+    ("VGG16 block5_conv2", 8, 14, 512, 512),
+    ("small CNN conv2", 32, 13, 32, 64),
+];
+
+/// Median milliseconds of one layer's three passes, each of the same FLOP count.
+struct LayerFigures {
+    name: String,
+    gflop: f64,
+    forward_ms: f64,
+    input_grad_ms: f64,
+    kernel_grad_ms: f64,
+}
+
+fn measure_layers(device: &Device, reps: usize) -> keel::Result<Vec<LayerFigures>> {
+    let same = Conv2dOptions::default().padding(Padding::Same);
+    let mut figures = Vec::new();
+    for (i, &(name, batch, size, c, o)) in LAYERS.iter().enumerate() {
+        let seed = 10 + 3 * i as u64;
+        let x = random(&[batch, size, size, c], seed, device)?;
+        let w = random(&[3, 3, c, o], seed + 1, device)?;
+        let dy = random(&[batch, size, size, o], seed + 2, device)?;
+        let (x_shape, w_shape) = (Shape::new([batch, size, size, c]), Shape::new([3, 3, c, o]));
+        let ms = |t: f64| t * 1e3;
+        figures.push(LayerFigures {
+            name: format!("{name} (b={batch}, {size}²×{c}→{o})"),
+            gflop: 2.0 * (batch * size * size * o * 9 * c) as f64 / 1e9,
+            forward_ms: ms(median_secs(reps, device, || x.conv2d(&w, &same))?),
+            input_grad_ms: ms(median_secs(reps, device, || {
+                dy.conv2d_backward_input(&w, &x_shape, &same)
+            })?),
+            kernel_grad_ms: ms(median_secs(reps, device, || {
+                dy.conv2d_backward_kernel(&x, &w_shape, &same)
+            })?),
+        });
+    }
+    Ok(figures)
 }
 
 /// GFLOP/s of the `gemm` and `matrixmultiply` crates on 1024³ with all threads (median of 20).
@@ -155,8 +206,13 @@ fn run() -> keel::Result<()> {
             5
         };
         let f = measure(device, reps)?;
+        let layers = if args.layers {
+            measure_layers(device, if device.is_cpu() { reps } else { reps.min(3) })?
+        } else {
+            Vec::new()
+        };
         if args.json {
-            let obj = serde_json::json!({
+            let mut obj = serde_json::json!({
                 "device": device.to_string(),
                 "matmul_1024_gflops": f.matmul_gflops,
                 "vgg_block3_conv_gflops": f.conv_gflops,
@@ -164,6 +220,19 @@ fn run() -> keel::Result<()> {
                 "depthwise_gbps": f.depthwise_gbps,
                 "depthwise_ms": f.depthwise_ms,
             });
+            if args.layers {
+                obj["layers"] = layers
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "layer": l.name,
+                            "forward_ms": l.forward_ms,
+                            "input_grad_ms": l.input_grad_ms,
+                            "kernel_grad_ms": l.kernel_grad_ms,
+                        })
+                    })
+                    .collect();
+            }
             println!("{obj}");
         } else {
             println!("{device}");
@@ -179,6 +248,24 @@ fn run() -> keel::Result<()> {
                 "  depthwise 3×3 112²×32 b=8 {:>9.2} GB/s     {:>9.2} ms",
                 f.depthwise_gbps, f.depthwise_ms
             );
+            if args.layers {
+                let head = "3×3 same convolutions, ms (GFLOP/s)";
+                let passes = ["forward", "input grad", "kernel grad"];
+                println!(
+                    "  {head:<40} {:>17} {:>17} {:>17}",
+                    passes[0], passes[1], passes[2]
+                );
+            }
+            for l in &layers {
+                let cell = |ms: f64| format!("{ms:>9.2} ({:>5.1})", l.gflop / ms * 1e3);
+                println!(
+                    "  {:<40} {} {} {}",
+                    l.name,
+                    cell(l.forward_ms),
+                    cell(l.input_grad_ms),
+                    cell(l.kernel_grad_ms)
+                );
+            }
         }
     }
     if args.gemm_crates {
