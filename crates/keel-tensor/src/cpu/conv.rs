@@ -1,5 +1,6 @@
-//! Convolution on the CPU: GEMM straight on the input for 1×1 convolutions, im2col in bounded
-//! chunks feeding the GEMM otherwise; depthwise convolution has its own kernel (`depthwise.rs`).
+//! Convolution on the CPU: GEMM straight on the input for 1×1 convolutions, im2col feeding the
+//! GEMM otherwise (per-thread tasks, or shared chunks for deep patches); depthwise convolution has
+//! its own kernel (`depthwise.rs`).
 
 use super::depthwise::depthwise;
 use super::matmul::{gemm_strided, parallelism, Dst};

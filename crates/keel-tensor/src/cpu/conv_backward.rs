@@ -1,7 +1,8 @@
-//! Gradients of convolution on the CPU. The general case reuses the forward pass's im2col and
-//! GEMM: the kernel gradient is colsᵀ · dy, the input gradient is dy · Wᵀ folded back onto the
-//! input pixels (col2im, written as a gather so that it runs in parallel without races).
-//! Depthwise convolutions get direct loops.
+//! Gradients of convolution on the CPU. The kernel gradient reuses the forward pass's im2col and
+//! GEMM (colsᵀ · dy, in the same per-thread tasks or shared chunks). Without stride, the input
+//! gradient is a forward convolution of dy with the flipped kernel; with stride it is dy · Wᵀ
+//! folded back onto the input pixels (col2im, written as a gather so that it runs in parallel
+//! without races). Depthwise convolutions get direct loops.
 
 use super::conv::{im2col, MIN_TASK_ROWS, TASK_BYTES};
 use super::matmul::{gemm_strided, parallelism, Dst};
