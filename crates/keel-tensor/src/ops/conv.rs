@@ -1,7 +1,7 @@
 //! 2-D convolution (NHWC input, HWIO kernel), grouped and depthwise.
 
 use crate::geometry::WindowGeometry;
-use crate::geometry::{conv2d_geometry, Conv2dOptions};
+use crate::geometry::{conv2d_geometry, Conv2dOptions, Padding};
 use crate::tensor::Storage;
 use crate::{cpu, gpu, DType, Error, Result, Shape, Tensor};
 
@@ -54,6 +54,9 @@ impl Tensor {
         let g = self.gradient_geometry(OP, input_shape, kernel.shape(), options)?;
         let shape = input_shape.clone();
         match (self.storage(), kernel.storage()) {
+            (Storage::Gpu(_), Storage::Gpu(_)) if transposed_padding(&g).is_some() => {
+                self.backward_input_as_conv(kernel, &g)
+            }
             (Storage::Gpu(dy), Storage::Gpu(w)) => Ok(self.with_gpu(
                 gpu::backward::conv2d_backward_input(dy, w, &g)?,
                 shape,
@@ -92,6 +95,32 @@ impl Tensor {
         }
     }
 
+    /// The input gradient of an ungrouped stride-1 convolution (`self` is dy) as a forward
+    /// convolution of dy with the kernel flipped in space and its in/out channels swapped, so
+    /// it runs on the forward pass's GEMMs (on lavapipe the subgroup ones, which the gradient
+    /// kernels do not use). Only for geometries where [`transposed_padding`] is `Some`.
+    fn backward_input_as_conv(&self, kernel: &Tensor, g: &WindowGeometry) -> Result<Tensor> {
+        let padding = transposed_padding(g).expect("checked by the caller");
+        let taps = g.kernel_h * g.kernel_w;
+        // [taps, in, out] → [taps, out, in], then the taps in reverse order: reversing the flat
+        // tap index kh · kernel_w + kw flips both spatial axes.
+        let swapped = kernel
+            .reshape([taps, g.in_c, g.out_c])?
+            .permute(&[0, 2, 1])?;
+        let reversed: Vec<Tensor> = (0..taps)
+            .rev()
+            .map(|t| swapped.narrow(0, t, 1))
+            .collect::<Result<_>>()?;
+        let flipped = Tensor::concat(&reversed.iter().collect::<Vec<_>>(), 0)?
+            .reshape([g.kernel_h, g.kernel_w, g.out_c, g.in_c])?;
+        let options = Conv2dOptions {
+            padding,
+            dilation: (g.dilation_h, g.dilation_w),
+            ..Conv2dOptions::default()
+        };
+        self.conv2d(&flipped, &options)
+    }
+
     /// The geometry of the convolution whose output gradient is `self`, checked against it.
     fn gradient_geometry(
         &self,
@@ -112,4 +141,24 @@ impl Tensor {
         }
         Ok(g)
     }
+}
+
+/// The padding of the convolution that computes an ungrouped stride-1 convolution's input
+/// gradient from its output gradient: on each side, the kernel's reach minus the forward pad.
+/// `None` for strided or grouped convolutions, or where a forward pad exceeds the reach.
+fn transposed_padding(g: &WindowGeometry) -> Option<Padding> {
+    if g.groups != 1 || g.stride_h != 1 || g.stride_w != 1 {
+        return None;
+    }
+    let reach_h = (g.kernel_h - 1) * g.dilation_h;
+    let reach_w = (g.kernel_w - 1) * g.dilation_w;
+    // At stride 1, out = in + pad_before + pad_after − reach.
+    let pad_bottom = (g.out_h + reach_h).checked_sub(g.in_h + g.pad_top)?;
+    let pad_right = (g.out_w + reach_w).checked_sub(g.in_w + g.pad_left)?;
+    Some(Padding::Explicit {
+        top: reach_h.checked_sub(g.pad_top)?,
+        bottom: reach_h.checked_sub(pad_bottom)?,
+        left: reach_w.checked_sub(g.pad_left)?,
+        right: reach_w.checked_sub(pad_right)?,
+    })
 }
