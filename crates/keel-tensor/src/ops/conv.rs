@@ -54,14 +54,14 @@ impl Tensor {
         let g = self.gradient_geometry(OP, input_shape, kernel.shape(), options)?;
         let shape = input_shape.clone();
         match (self.storage(), kernel.storage()) {
-            (Storage::Gpu(_), Storage::Gpu(_)) if transposed_padding(&g).is_some() => {
-                self.backward_input_as_conv(kernel, &g)
-            }
-            (Storage::Gpu(dy), Storage::Gpu(w)) => Ok(self.with_gpu(
-                gpu::backward::conv2d_backward_input(dy, w, &g)?,
-                shape,
-                DType::F32,
-            )),
+            (Storage::Gpu(dy), Storage::Gpu(w)) => match transposed_padding(&g) {
+                Some(padding) => self.backward_input_as_conv(kernel, &g, padding),
+                None => Ok(self.with_gpu(
+                    gpu::backward::conv2d_backward_input(dy, w, &g)?,
+                    shape,
+                    DType::F32,
+                )),
+            },
             _ => Ok(self.with_cpu(
                 cpu::conv2d_backward_input(kernel.cpu_f32(), self.cpu_f32(), &g),
                 shape,
@@ -98,9 +98,13 @@ impl Tensor {
     /// The input gradient of an ungrouped stride-1 convolution (`self` is dy) as a forward
     /// convolution of dy with the kernel flipped in space and its in/out channels swapped, so
     /// it runs on the forward pass's GEMMs (on lavapipe the subgroup ones, which the gradient
-    /// kernels do not use). Only for geometries where [`transposed_padding`] is `Some`.
-    fn backward_input_as_conv(&self, kernel: &Tensor, g: &WindowGeometry) -> Result<Tensor> {
-        let padding = transposed_padding(g).expect("checked by the caller");
+    /// kernels do not use), padded by `padding` from [`transposed_padding`].
+    fn backward_input_as_conv(
+        &self,
+        kernel: &Tensor,
+        g: &WindowGeometry,
+        padding: Padding,
+    ) -> Result<Tensor> {
         let taps = g.kernel_h * g.kernel_w;
         // [taps, in, out] → [taps, out, in], then the taps in reverse order: reversing the flat
         // tap index kh · kernel_w + kw flips both spatial axes.
