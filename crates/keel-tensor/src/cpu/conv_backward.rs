@@ -1,8 +1,9 @@
 //! Gradients of convolution on the CPU. The kernel gradient reuses the forward pass's im2col and
-//! GEMM (colsᵀ · dy, in the same per-thread tasks or shared chunks). Without stride, the input
-//! gradient is a forward convolution of dy with the flipped kernel; with stride it is dy · Wᵀ
-//! folded back onto the input pixels (col2im, written as a gather so that it runs in parallel
-//! without races). Depthwise convolutions get direct loops.
+//! GEMM (colsᵀ · dy, in the same per-thread tasks or shared chunks). The input gradient here is
+//! dy · Wᵀ folded back onto the input pixels (col2im, written as a gather so that it runs in
+//! parallel without races); stride-1 convolutions do not reach it, `Tensor::conv2d_backward_input`
+//! runs them as a forward convolution with the flipped kernel. Depthwise convolutions get direct
+//! loops.
 
 use super::conv::{im2col, MIN_TASK_ROWS, TASK_BYTES};
 use super::matmul::{gemm_strided, parallelism, Dst};
@@ -102,9 +103,6 @@ pub(crate) fn conv2d_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -
     if is_depthwise(g) {
         return depthwise_backward_input(w, dy, g);
     }
-    if let Some(transposed) = transposed_geometry(g) {
-        return super::conv::conv2d(dy, &flipped_kernel(w, g), &transposed);
-    }
     let cg = g.in_per_group();
     let og = g.out_per_group();
     let depth = g.kernel_h * g.kernel_w * cg;
@@ -134,53 +132,6 @@ pub(crate) fn conv2d_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -
         }
     }
     dx
-}
-
-/// For a convolution without stride, its input gradient is itself a convolution: of `dy` with
-/// the kernel flipped in space and with its in and out channels swapped, padded so that tap `k`
-/// of the flipped kernel reads what tap `K − 1 − k` wrote. That runs at the forward pass's
-/// speed, where the GEMM into a patch matrix and col2im move the patch matrix through memory
-/// twice. `None` where the leading pad exceeds the kernel's reach, which would need a negative pad.
-fn transposed_geometry(g: &WindowGeometry) -> Option<WindowGeometry> {
-    if g.stride_h != 1 || g.stride_w != 1 {
-        return None;
-    }
-    let reach_h = (g.kernel_h - 1) * g.dilation_h;
-    let reach_w = (g.kernel_w - 1) * g.dilation_w;
-    Some(WindowGeometry {
-        in_h: g.out_h,
-        in_w: g.out_w,
-        in_c: g.out_c,
-        out_h: g.in_h,
-        out_w: g.in_w,
-        out_c: g.in_c,
-        pad_top: reach_h.checked_sub(g.pad_top)?,
-        pad_left: reach_w.checked_sub(g.pad_left)?,
-        ..*g
-    })
-}
-
-/// The kernel of [`transposed_geometry`]'s convolution: HWIO with I = the group's output
-/// channels and O = all input channels, taps in reverse order.
-fn flipped_kernel(w: &[f32], g: &WindowGeometry) -> Vec<f32> {
-    let (cg, og) = (g.in_per_group(), g.out_per_group());
-    let mut flipped = vec![0f32; w.len()];
-    for kh in 0..g.kernel_h {
-        for kw in 0..g.kernel_w {
-            let tap = (kh * g.kernel_w + kw) * cg * g.out_c;
-            let flipped_tap =
-                ((g.kernel_h - 1 - kh) * g.kernel_w + (g.kernel_w - 1 - kw)) * og * g.in_c;
-            for grp in 0..g.groups {
-                for c in 0..cg {
-                    for o in 0..og {
-                        flipped[flipped_tap + o * g.in_c + grp * cg + c] =
-                            w[tap + c * g.out_c + grp * og + o];
-                    }
-                }
-            }
-        }
-    }
-    flipped
 }
 
 /// Adds each patch-matrix entry back onto the input pixel it was read from (channels of group

@@ -52,16 +52,16 @@ impl Tensor {
         self.same_device(OP, kernel)?;
         kernel.expect_dtype(OP, DType::F32)?;
         let g = self.gradient_geometry(OP, input_shape, kernel.shape(), options)?;
+        if let Some(padding) = transposed_padding(&g) {
+            return self.backward_input_as_conv(kernel, &g, padding);
+        }
         let shape = input_shape.clone();
         match (self.storage(), kernel.storage()) {
-            (Storage::Gpu(dy), Storage::Gpu(w)) => match transposed_padding(&g) {
-                Some(padding) => self.backward_input_as_conv(kernel, &g, padding),
-                None => Ok(self.with_gpu(
-                    gpu::backward::conv2d_backward_input(dy, w, &g)?,
-                    shape,
-                    DType::F32,
-                )),
-            },
+            (Storage::Gpu(dy), Storage::Gpu(w)) => Ok(self.with_gpu(
+                gpu::backward::conv2d_backward_input(dy, w, &g)?,
+                shape,
+                DType::F32,
+            )),
             _ => Ok(self.with_cpu(
                 cpu::conv2d_backward_input(kernel.cpu_f32(), self.cpu_f32(), &g),
                 shape,
@@ -95,31 +95,35 @@ impl Tensor {
         }
     }
 
-    /// The input gradient of an ungrouped stride-1 convolution (`self` is dy) as a forward
-    /// convolution of dy with the kernel flipped in space and its in/out channels swapped, so
-    /// it runs on the forward pass's GEMMs (on lavapipe the subgroup ones, which the gradient
-    /// kernels do not use), padded by `padding` from [`transposed_padding`].
+    /// The input gradient of a stride-1 convolution (`self` is dy) as a forward convolution of
+    /// dy with the kernel flipped in space and, per group, its in/out channels swapped, padded
+    /// by `padding` from [`transposed_padding`]. It runs on the forward pass's kernels: on the
+    /// CPU the per-thread im2col GEMMs, on wgpu the forward GEMMs (on lavapipe the subgroup
+    /// ones, which the gradient kernels do not use), instead of a GEMM into a patch matrix nine
+    /// times the input's size followed by col2im.
     fn backward_input_as_conv(
         &self,
         kernel: &Tensor,
         g: &WindowGeometry,
         padding: Padding,
     ) -> Result<Tensor> {
-        let taps = g.kernel_h * g.kernel_w;
-        // [taps, in, out] → [taps, out, in], then the taps in reverse order: reversing the flat
-        // tap index kh · kernel_w + kw flips both spatial axes.
+        let (taps, cg, og) = (g.kernel_h * g.kernel_w, g.in_per_group(), g.out_per_group());
+        // [taps, cg, groups, og] → [taps, og, groups, cg] = [taps, og, in_c], then the taps in
+        // reverse order: reversing the flat tap index kh · kernel_w + kw flips both spatial axes.
         let swapped = kernel
-            .reshape([taps, g.in_c, g.out_c])?
-            .permute(&[0, 2, 1])?;
+            .reshape([taps, cg, g.groups, og])?
+            .permute(&[0, 3, 2, 1])?
+            .reshape([taps, og, g.in_c])?;
         let reversed: Vec<Tensor> = (0..taps)
             .rev()
             .map(|t| swapped.narrow(0, t, 1))
             .collect::<Result<_>>()?;
         let flipped = Tensor::concat(&reversed.iter().collect::<Vec<_>>(), 0)?
-            .reshape([g.kernel_h, g.kernel_w, g.out_c, g.in_c])?;
+            .reshape([g.kernel_h, g.kernel_w, og, g.in_c])?;
         let options = Conv2dOptions {
             padding,
             dilation: (g.dilation_h, g.dilation_w),
+            groups: g.groups,
             ..Conv2dOptions::default()
         };
         self.conv2d(&flipped, &options)
@@ -147,11 +151,13 @@ impl Tensor {
     }
 }
 
-/// The padding of the convolution that computes an ungrouped stride-1 convolution's input
-/// gradient from its output gradient: on each side, the kernel's reach minus the forward pad.
-/// `None` for strided or grouped convolutions, or where a forward pad exceeds the reach.
+/// The padding of the convolution that computes a stride-1 convolution's input gradient from
+/// its output gradient: on each side, the kernel's reach minus the forward pad. `None` for
+/// strided or depthwise convolutions (those have their own gradient kernels), or where a forward
+/// pad exceeds the reach.
 fn transposed_padding(g: &WindowGeometry) -> Option<Padding> {
-    if g.groups != 1 || g.stride_h != 1 || g.stride_w != 1 {
+    let depthwise = g.in_per_group() == 1 && g.groups > 1;
+    if depthwise || g.stride_h != 1 || g.stride_w != 1 {
         return None;
     }
     let reach_h = (g.kernel_h - 1) * g.dilation_h;
