@@ -8,10 +8,9 @@
 //! The data is Debian's `dataset-fashion-mnist` (`apt-get install -y dataset-fashion-mnist`), or
 //! any folder with the four idx files (plain or gzip).
 
-mod common;
-
 use clap::Parser;
-use keel::data::idx::{self, Split, FASHION_MNIST_DIR};
+use keel::data::idx::{Split, FASHION_MNIST_DIR};
+use keel::data::{ImageOptions, Images, Preset, Samples};
 use keel::layers::layers::{conv2d, dense, flatten, max_pool2d, Activation};
 use keel::layers::{sequential, summary};
 use keel::train::{evaluate, fit, Adam, FitConfig, Loss};
@@ -59,8 +58,12 @@ fn run() -> Result<(), String> {
     }
     let device = Device::from_name(&args.device).map_err(|e| e.to_string())?;
     let e = |e: keel::data::Error| e.to_string();
-    let train = idx::mnist_gray(&args.data, Split::Train, args.limit).map_err(e)?;
-    let test = idx::mnist_gray(&args.data, Split::Test, None).map_err(e)?;
+    let grey = ImageOptions {
+        channels: 1,
+        ..ImageOptions::new(28, Preset::Unit)
+    };
+    let train = Images::from_idx(&args.data, Split::Train, args.limit, &grey).map_err(e)?;
+    let test = Images::from_idx(&args.data, Split::Test, None, &grey).map_err(e)?;
     println!(
         "device: {device}\ndata: {} training and {} test images from {}",
         train.len(),
@@ -108,12 +111,8 @@ fn run() -> Result<(), String> {
             "seconds_per_epoch": seconds_per_epoch,
             "test_accuracy": result.accuracy,
         });
-        common::write_atomic(
-            path,
-            serde_json::to_string_pretty(&obj)
-                .map_err(|e| e.to_string())?
-                .as_bytes(),
-        )?;
+        let text = serde_json::to_string_pretty(&obj).map_err(|e| e.to_string())?;
+        keel::layers::write_atomic(path, text.as_bytes()).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -1,27 +1,38 @@
-//! Classifies an image with the ImageNet MobileNetV2 and prints the top classes.
+//! Classifies images: with a model saved by `transfer --save` (or `save_model`), or with the
+//! committed ImageNet MobileNetV2.
 //!
-//! `cargo run --release --example predict -- [--weights FILE] [--image IMAGE] [--top 5]
-//!  [--device auto|wgpu|cpu] [--json] [--input-tensor FILE.safetensors]`
+//! `cargo run --release --example predict -- --model FILE IMAGE|FOLDER… [--top 5] [--json]
+//!  [--device auto|wgpu|cpu]` classifies each image (a folder: every image file under it) with
+//! the saved model, its class names and its preprocessing.
 //!
-//! Defaults: the committed f16 torchvision weights and `assets/china.jpg`. `--input-tensor`
+//! `cargo run --release --example predict -- [--weights FILE] [--image IMAGE]
+//!  [--input-tensor FILE.safetensors] [--top 5] [--json]` runs the ImageNet MobileNetV2; the
+//! defaults are the committed f16 torchvision weights and `assets/china.jpg`. `--input-tensor`
 //! replaces the image with one already preprocessed NHWC f32 tensor, so that logits can be
 //! compared exactly with another framework.
 
 use clap::Parser;
-use keel::data::{load_image, Preset};
-use keel::layers::{backbones, load_weights, BackboneOptions, LoadOptions};
+use keel::data::{load_image, looks_like_image, ImageOptions, Images, Preset, Samples};
+use keel::layers::layers::Activation;
+use keel::layers::{backbones, load_model, load_weights, BackboneOptions, Layer, LoadOptions};
 use keel::{Device, Tensor};
 use std::path::{Path, PathBuf};
 
 const LABELS: &str = include_str!("../assets/imagenet_classes.txt");
 
 #[derive(Parser)]
-#[command(about = "Classifies an image with the ImageNet MobileNetV2")]
+#[command(about = "Classifies images with a saved model or the ImageNet MobileNetV2")]
 struct Args {
-    /// MobileNetV2 weights (safetensors, torchvision or keel layout).
+    /// A model saved by `transfer --save` (classifies IMAGES with it).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Images or folders of images to classify with --model.
+    images: Vec<PathBuf>,
+    /// ImageNet MobileNetV2 weights (safetensors, torchvision or keel layout).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mobilenet_v2_imagenet_f16.safetensors"))]
     weights: PathBuf,
-    /// The image to classify (resized to 256, centre-cropped to 224, torchvision normalisation).
+    /// The image for the ImageNet model (resized to 256, centre-cropped to 224, torchvision
+    /// normalisation).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/china.jpg"))]
     image: PathBuf,
     /// A safetensors file holding one preprocessed NHWC f32 tensor [1, 224, 224, 3], used
@@ -34,7 +45,7 @@ struct Args {
     /// auto, wgpu or cpu.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// Print JSON: device, top classes, and all 1000 logits.
+    /// Print one JSON object per image: file, device, top classes and all outputs.
     #[arg(long)]
     json: bool,
 }
@@ -69,12 +80,144 @@ fn read_input_tensor(path: &Path, device: &Device) -> Result<Tensor, String> {
     Tensor::from_vec(values, [1, 224, 224, 3], device).map_err(|e| e.to_string())
 }
 
-fn run() -> Result<(), String> {
-    let args = Args::parse();
-    let device = Device::from_name(&args.device).map_err(|e| e.to_string())?;
-    let model = backbones::mobilenet_v2(&BackboneOptions::default().include_top(1000), &device)
+/// Softmax of one row, in f64.
+fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f64> = row.iter().map(|&v| f64::from(v - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    exp.iter().map(|e| (e / sum) as f32).collect()
+}
+
+/// Prints one image's top classes, as text or as a JSON line.
+fn report(
+    args: &Args,
+    device: &Device,
+    file: &Path,
+    outputs: &[f32],
+    probs: &[f32],
+    label: impl Fn(usize) -> String,
+) {
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let top = &order[..args.top.min(order.len())];
+    if args.json {
+        let obj = serde_json::json!({
+            "file": file.display().to_string(),
+            "device": device.to_string(),
+            "top": top.iter().map(|&i| serde_json::json!({"index": i, "label": label(i), "prob": probs[i]})).collect::<Vec<_>>(),
+            "logits": outputs,
+        });
+        println!("{obj}");
+    } else {
+        println!("{}", file.display());
+        for &i in top {
+            println!("  {:>6.2}%  {:>4}  {}", probs[i] * 100.0, i, label(i));
+        }
+    }
+}
+
+/// The image files named: files as they are, folders by every image under them (sorted).
+fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for entry in entries {
+            if entry.is_dir() {
+                walk(&entry, out)?;
+            } else if looks_like_image(&entry) {
+                out.push(entry);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    if files.is_empty() {
+        return Err("no images to classify: name image files or folders after --model FILE".into());
+    }
+    Ok(files)
+}
+
+/// Classifies `args.images` with the saved model `path`.
+fn predict_saved(args: &Args, path: &Path, device: &Device) -> Result<(), String> {
+    let saved = load_model(path, device).map_err(|e| e.to_string())?;
+    let &[h, w, channels] = saved.model.input_shape() else {
+        return Err(format!(
+            "{}: the model takes inputs of shape {:?}, not images",
+            path.display(),
+            saved.model.input_shape()
+        ));
+    };
+    let preset = match saved.info.preprocessing.as_deref() {
+        Some(name) => Preset::from_name(name)
+            .ok_or_else(|| format!("{}: unknown preprocessing `{name}`", path.display()))?,
+        None if channels == 1 => Preset::Unit,
+        None => {
+            return Err(format!(
+                "{}: the file does not say how its inputs are preprocessed",
+                path.display()
+            ))
+        }
+    };
+    let options = ImageOptions {
+        size: (h, w),
+        channels,
+        ..ImageOptions::new(h, preset)
+    };
+    let images =
+        Images::from_files(image_files(&args.images)?, &options).map_err(|e| e.to_string())?;
+    let predictions =
+        keel::train::predict(&saved.model, &images, 32, device).map_err(|e| e.to_string())?;
+    let classes = saved.info.classes;
+    let width = predictions.outputs.len() / predictions.indices.len().max(1);
+    let already_probabilities = saved.model.config().output_activation() == Activation::Softmax;
+    for (&i, row) in predictions
+        .indices
+        .iter()
+        .zip(predictions.outputs.chunks(width.max(1)))
+    {
+        if row.iter().any(|v| !v.is_finite()) {
+            return Err(format!(
+                "{}: the model's outputs are not finite ({row:?}): its weights hold NaN or Inf",
+                images
+                    .path(i)
+                    .map_or_else(String::new, |p| p.display().to_string())
+            ));
+        }
+        let probs = if already_probabilities {
+            row.to_vec()
+        } else {
+            softmax(row)
+        };
+        let file = images.path(i).unwrap_or(Path::new(""));
+        report(args, device, file, row, &probs, |k| {
+            classes.get(k).cloned().unwrap_or_else(|| k.to_string())
+        });
+    }
+    let failed = images.skipped().len();
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} images could not be read",
+            images.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Classifies one image with the ImageNet MobileNetV2.
+fn predict_imagenet(args: &Args, device: &Device) -> Result<(), String> {
+    let model = backbones::mobilenet_v2(&BackboneOptions::default().include_top(1000), device)
         .map_err(|e| e.to_string())?;
-    let report = load_weights(
+    let report_loaded = load_weights(
         &model,
         &args.weights,
         LoadOptions {
@@ -84,9 +227,9 @@ fn run() -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let input = match &args.input_tensor {
-        Some(path) => read_input_tensor(path, &device)?,
+        Some(path) => read_input_tensor(path, device)?,
         None => {
-            load_image(&args.image, 224, Preset::Torchvision, &device).map_err(|e| e.to_string())?
+            load_image(&args.image, 224, Preset::Torchvision, device).map_err(|e| e.to_string())?
         }
     };
     let logits = model.predict(&input).map_err(|e| e.to_string())?;
@@ -95,29 +238,33 @@ fn run() -> Result<(), String> {
         .and_then(|p| p.to_vec())
         .map_err(|e| e.to_string())?;
     let labels: Vec<&str> = LABELS.lines().collect();
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-    let top: Vec<usize> = order.into_iter().take(args.top).collect();
-    if args.json {
-        let obj = serde_json::json!({
-            "device": device.to_string(),
-            "top": top.iter().map(|&i| serde_json::json!({"index": i, "label": labels[i], "prob": probs[i]})).collect::<Vec<_>>(),
-            "logits": logits.to_vec().map_err(|e| e.to_string())?,
-        });
-        println!("{obj}");
-    } else {
-        let what = args.input_tensor.as_ref().unwrap_or(&args.image);
+    let what = args.input_tensor.as_ref().unwrap_or(&args.image);
+    if !args.json {
         println!(
-            "{} on {device} ({} weights loaded from {})",
-            what.display(),
-            report.loaded,
+            "on {device} ({} weights loaded from {})",
+            report_loaded.loaded,
             args.weights.display()
         );
-        for &i in &top {
-            println!("  {:>6.2}%  {:>4}  {}", probs[i] * 100.0, i, labels[i]);
-        }
     }
+    let outputs = logits.to_vec().map_err(|e| e.to_string())?;
+    report(args, device, what, &outputs, &probs, |i| {
+        labels[i].to_string()
+    });
     Ok(())
+}
+
+fn run() -> Result<(), String> {
+    let args = Args::parse();
+    let device = Device::from_name(&args.device).map_err(|e| e.to_string())?;
+    match &args.model {
+        Some(path) => predict_saved(&args, path, &device),
+        None if !args.images.is_empty() => Err(
+            "images to classify need --model FILE (a model saved by transfer --save); the \
+             ImageNet model takes --image"
+                .into(),
+        ),
+        None => predict_imagenet(&args, &device),
+    }
 }
 
 fn main() {

@@ -2,22 +2,28 @@
 //!
 //! With no arguments it trains both heads over the committed ImageNet MobileNetV2 on 3,000
 //! Fashion-MNIST images (1,000 more for the test), with the same optimizer, epochs and seed,
-//! and prints one table: head, parameters, epochs, training time, validation and test accuracy.
+//! and prints one table: head, parameters, epochs, training time, validation and test accuracy,
+//! then each head's confusion matrix.
 //!
-//! `cargo run --release --example transfer -- [--data DIR] [--backbone mobilenet_v2|mobilenet|vgg16]
-//!  [--weights FILE] [--head flatten|gap|both] [--hidden 1024,1024,512] [--epochs N] [--batch N]
-//!  [--image-size N] [--lr F] [--device auto|wgpu|cpu] [--plot FILE] [--json FILE] [--no-cache]
-//!  [--fine-tune N] [--seed N]`
+//! With `--data DIR` it trains on your own image folder (one subfolder per class, any size,
+//! any number of images: the folder is indexed, not loaded, and the backbone's features stay in
+//! memory up to `--feature-memory` and go to a scratch file beyond it). `--save FILE` keeps the
+//! trained model for `predict --model FILE`; `--backup DIR` lets an interrupted run resume.
+//!
+//! `cargo run --release --example transfer -- --help` lists every option.
 
 mod common;
 
 use clap::Parser;
-use keel::data::{idx, load_image_folder, Dataset, FolderOptions, Preset};
+use keel::data::{split, ImageOptions, Images, Preset, Samples, Subset};
 use keel::layers::{
-    backbones, flatten_head, gap_head, load_weights, summary, with_head, BackboneOptions, Layer,
-    LoadOptions, Sequential,
+    backbones, flatten_head, gap_head, load_weights, save_model, summary, with_head,
+    BackboneOptions, Layer, LoadOptions, ModelInfo, Sequential,
 };
-use keel::train::{evaluate, fit, Adam, FitConfig, History, Loss, Validation};
+use keel::train::{
+    cacheable_prefix, evaluate, extract_features, fit, metrics::confusion_matrix, Adam,
+    FeatureOptions, Features, FitConfig, History, Loss, MemoryBudget, Validation,
+};
 use keel::Device;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -67,12 +73,36 @@ struct Args {
     /// Where the training-curve PNG goes.
     #[arg(long, default_value = "transfer.png")]
     plot: PathBuf,
-    /// Write the results table as JSON here.
+    /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Save each trained model here (with both heads, FILE's name gets -flatten / -gap).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Keep per-epoch training state in this folder and resume from it when it is there.
+    #[arg(long)]
+    backup: Option<PathBuf>,
     /// Run the frozen backbone on every batch instead of caching its features.
     #[arg(long)]
     no_cache: bool,
+    /// MiB of backbone features kept in memory; the rest goes to a scratch file.
+    #[arg(long, default_value_t = 1024)]
+    feature_memory: u64,
+    /// Where features beyond --feature-memory go (default: the system's temporary folder).
+    #[arg(long)]
+    feature_dir: Option<PathBuf>,
+    /// MiB of freed CPU buffers kept for reuse by later ops (keel::tensor::cpu_cache).
+    #[arg(long, default_value_t = 256)]
+    buffer_cache: usize,
+    /// Keep every decoded image in memory (as bytes) after its first epoch.
+    #[arg(long)]
+    cache_images: bool,
+    /// Fail on the first image that does not decode (by default it is skipped and reported).
+    #[arg(long)]
+    strict: bool,
+    /// Threads that decode images (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
     /// A second stage unfreezing the backbone's top N layers at lr / 10.
     #[arg(long, default_value_t = 0)]
     fine_tune: usize,
@@ -81,69 +111,93 @@ struct Args {
     seed: u64,
 }
 
-/// Training, validation and (optional) test sets, plus files that did not decode.
+/// The images: all training images (split into training and validation), and the test set.
 struct Data {
-    train: Dataset,
-    val: Dataset,
-    test: Option<Dataset>,
-    skipped: Vec<PathBuf>,
+    train_all: Images,
+    test: Option<Images>,
+    /// The fraction of `train_all` held out for validation.
+    validation: f32,
+    seconds: f64,
 }
 
-fn load_data(args: &Args, preset: Preset) -> Result<Data, String> {
-    let size = args.image_size;
-    let e = |e: keel::data::Error| e.to_string();
-    let Some(dir) = &args.data else {
-        let train =
-            idx::mnist_rgb(DEFAULT_DATA, idx::Split::Train, None, size, preset).map_err(e)?;
-        let test = idx::mnist_rgb(DEFAULT_DATA, idx::Split::Test, None, size, preset).map_err(e)?;
-        let (train, val) = train.split(0.1, args.seed);
-        return Ok(Data {
-            train,
-            val,
-            test: Some(test),
-            skipped: Vec::new(),
-        });
-    };
-    let options = FolderOptions {
-        size: (size, size),
-        preset,
-        strict: false,
-    };
-    let sub = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_dir());
-    match (sub(&["train", "Train"]), sub(&["test", "Test"])) {
-        (Some(train_dir), Some(test_dir)) => {
-            let train = load_image_folder(&train_dir, &options).map_err(e)?;
-            let test = load_image_folder(&test_dir, &options).map_err(e)?;
-            if test.dataset.classes != train.dataset.classes {
-                return Err(format!(
-                    "{} and {} have different class folders",
-                    train_dir.display(),
-                    test_dir.display()
-                ));
-            }
-            let (t, v) = train.dataset.split(0.1, args.seed);
-            let skipped = train.skipped.into_iter().chain(test.skipped).collect();
-            Ok(Data {
-                train: t,
-                val: v,
-                test: Some(test.dataset),
-                skipped,
-            })
-        }
-        _ => {
-            let all = load_image_folder(dir, &options).map_err(e)?;
-            let (t, v) = all.dataset.split(0.2, args.seed);
-            Ok(Data {
-                train: t,
-                val: v,
-                test: None,
-                skipped: all.skipped,
-            })
-        }
+fn image_options(args: &Args, preset: Preset) -> ImageOptions {
+    ImageOptions {
+        strict: args.strict,
+        cache: args.cache_images,
+        progress: true,
+        ..ImageOptions::new(args.image_size, preset)
     }
 }
 
-/// The frozen backbone with its pretrained weights, and the preprocessing it expects.
+fn load_data(args: &Args, preset: Preset) -> Result<Data, String> {
+    let start = Instant::now();
+    let options = image_options(args, preset);
+    let e = |e: keel::data::Error| e.to_string();
+    let Some(dir) = &args.data else {
+        let split = keel::data::idx::Split::Train;
+        let train_all = Images::from_idx(DEFAULT_DATA, split, None, &options).map_err(e)?;
+        let test = keel::data::idx::Split::Test;
+        let test = Images::from_idx(DEFAULT_DATA, test, None, &options).map_err(e)?;
+        return Ok(Data {
+            train_all,
+            test: Some(test),
+            validation: 0.1,
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    };
+    let sub = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_dir());
+    let data = match (sub(&["train", "Train"]), sub(&["test", "Test"])) {
+        (Some(train_dir), Some(test_dir)) => {
+            let train_all = Images::from_folder(&train_dir, &options).map_err(e)?;
+            let test = Images::from_folder(&test_dir, &options).map_err(e)?;
+            if test.classes() != train_all.classes() {
+                return Err(class_difference(&train_dir, &train_all, &test_dir, &test));
+            }
+            Data {
+                train_all,
+                test: Some(test),
+                validation: 0.1,
+                seconds: 0.0,
+            }
+        }
+        _ => Data {
+            train_all: Images::from_folder(dir, &options).map_err(e)?,
+            test: None,
+            validation: 0.2,
+            seconds: 0.0,
+        },
+    };
+    Ok(Data {
+        seconds: start.elapsed().as_secs_f64(),
+        ..data
+    })
+}
+
+/// Which class folders one of two sets has and the other lacks.
+fn class_difference(a_dir: &Path, a: &Images, b_dir: &Path, b: &Images) -> String {
+    let only = |x: &Images, y: &Images| -> String {
+        let names: Vec<&str> = x
+            .classes()
+            .iter()
+            .filter(|c| !y.classes().contains(c))
+            .map(String::as_str)
+            .collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    };
+    format!(
+        "{} and {} have different class folders: only in the first: {}; only in the second: {}",
+        a_dir.display(),
+        b_dir.display(),
+        only(a, b),
+        only(b, a)
+    )
+}
+
+/// The frozen backbone with its pretrained weights.
 fn backbone(args: &Args, device: &Device) -> Result<Sequential, String> {
     let options = BackboneOptions::default().input(args.image_size, args.image_size);
     let model = match args.backbone.as_str() {
@@ -190,6 +244,109 @@ fn preset(backbone: &str) -> Preset {
     }
 }
 
+/// A backbone with one head, as a model.
+fn model_with_head(
+    args: &Args,
+    head: &str,
+    classes: usize,
+    device: &Device,
+) -> Result<Sequential, String> {
+    let spec = match head {
+        "flatten" => flatten_head(classes),
+        _ => gap_head(classes),
+    }
+    .hidden(&args.hidden);
+    with_head(backbone(args, device)?, &spec, device, args.seed).map_err(|e| e.to_string())
+}
+
+/// The training, validation and test sets one stage trains and evaluates on: images, or the
+/// features of the frozen backbone computed once for every head.
+#[derive(Clone, Copy)]
+struct Sets<'a> {
+    train: &'a dyn Samples,
+    val: &'a dyn Samples,
+    test: Option<&'a dyn Samples>,
+}
+
+/// Backbone features of the three sets.
+struct CachedSets {
+    train: Features,
+    val: Features,
+    test: Option<Features>,
+    seconds: f64,
+}
+
+impl CachedSets {
+    fn sets(&self) -> Sets<'_> {
+        Sets {
+            train: &self.train,
+            val: &self.val,
+            test: self.test.as_ref().map(|t| t as &dyn Samples),
+        }
+    }
+}
+
+/// Images per batch of the backbone's pass: at 224×224, MobileNetV2's largest activation is
+/// 77 MB at 16, and larger batches run no faster on the CPU.
+const FEATURE_BATCH: usize = 16;
+
+/// Runs the first `layers` of `model` once over each set.
+fn cache(
+    model: &Sequential,
+    layers: usize,
+    images: &Sets<'_>,
+    args: &Args,
+    device: &Device,
+) -> Result<CachedSets, String> {
+    let start = Instant::now();
+    let prefix: Vec<&dyn Layer> = model.layers()[..layers]
+        .iter()
+        .map(|l| l.as_ref())
+        .collect();
+    let options = FeatureOptions {
+        budget: MemoryBudget::new(args.feature_memory << 20),
+        dir: args.feature_dir.clone().unwrap_or_else(std::env::temp_dir),
+        progress: true,
+    };
+    let batches = keel::data::BatchOptions {
+        workers: workers(args),
+        ..keel::data::BatchOptions::new(FEATURE_BATCH)
+    };
+    let run = |set: &dyn Samples, what: &str| {
+        extract_features(&prefix, set, &options, &batches, device, what).map_err(|e| e.to_string())
+    };
+    let cached = CachedSets {
+        train: run(images.train, "training images")?,
+        val: run(images.val, "validation images")?,
+        test: images.test.map(|t| run(t, "test images")).transpose()?,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    let all = [Some(&cached.train), Some(&cached.val), cached.test.as_ref()];
+    let bytes: u64 = all.iter().flatten().map(|f| f.bytes()).sum();
+    let on_disk = all.iter().flatten().any(|f| !f.in_memory());
+    println!(
+        "features: {} computed once for every head in {:.1}s ({:.0} MB, {})",
+        prefix
+            .iter()
+            .map(|l| l.name())
+            .collect::<Vec<_>>()
+            .join(" → "),
+        cached.seconds,
+        bytes as f64 / 1e6,
+        if on_disk {
+            "on disk beyond the memory budget"
+        } else {
+            "in memory"
+        }
+    );
+    Ok(cached)
+}
+
+fn workers(args: &Args) -> usize {
+    args.workers
+        .unwrap_or_else(|| keel::data::BatchOptions::new(1).workers)
+}
+
 /// One head's results.
 struct Outcome {
     head: &'static str,
@@ -199,36 +356,60 @@ struct Outcome {
     seconds: f64,
     val_accuracy: f32,
     test_accuracy: Option<f32>,
+    /// Rows: true class, columns: predicted; on the test set, else the validation set.
+    confusion: Vec<Vec<usize>>,
+    confusion_of: &'static str,
+    saved: Option<PathBuf>,
     history: History,
 }
 
+/// Where the model of `head` is saved, when it is.
+fn save_path(args: &Args, head: &str, heads: usize) -> Option<PathBuf> {
+    let path = args.save.as_ref()?;
+    if heads == 1 {
+        return Some(path.clone());
+    }
+    let stem = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{head}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{head}"),
+    };
+    Some(path.with_file_name(name))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn train_head(
     args: &Args,
-    head_name: &'static str,
-    data: &Data,
+    head: &'static str,
+    model: Sequential,
+    images: &Sets<'_>,
+    cached: Option<&CachedSets>,
+    heads: usize,
     device: &Device,
 ) -> Result<Outcome, String> {
     let e = |e: keel::train::Error| e.to_string();
-    let classes = data.train.classes.len();
-    let head = match head_name {
-        "flatten" => flatten_head(classes),
-        _ => gap_head(classes),
-    }
-    .hidden(&args.hidden);
-    let model =
-        with_head(backbone(args, device)?, &head, device, args.seed).map_err(|e| e.to_string())?;
     let s = summary(&model);
     println!(
-        "\n{head_name} head: {} trainable, {} non-trainable parameters",
+        "\n{head} head: {} trainable, {} non-trainable parameters",
         s.trainable, s.non_trainable
     );
     let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
+    let backup = |stage: &str| {
+        args.backup
+            .as_ref()
+            .map(|d| d.join(format!("{head}{stage}.ckpt")))
+    };
+    let first = cached.map_or(*images, CachedSets::sets);
     let config = FitConfig {
         epochs: args.epochs,
         batch_size: args.batch,
+        workers: workers(args),
         seed: args.seed,
-        validation: Validation::Data(data.val.clone()),
+        validation: Validation::Data(first.val),
         cache_features: !args.no_cache,
+        backup: backup(""),
         ..FitConfig::default()
     };
     let start = Instant::now();
@@ -236,17 +417,12 @@ fn train_head(
         &model,
         &mut Adam::new(args.lr),
         &loss,
-        &data.train,
+        first.train,
         &config,
         device,
     )
     .map_err(e)?;
-    if history.cached_layers > 0 {
-        println!(
-            "(backbone features cached in {:.1}s)",
-            history.cache_seconds
-        );
-    }
+    let mut last = first;
     if args.fine_tune > 0 {
         let backbone = &model.layers()[0];
         let children = backbone.children();
@@ -259,11 +435,18 @@ fn train_head(
             args.fine_tune.min(children.len()),
             args.lr / 10.0
         );
+        // The backbone changes now: train and evaluate on the images.
+        last = *images;
+        let config = FitConfig {
+            validation: Validation::Data(last.val),
+            backup: backup("-fine-tune"),
+            ..config
+        };
         let second = fit(
             &model,
             &mut Adam::new(args.lr / 10.0),
             &loss,
-            &data.train,
+            last.train,
             &config,
             device,
         )
@@ -276,21 +459,42 @@ fn train_head(
         .last()
         .and_then(|l| l.val_accuracy)
         .unwrap_or(0.0);
-    let test_accuracy = data
+    let classes = images.train.classes().len();
+    let test = last
         .test
-        .as_ref()
-        .map(|t| evaluate(&model, &loss, t, 64, device).map(|ev| ev.accuracy))
+        .map(|t| evaluate(&model, &loss, t, 64, device))
         .transpose()
         .map_err(e)?;
+    let (confusion, confusion_of) = match &test {
+        Some(t) => (confusion_matrix(&t.outputs, &t.labels, classes), "test"),
+        None => {
+            let v = evaluate(&model, &loss, last.val, 64, device).map_err(e)?;
+            (
+                confusion_matrix(&v.outputs, &v.labels, classes),
+                "validation",
+            )
+        }
+    };
+    let saved = save_path(args, head, heads);
+    if let Some(path) = &saved {
+        let info = ModelInfo {
+            classes: images.train.classes().to_vec(),
+            preprocessing: Some(preset(&args.backbone).name().to_string()),
+        };
+        save_model(&model, &info, path).map_err(|e| e.to_string())?;
+    }
     let s = summary(&model);
     Ok(Outcome {
-        head: head_name,
+        head,
         trainable: s.trainable,
         non_trainable: s.non_trainable,
         epochs: history.epochs.len(),
         seconds,
         val_accuracy,
-        test_accuracy,
+        test_accuracy: test.map(|t| t.accuracy),
+        confusion,
+        confusion_of,
+        saved,
         history,
     })
 }
@@ -364,8 +568,65 @@ fn plot(path: &Path, outcomes: &[Outcome]) -> Result<(), String> {
     Ok(())
 }
 
+/// The confusion matrix as a table: rows are true classes (named), columns predicted ones (by
+/// index).
+fn print_confusion(o: &Outcome, classes: &[String]) {
+    println!(
+        "\n{} head, {} images: rows are the true class, columns the predicted one",
+        o.head, o.confusion_of
+    );
+    let width = classes.iter().map(String::len).max().unwrap_or(0).max(5);
+    let mut header = format!("{:>width$}", "", width = width + 4);
+    for j in 0..classes.len() {
+        header += &format!(" {j:>5}");
+    }
+    println!("{header}");
+    for (i, (row, name)) in o.confusion.iter().zip(classes).enumerate() {
+        let mut line = format!("{i:>2}  {name:>width$}");
+        for count in row {
+            line += &format!(" {count:>5}");
+        }
+        println!("{line}");
+    }
+}
+
+/// Fails now, not after training, when an output cannot be written: a missing folder, or a
+/// plot that is not a PNG. Creates the backup folder.
+fn check_outputs(args: &Args) -> Result<(), String> {
+    let outputs = [
+        Some((&args.plot, "--plot")),
+        args.json.as_ref().map(|p| (p, "--json")),
+        args.save.as_ref().map(|p| (p, "--save")),
+    ];
+    for (path, flag) in outputs.into_iter().flatten() {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            return Err(format!(
+                "{flag} {}: the folder {} does not exist",
+                path.display(),
+                dir.map_or(String::new(), |d| d.display().to_string())
+            ));
+        }
+    }
+    if !args
+        .plot
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    {
+        return Err(format!(
+            "--plot {}: the chart is a PNG; name it .png",
+            args.plot.display()
+        ));
+    }
+    if let Some(dir) = &args.backup {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--backup {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let args = Args::parse();
+    keel::tensor::cpu_cache::set_limit(args.buffer_cache << 20);
     let device = Device::from_name(&args.device).map_err(|e| e.to_string())?;
     let heads: Vec<&'static str> = match args.head.as_str() {
         "both" => vec!["flatten", "gap"],
@@ -373,26 +634,66 @@ fn run() -> Result<(), String> {
         "gap" => vec!["gap"],
         other => return Err(format!("unknown head `{other}` (flatten, gap, both)")),
     };
+    check_outputs(&args)?;
     println!("device: {device}");
-    let start = Instant::now();
     let data = load_data(&args, preset(&args.backbone))?;
+    let (train, val): (Subset<'_>, Subset<'_>) = split(&data.train_all, data.validation, args.seed);
+    let classes = data.train_all.classes().to_vec();
     println!(
-        "data: {} training, {} validation, {} test images of {} classes at {}×{} ({:.1}s to load)",
-        data.train.len(),
-        data.val.len(),
-        data.test.as_ref().map_or(0, Dataset::len),
-        data.train.classes.len(),
+        "data: {} training, {} validation, {} test images of {} classes at {}×{} (indexed in {:.1}s)",
+        train.len(),
+        val.len(),
+        data.test.as_ref().map_or(0, Images::len),
+        classes.len(),
         args.image_size,
         args.image_size,
-        start.elapsed().as_secs_f64()
+        data.seconds
     );
-    if !data.skipped.is_empty() {
-        println!("skipped {} files that did not decode", data.skipped.len());
+    println!("classes: {}", classes.join(", "));
+    let ignored: Vec<&Path> = std::iter::once(&data.train_all)
+        .chain(&data.test)
+        .flat_map(|d| d.ignored().iter().map(PathBuf::as_path))
+        .collect();
+    if !ignored.is_empty() {
+        println!(
+            "ignored {} files that are not images, e.g. {}",
+            ignored.len(),
+            ignored[0].display()
+        );
     }
-    let outcomes = heads
+    let images = Sets {
+        train: &train,
+        val: &val,
+        test: data.test.as_ref().map(|t| t as &dyn Samples),
+    };
+    let mut models: Vec<Sequential> = heads
         .iter()
-        .map(|h| train_head(&args, h, &data, &device))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|h| model_with_head(&args, h, classes.len(), &device))
+        .collect::<Result<_, _>>()?;
+    // Heads that share the backbone share its features: the backbone alone with both heads,
+    // with one head everything up to its first trained layer.
+    let cached = if args.no_cache {
+        None
+    } else {
+        let layers = if heads.len() == 1 {
+            cacheable_prefix(&models[0])
+        } else {
+            1
+        };
+        Some(cache(&models[0], layers, &images, &args, &device)?)
+    };
+    let mut outcomes = Vec::new();
+    for (head, model) in heads.iter().zip(models.drain(..)) {
+        outcomes.push(train_head(
+            &args,
+            head,
+            model,
+            &images,
+            cached.as_ref(),
+            heads.len(),
+            &device,
+        )?);
+    }
     println!(
         "\n{:<8} {:>16} {:>20} {:>7} {:>13} {:>13} {:>13}",
         "head",
@@ -412,13 +713,39 @@ fn run() -> Result<(), String> {
             o.head, o.trainable, o.non_trainable, o.epochs, o.seconds, o.val_accuracy, test
         );
     }
-    plot(&args.plot, &outcomes)?;
-    println!("training curves: {}", args.plot.display());
+    for o in &outcomes {
+        print_confusion(o, &classes);
+    }
+    let skipped: Vec<(String, String)> = std::iter::once(&data.train_all)
+        .chain(&data.test)
+        .flat_map(Images::skipped)
+        .collect();
+    if !skipped.is_empty() {
+        println!(
+            "\nskipped {} images that did not decode (each reported above)",
+            skipped.len()
+        );
+    }
+    for o in outcomes
+        .iter()
+        .filter_map(|o| o.saved.as_ref().map(|p| (o.head, p)))
+    {
+        println!(
+            "{} model saved: {} (use it: predict --model {})",
+            o.0,
+            o.1.display(),
+            o.1.display()
+        );
+    }
     if let Some(path) = &args.json {
         let obj = serde_json::json!({
             "device": device.to_string(),
             "backbone": args.backbone,
             "image_size": args.image_size,
+            "classes": classes,
+            "data_seconds": data.seconds,
+            "feature_seconds": cached.as_ref().map(|c| c.seconds),
+            "peak_rss_bytes": common::peak_rss_bytes(),
             "results": outcomes.iter().map(|o| serde_json::json!({
                 "head": o.head,
                 "trainable_params": o.trainable,
@@ -427,13 +754,18 @@ fn run() -> Result<(), String> {
                 "train_seconds": o.seconds,
                 "val_accuracy": o.val_accuracy,
                 "test_accuracy": o.test_accuracy,
+                "confusion_matrix": o.confusion,
+                "confusion_matrix_of": o.confusion_of,
+                "saved_model": o.saved.as_ref().map(|p| p.display().to_string()),
             })).collect::<Vec<_>>(),
-            "skipped_files": data.skipped.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "skipped_files": skipped.iter().map(|(f, why)| serde_json::json!({"file": f, "reason": why})).collect::<Vec<_>>(),
         });
         let text = serde_json::to_string_pretty(&obj).map_err(|e| e.to_string())?;
-        common::write_atomic(path, text.as_bytes())?;
+        keel::layers::write_atomic(path, text.as_bytes()).map_err(|e| e.to_string())?;
         println!("results: {}", path.display());
     }
+    plot(&args.plot, &outcomes)?;
+    println!("training curves: {}", args.plot.display());
     Ok(())
 }
 

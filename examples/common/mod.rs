@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use keel::Device;
-use std::path::Path;
 use std::time::Instant;
 
 /// `n` deterministic pseudo-random values in [-scale, scale) (a 64-bit LCG seeded by `seed`),
@@ -47,11 +46,10 @@ pub fn random(shape: &[usize], seed: u64, device: &Device) -> keel::Result<keel:
     keel::Tensor::from_vec(values(n, seed, 0.5), shape.to_vec(), device)
 }
 
-/// Writes to a temporary file next to `path`, then renames it over `path`, so that an existing
-/// file is never left half-written.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))
+/// The process's peak resident memory in bytes (Linux's `VmHWM`), where the system tells it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -1,11 +1,13 @@
 //! Layer, backbone and head tests: parameter counts against Keras and torchvision, forward passes
 //! and summaries of the two models of the Keras question on every device, freezing, weights
-//! files (round trip, PyTorch layout, bad files), and golden outputs against PyTorch.
+//! files (round trip, PyTorch layout, bad files), whole-model files (save, load, predict), and
+//! golden outputs against PyTorch.
 
 mod golden;
 #[allow(dead_code)]
 #[path = "../ops/harness.rs"]
 mod harness;
+mod model_files;
 mod weights_files;
 
 use harness::{run_tests, Rng, Runner, Test};
@@ -30,6 +32,9 @@ fn main() {
         ("weights_torch_layout", weights_files::torch_layout),
         ("weights_bad_files", weights_files::bad_files),
         ("weights_timm_names", weights_files::timm_names),
+        ("model_configs_round_trip", model_files::configs_round_trip),
+        ("model_save_load_predict", model_files::save_load_predict),
+        ("model_bad_files", model_files::bad_model_files),
         ("golden_tiny_mobilenet_v2", golden::tiny_mobilenet_v2),
         (
             "golden_imagenet_mobilenet_v2",

@@ -1,14 +1,22 @@
-//! `fit`: cached features give the uncached run's results; early stopping; checkpoints; errors.
+//! `fit`: cached features give the uncached run's results, in memory or spilled to disk, and
+//! shared between models; early stopping; whole-model checkpoints; resuming equals not
+//! stopping; a checkpoint write killed at any moment; errors.
 
+use crate::data::{random_image, scratch};
 use crate::harness::{Rng, Runner};
-use keel::data::Dataset;
-use keel::layers::layers::{batch_norm, conv2d, dense, global_avg_pool2d, relu};
-use keel::layers::{load_weights, sequential, Layer, LoadOptions, Sequential};
-use keel::train::{fit, Adam, EarlyStopping, FitConfig, History, Loss, Validation};
+use keel::data::{BatchOptions, Dataset, ImageOptions, Images, Preset, Samples};
+use keel::layers::layers::{batch_norm, conv2d, dense, dropout, global_avg_pool2d, relu};
+use keel::layers::{load_model, save_model, sequential, Layer, ModelInfo, Sequential};
+use keel::train::{
+    extract_features, fit, Adam, EarlyStopping, FeatureOptions, FitConfig, History, Loss,
+    MemoryBudget, Validation,
+};
 use keel::{Device, Padding};
+use std::path::Path;
 
-/// A frozen two-conv "backbone" with batch norm, then a trainable GAP → Dense(3) head.
-fn model(dev: &Device) -> keel::layers::Result<Sequential> {
+/// A frozen two-conv "backbone" with batch norm, then a trainable GAP → Dense(3) head (with
+/// dropout before it when `dropout_rate` is set).
+fn model(dev: &Device, dropout_rate: Option<f32>) -> keel::layers::Result<Sequential> {
     let backbone = sequential("backbone")
         .add(conv2d(6, 3).padding(Padding::Same))
         .add(batch_norm())
@@ -16,11 +24,14 @@ fn model(dev: &Device) -> keel::layers::Result<Sequential> {
         .add(conv2d(8, 3).strides(2))
         .build(&[8, 8, 3], dev, 3)?;
     backbone.set_trainable(false);
-    sequential("model")
+    let mut spec = sequential("model")
         .add(keel::layers::Prebuilt(backbone))
         .add(global_avg_pool2d())
-        .add(dense(3))
-        .build(&[8, 8, 3], dev, 4)
+        .add(dense(5));
+    if let Some(rate) = dropout_rate {
+        spec = spec.add(dropout(rate));
+    }
+    spec.add(dense(3)).build(&[8, 8, 3], dev, 4)
 }
 
 fn dataset(rng: &mut Rng, n: usize) -> Dataset {
@@ -32,32 +43,108 @@ fn dataset(rng: &mut Rng, n: usize) -> Dataset {
     }
 }
 
-fn train(dev: &Device, data: &Dataset, cache: bool) -> keel::train::Result<(History, Vec<f32>)> {
-    let m = model(dev)?;
-    let config = FitConfig {
+/// A folder of `n` random PNGs (10×9, resized to 8×8) in three classes.
+fn image_folder(rng: &mut Rng, name: &str, n: usize) -> std::path::PathBuf {
+    let root = scratch(name);
+    for i in 0..n {
+        let class = root.join(["a", "b", "c"][i % 3]);
+        std::fs::create_dir_all(&class).expect("dir");
+        random_image(rng, 10, 9)
+            .save(class.join(format!("{i:03}.png")))
+            .expect("png");
+    }
+    root
+}
+
+fn quiet<'a>() -> FitConfig<'a> {
+    FitConfig {
         epochs: 3,
         batch_size: 8,
         seed: 11,
         validation: Validation::Split(0.25),
-        cache_features: cache,
         progress: false,
         verbose: false,
         ..FitConfig::default()
-    };
-    let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
-    let h = fit(&m, &mut Adam::new(0.01), &loss, data, &config, dev)?;
-    let weights = m
-        .trainable_params()
+    }
+}
+
+fn loss() -> Loss {
+    Loss::SparseCategoricalCrossentropy { from_logits: true }
+}
+
+/// The values of every weight of `m`, in order.
+fn weights_of(m: &dyn Layer) -> Vec<f32> {
+    m.weights()
         .iter()
-        .flat_map(|p| p.value().to_vec().unwrap_or_default())
-        .collect();
-    Ok((h, weights))
+        .flat_map(|w| w.param.value().to_vec().unwrap_or_default())
+        .collect()
+}
+
+/// The names of the files in `dir`.
+fn file_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Each epoch's losses and accuracies, in order.
+fn curve(h: &History) -> Vec<f32> {
+    h.epochs
+        .iter()
+        .flat_map(|e| {
+            [
+                e.loss,
+                e.accuracy,
+                e.val_loss.unwrap_or(f32::NAN),
+                e.val_accuracy.unwrap_or(f32::NAN),
+            ]
+        })
+        .collect()
+}
+
+/// Trains a fresh model on `data` with `config`: its history and final weights.
+fn train(
+    dev: &Device,
+    data: &dyn Samples,
+    config: &FitConfig<'_>,
+    dropout_rate: Option<f32>,
+) -> keel::train::Result<(History, Vec<f32>)> {
+    let m = model(dev, dropout_rate)?;
+    let h = fit(&m, &mut Adam::new(0.01), &loss(), data, config, dev)?;
+    Ok((h, weights_of(&m)))
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return f32::INFINITY;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if x.to_bits() == y.to_bits() {
+                0.0
+            } else {
+                (x - y).abs().max(f32::MIN_POSITIVE)
+            }
+        })
+        .fold(0.0f32, f32::max)
 }
 
 pub fn cache_equals_uncached(t: &mut Runner, rng: &mut Rng) {
     let data = dataset(rng, 40);
     for dev in t.devices().to_vec() {
-        match (train(&dev, &data, true), train(&dev, &data, false)) {
+        let uncached = FitConfig {
+            cache_features: false,
+            ..quiet()
+        };
+        match (
+            train(&dev, &data, &quiet(), None),
+            train(&dev, &data, &uncached, None),
+        ) {
             (Ok((hc, wc)), Ok((hu, wu))) => {
                 // The frozen backbone and the parameter-free pooling after it.
                 t.expect(
@@ -65,21 +152,9 @@ pub fn cache_equals_uncached(t: &mut Runner, rng: &mut Rng) {
                     "the frozen prefix is cached only when asked",
                     || format!("{} / {}", hc.cached_layers, hu.cached_layers),
                 );
-                let losses = |h: &History| {
-                    h.epochs
-                        .iter()
-                        .flat_map(|e| [e.loss, e.val_loss.unwrap_or(f32::NAN)])
-                        .collect::<Vec<_>>()
-                };
-                let (lc, lu) = (losses(&hc), losses(&hu));
-                let diff = lc
-                    .iter()
-                    .zip(&lu)
-                    .chain(wc.iter().zip(&wu))
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0f32, f32::max);
+                let diff = max_difference(&curve(&hc), &curve(&hu)).max(max_difference(&wc, &wu));
                 t.expect(
-                    diff < 1e-4 && wc.len() == wu.len(),
+                    diff < 1e-4,
                     "cached and uncached training agree (losses and weights)",
                     || format!("max difference {diff:.2e} on {dev}"),
                 );
@@ -89,49 +164,247 @@ pub fn cache_equals_uncached(t: &mut Runner, rng: &mut Rng) {
     }
 }
 
+/// A folder larger than the feature budget trains to the numbers of the in-memory path.
+pub fn spilled_features_equal_memory(t: &mut Runner, rng: &mut Rng) {
+    let root = image_folder(rng, "spill", 30);
+    let images =
+        Images::from_folder(&root, &ImageOptions::new(8, Preset::Torchvision)).expect("index");
+    for dev in t.devices().to_vec() {
+        let with_budget = |bytes: u64| FitConfig {
+            features: FeatureOptions {
+                budget: MemoryBudget::new(bytes),
+                ..FeatureOptions::default()
+            },
+            ..quiet()
+        };
+        // 30 images × 8 channels × 4 bytes after the pooling: 960 bytes.
+        let outcome = (|| -> keel::train::Result<_> {
+            let m = model(&dev, None)?;
+            let prefix: Vec<&dyn Layer> = m.layers()[..2].iter().map(|l| l.as_ref()).collect();
+            let opts = |bytes| FeatureOptions {
+                budget: MemoryBudget::new(bytes),
+                progress: false,
+                ..FeatureOptions::default()
+            };
+            let batches = BatchOptions::new(4);
+            let small = extract_features(&prefix, &images, &opts(100), &batches, &dev, "images")?;
+            let large =
+                extract_features(&prefix, &images, &opts(1 << 20), &batches, &dev, "images")?;
+            let (mut a, mut b) = (vec![0.0; 8], vec![0.0; 8]);
+            let mut same = small.len() == large.len();
+            for i in 0..small.len() {
+                small.read(i, &mut a)?;
+                large.read(i, &mut b)?;
+                same &= a == b && small.label(i) == large.label(i);
+            }
+            let placed = !small.in_memory() && large.in_memory();
+            let spilled = train(&dev, &images, &with_budget(100), None)?;
+            let in_memory = train(&dev, &images, &with_budget(1 << 20), None)?;
+            Ok((placed, same, spilled, in_memory))
+        })();
+        match outcome {
+            Ok((placed, same, (hs, ws), (hm, wm))) => {
+                t.expect(
+                    placed,
+                    "features go to disk beyond the budget, stay in memory within it",
+                    || format!("on {dev}"),
+                );
+                t.expect(
+                    same,
+                    "features read back from disk equal those in memory",
+                    || format!("on {dev}"),
+                );
+                let diff = max_difference(&curve(&hs), &curve(&hm)).max(max_difference(&ws, &wm));
+                let tolerance = if dev.is_cpu() { 0.0 } else { 1e-6 };
+                t.expect(
+                    diff <= tolerance && !hs.epochs.is_empty(),
+                    "training on spilled features equals training in memory",
+                    || format!("max difference {diff:.2e} on {dev}"),
+                );
+            }
+            Err(e) => t.expect(false, "spilled features", || format!("{e} on {dev}")),
+        }
+    }
+}
+
+/// Features computed once and given to `fit` train as its own cache does; features of other
+/// weights are refused.
+pub fn shared_features(t: &mut Runner, rng: &mut Rng) {
+    let data = dataset(rng, 32);
+    let dev = Device::cpu();
+    let outcome = (|| -> keel::train::Result<_> {
+        let m = model(&dev, None)?;
+        let backbone: Vec<&dyn Layer> = vec![m.layers()[0].as_ref()];
+        let quiet_features = FeatureOptions {
+            progress: false,
+            ..FeatureOptions::default()
+        };
+        let features = extract_features(
+            &backbone,
+            &data,
+            &quiet_features,
+            &BatchOptions::new(32),
+            &dev,
+            "data",
+        )?;
+        let config = FitConfig {
+            validation: Validation::None,
+            ..quiet()
+        };
+        let h_shared = fit(&m, &mut Adam::new(0.01), &loss(), &features, &config, &dev)?;
+        let w_shared = weights_of(&m);
+        let (h_own, w_own) = train(&dev, &data, &config, None)?;
+        let other = sequential("model")
+            .add(keel::layers::Prebuilt(
+                sequential("backbone")
+                    .add(conv2d(6, 3).padding(Padding::Same))
+                    .add(batch_norm())
+                    .add(relu())
+                    .add(conv2d(8, 3).strides(2))
+                    .build(&[8, 8, 3], &dev, 99)?,
+            ))
+            .add(global_avg_pool2d())
+            .add(dense(5))
+            .add(dense(3))
+            .build(&[8, 8, 3], &dev, 4)?;
+        other.layers()[0].set_trainable(false);
+        let refused = fit(
+            &other,
+            &mut Adam::new(0.01),
+            &loss(),
+            &features,
+            &config,
+            &dev,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        Ok((h_shared, w_shared, h_own, w_own, refused))
+    })();
+    match outcome {
+        Ok((hs, ws, ho, wo, refused)) => {
+            let diff = max_difference(&curve(&hs), &curve(&ho)).max(max_difference(&ws, &wo));
+            t.expect(
+                diff == 0.0,
+                "training on features computed beforehand equals fit's own caching",
+                || format!("max difference {diff:.2e}"),
+            );
+            t.expect(
+                refused.contains("other weights") && refused.contains("backbone"),
+                "features of a backbone with other weights are refused",
+                || refused.clone(),
+            );
+        }
+        Err(e) => t.expect(false, "shared features", || e.to_string()),
+    }
+}
+
+/// A run stopped after two epochs and resumed from its backup equals a run of four epochs.
+pub fn resume_equals_uninterrupted(t: &mut Runner, rng: &mut Rng) {
+    let data = dataset(rng, 36);
+    for dev in t.devices().to_vec() {
+        let dir = scratch(&format!("resume-{}", dev.is_cpu()));
+        let backup = dir.join("run.ckpt");
+        let config = |epochs: usize| FitConfig {
+            epochs,
+            backup: Some(backup.clone()),
+            ..quiet()
+        };
+        let outcome = (|| -> keel::train::Result<_> {
+            let straight = train(
+                &dev,
+                &data,
+                &FitConfig {
+                    epochs: 4,
+                    ..quiet()
+                },
+                Some(0.3),
+            )?;
+            train(&dev, &data, &config(2), Some(0.3))?;
+            let resumed = train(&dev, &data, &config(4), Some(0.3))?;
+            Ok((straight, resumed))
+        })();
+        match outcome {
+            Ok(((hs, ws), (hr, wr))) => {
+                let diff = max_difference(&curve(&hs), &curve(&hr)).max(max_difference(&ws, &wr));
+                let tolerance = if dev.is_cpu() { 0.0 } else { 1e-5 };
+                t.expect(
+                    diff <= tolerance && hr.resumed_epochs == 2 && hr.epochs.len() == 4,
+                    "resumed training equals uninterrupted training (bit for bit on the CPU)",
+                    || {
+                        format!(
+                            "max difference {diff:.2e}, {} epochs resumed of {} on {dev}",
+                            hr.resumed_epochs,
+                            hr.epochs.len()
+                        )
+                    },
+                );
+            }
+            Err(e) => t.expect(false, "resume", || format!("{e} on {dev}")),
+        }
+        let names = file_names(&dir);
+        t.expect(
+            names == ["run.ckpt"],
+            "the backup folder holds the backup and nothing else",
+            || format!("{names:?}"),
+        );
+    }
+    // A backup of another model is refused, naming the first layer that differs.
+    let dir = scratch("resume-other");
+    let backup = dir.join("run.ckpt");
+    let config = FitConfig {
+        epochs: 1,
+        backup: Some(backup.clone()),
+        ..quiet()
+    };
+    let dev = Device::cpu();
+    let first = train(&dev, &data, &config, None);
+    let other = train(&dev, &data, &config, Some(0.5))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    t.expect(
+        first.is_ok() && other.contains("another model") && other.contains("run.ckpt"),
+        "a backup of another model is refused",
+        || other.clone(),
+    );
+}
+
 pub fn early_stopping_and_checkpoint(t: &mut Runner, rng: &mut Rng) {
     let dev = Device::cpu();
     let data = dataset(rng, 24);
-    let path = std::env::temp_dir().join(format!(
-        "keel-train-ckpt-{}.safetensors",
-        std::process::id()
-    ));
-    let outcome = (|| -> keel::train::Result<(History, bool)> {
-        let m = model(&dev)?;
+    let dir = scratch("checkpoint");
+    let path = dir.join("best.safetensors");
+    let outcome = (|| -> keel::train::Result<(History, Vec<f32>, Vec<f32>, ModelInfo)> {
+        let m = model(&dev, None)?;
         let config = FitConfig {
             epochs: 10,
-            batch_size: 8,
-            validation: Validation::Split(0.25),
             early_stopping: Some(EarlyStopping {
                 patience: 1,
                 min_delta: 1e9,
             }),
             checkpoint: Some(path.clone()),
-            progress: false,
-            verbose: false,
-            ..FitConfig::default()
+            ..quiet()
         };
-        let h = fit(
-            &m,
+        let h = fit(&m, &mut Adam::new(0.01), &loss(), &data, &config, &dev)?;
+        // The file holds the model after the first (best) epoch: train a twin one epoch.
+        let twin = model(&dev, None)?;
+        fit(
+            &twin,
             &mut Adam::new(0.01),
-            &Loss::SparseCategoricalCrossentropy { from_logits: true },
+            &loss(),
             &data,
-            &config,
+            &FitConfig {
+                epochs: 1,
+                ..config
+            },
             &dev,
         )?;
-        let fresh = model(&dev)?;
-        let report = load_weights(
-            &fresh,
-            &path,
-            LoadOptions {
-                strict: true,
-                ..LoadOptions::default()
-            },
-        )?;
-        Ok((h, report.loaded == fresh.weights().len()))
+        let saved = load_model(&path, &dev)?;
+        Ok((h, weights_of(&saved.model), weights_of(&twin), saved.info))
     })();
     match outcome {
-        Ok((h, loaded)) => {
+        Ok((h, saved, twin, info)) => {
             t.expect(
                 h.stopped_early && h.epochs.len() == 2,
                 "early stopping after `patience` epochs without improvement",
@@ -144,63 +417,190 @@ pub fn early_stopping_and_checkpoint(t: &mut Runner, rng: &mut Rng) {
                 },
             );
             t.expect(
-                loaded,
-                "the best checkpoint is a loadable weights file",
-                || "not loaded".into(),
+                saved == twin && info.classes == ["a", "b", "c"],
+                "the best checkpoint is the whole model of the best epoch, with its classes",
+                || {
+                    format!(
+                        "{} values vs {}, {:?}",
+                        saved.len(),
+                        twin.len(),
+                        info.classes
+                    )
+                },
             );
         }
         Err(e) => t.expect(false, "early stopping", || e.to_string()),
     }
-    let _ = std::fs::remove_file(&path);
 }
 
 pub fn bad_input(t: &mut Runner, rng: &mut Rng) {
     let dev = Device::cpu();
-    let m = model(&dev).expect("model");
-    let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
-    let quiet = FitConfig {
-        progress: false,
-        verbose: false,
-        ..FitConfig::default()
+    let m = model(&dev, None).expect("model");
+    let run = |data: &dyn Samples, config: &FitConfig<'_>| {
+        fit(&m, &mut Adam::new(0.01), &loss(), data, config, &dev)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
     };
+    let mut cases: Vec<(&str, String, Vec<&str>)> = Vec::new();
     let mut five = dataset(rng, 10);
     five.classes = (0..5).map(|i| format!("class{i}")).collect();
-    let e = fit(&m, &mut Adam::new(0.01), &loss, &five, &quiet, &dev)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    t.expect(
-        e.contains("3 outputs") && e.contains("5 classes"),
+    cases.push((
         "a class count that does not match the head",
-        || e.clone(),
-    );
+        run(&five, &quiet()),
+        vec!["3 outputs", "5 classes"],
+    ));
     let mut wrong = dataset(rng, 4);
     wrong.shape = vec![8, 8, 1];
     wrong.images.truncate(4 * 64);
-    let e = fit(&m, &mut Adam::new(0.01), &loss, &wrong, &quiet, &dev)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    t.expect(
-        e.contains("[8, 8, 1]") && e.contains("[8, 8, 3]"),
+    cases.push((
         "samples of the wrong shape",
-        || e.clone(),
-    );
-    m.set_trainable(false);
-    let e = fit(
-        &m,
+        run(&wrong, &quiet()),
+        vec!["[8, 8, 1]", "[8, 8, 3]"],
+    ));
+    let data = dataset(rng, 12);
+    cases.push((
+        "zero epochs",
+        run(
+            &data,
+            &FitConfig {
+                epochs: 0,
+                ..quiet()
+            },
+        ),
+        vec!["epochs"],
+    ));
+    cases.push((
+        "a zero batch size",
+        run(
+            &data,
+            &FitConfig {
+                batch_size: 0,
+                ..quiet()
+            },
+        ),
+        vec!["batch size"],
+    ));
+    let tiny = dataset(rng, 2);
+    cases.push((
+        "a validation split that leaves nothing",
+        run(
+            &tiny,
+            &FitConfig {
+                validation: Validation::Split(0.1),
+                ..quiet()
+            },
+        ),
+        vec!["0.1 of 2 samples", "0 for validation"],
+    ));
+    let one_class = Dataset {
+        labels: vec![0; 12],
+        classes: vec!["only".into()],
+        ..dataset(rng, 12)
+    };
+    let single = sequential("single")
+        .add(global_avg_pool2d())
+        .add(dense(1))
+        .build(&[8, 8, 3], &dev, 1)
+        .expect("model");
+    let msg = fit(
+        &single,
         &mut Adam::new(0.01),
-        &loss,
-        &dataset(rng, 4),
-        &quiet,
+        &loss(),
+        &one_class,
+        &quiet(),
         &dev,
     )
     .err()
     .map(|e| e.to_string())
     .unwrap_or_default();
-    t.expect(
-        e.contains("no trainable parameter"),
+    cases.push(("one class", msg, vec!["1 class", "only", "at least 2"]));
+    let msg = fit(
+        &m,
+        &mut Adam::new(f32::INFINITY),
+        &loss(),
+        &data,
+        &quiet(),
+        &dev,
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    cases.push((
+        "a non-finite loss (an infinite learning rate)",
+        msg,
+        vec!["epoch 1, step 2", "the loss is NaN"],
+    ));
+    m.set_trainable(false);
+    cases.push((
         "a fully frozen model",
-        || e.clone(),
+        run(&dataset(rng, 4), &quiet()),
+        vec!["no trainable parameter"],
+    ));
+    for (case, msg, wanted) in cases {
+        t.expect(wanted.iter().all(|w| msg.contains(w)), case, || msg.clone());
+    }
+}
+
+/// The environment variable that makes the test binary a checkpoint writer (see below).
+pub const WRITER: &str = "KEEL_TEST_CHECKPOINT_WRITER";
+
+/// The child process of [`killed_writes`]: saves a 4 MB model to the path in `WRITER` over
+/// and over, saying `ready` after the first save.
+pub fn checkpoint_writer(path: &Path) -> ! {
+    let dev = Device::cpu();
+    let m = sequential("big")
+        .add(dense(1000))
+        .build(&[1000], &dev, 0)
+        .expect("model");
+    let info = ModelInfo::default();
+    save_model(&m, &info, path).expect("first save");
+    println!("ready");
+    loop {
+        save_model(&m, &info, path).expect("save");
+    }
+}
+
+/// A process killed (SIGKILL) while it writes checkpoints leaves the last complete one loadable
+/// and no other file.
+pub fn killed_writes(t: &mut Runner, rng: &mut Rng) {
+    use std::io::BufRead;
+    let dir = scratch("killed");
+    let path = dir.join("model.safetensors");
+    let mut kills = 0;
+    let mut problems = Vec::new();
+    for round in 0..20 {
+        let mut child = match std::process::Command::new(std::env::current_exe().expect("exe"))
+            .env(WRITER, &path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(format!("spawn: {e}"));
+                break;
+            }
+        };
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        std::thread::sleep(std::time::Duration::from_micros(
+            rng.uniform(0.0, 30_000.0) as u64
+        ));
+        let _ = child.kill();
+        let _ = child.wait();
+        kills += 1;
+        let names = file_names(&dir);
+        if names != ["model.safetensors"] {
+            problems.push(format!("round {round}: the folder holds {names:?}"));
+        }
+        if let Err(e) = load_model(&path, &Device::cpu()) {
+            problems.push(format!("round {round}: {e}"));
+        }
+    }
+    t.expect(
+        kills == 20 && problems.is_empty(),
+        "20 writers killed mid-write: the model loads, nothing else is left",
+        || problems.join("; "),
     );
 }

@@ -1,6 +1,7 @@
 //! Training tests: optimizers and losses against f64 references on every device, `fit` with
-//! cached features equal to `fit` without, early stopping and checkpoints, data loading (image
-//! folders, idx files, augmentation) and its errors.
+//! cached features (in memory, spilled to disk, shared) equal to `fit` without, resuming,
+//! early stopping and checkpoints, killed checkpoint writes, data (image folders, batches,
+//! idx files, augmentation) and its errors.
 
 mod data;
 mod fitting;
@@ -14,16 +15,35 @@ use keel::train::{Adam, Clip, Loss, Optimizer, Sgd};
 use keel::Tensor;
 
 fn main() {
+    if let Some(path) = std::env::var_os(fitting::WRITER) {
+        fitting::checkpoint_writer(std::path::Path::new(&path));
+    }
     let tests: &[(&str, Test)] = &[
         ("optimizers", optimizers),
+        ("optimizer_state_by_name", optimizer_state_by_name),
         ("losses", losses),
         ("fit_cache_equals_uncached", fitting::cache_equals_uncached),
+        (
+            "fit_spilled_features_equal_memory",
+            fitting::spilled_features_equal_memory,
+        ),
+        ("fit_shared_features", fitting::shared_features),
+        (
+            "fit_resume_equals_uninterrupted",
+            fitting::resume_equals_uninterrupted,
+        ),
         (
             "fit_early_stopping_and_checkpoint",
             fitting::early_stopping_and_checkpoint,
         ),
         ("fit_bad_input", fitting::bad_input),
+        ("checkpoint_killed_writes", fitting::killed_writes),
         ("data_image_folder", data::image_folder),
+        (
+            "data_batches_independent_of_workers",
+            data::batches_independent_of_workers,
+        ),
+        ("data_image_cache", data::image_cache),
         ("data_idx", data::idx_files),
         ("data_resize_as_pillow", data::resize_as_pillow),
         ("data_augment", data::augment),
@@ -132,6 +152,72 @@ fn optimizers(t: &mut Runner, rng: &mut Rng) {
             shape: vec![5],
             data: want,
         },
+    );
+}
+
+/// An optimizer's state moves to another optimizer by parameter name, and the next step is
+/// the one the first optimizer would have made.
+fn optimizer_state_by_name(t: &mut Runner, rng: &mut Rng) {
+    let w0 = Input::random(rng, &[4, 3]);
+    let grads: Vec<Input> = (0..3).map(|_| Input::random(rng, &[4, 3])).collect();
+    for kind in ["momentum", "adam"] {
+        let mut inputs = vec![w0.clone()];
+        inputs.extend(grads.iter().cloned());
+        let make = || -> Box<dyn Optimizer> {
+            match kind {
+                "momentum" => Box::new(Sgd::new(0.1).momentum(0.9, false)),
+                _ => Box::new(Adam::new(0.1)),
+            }
+        };
+        let run = |x: &[Tensor], switch: bool| -> keel::train::Result<Tensor> {
+            let p = Param::new("dense/kernel", x[0].clone());
+            let mut opt = make();
+            for (i, g) in x[1..].iter().enumerate() {
+                if switch && i == 2 {
+                    // A new process: a new parameter of the same name, a new optimizer.
+                    let state = opt.state();
+                    opt = make();
+                    opt.load_state(state)?;
+                }
+                p.var()
+                    .mul(&Var::constant(g.clone()))?
+                    .sum_all()?
+                    .backward()?;
+                opt.step(std::slice::from_ref(&p))?;
+            }
+            Ok(p.value())
+        };
+        let dev = keel::Device::cpu();
+        let tensors: Vec<Tensor> = inputs
+            .iter()
+            .map(|i| Tensor::from_slice(&i.data, i.shape.clone(), &dev).expect("upload"))
+            .collect();
+        let (straight, switched) = (run(&tensors, false), run(&tensors, true));
+        let same =
+            matches!((&straight, &switched), (Ok(a), Ok(b)) if a.to_vec().ok() == b.to_vec().ok());
+        t.expect(same, &format!("{kind}: state restored by name"), || {
+            format!("{:?} / {:?}", straight.map(|_| ()), switched.map(|_| ()))
+        });
+    }
+    let twins = [
+        Param::new(
+            "w",
+            Tensor::zeros([2], &keel::Device::cpu()).expect("zeros"),
+        ),
+        Param::new(
+            "w",
+            Tensor::zeros([2], &keel::Device::cpu()).expect("zeros"),
+        ),
+    ];
+    let msg = Sgd::new(0.1)
+        .step(&twins)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    t.expect(
+        msg.contains("two parameters are named `w`"),
+        "duplicate names are refused",
+        || msg.clone(),
     );
 }
 

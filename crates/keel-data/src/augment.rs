@@ -1,9 +1,9 @@
-//! Seeded augmentation applied to a batch on the host: random horizontal flips and random
-//! crops resized back to the image size.
+//! Seeded augmentation of one image on the host: a random horizontal flip and a random crop
+//! resized back to the image size.
 
 use crate::rng::Rng;
 
-/// Which random augmentations to apply to training batches.
+/// Which random augmentations to apply to training images.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Augment {
     /// Flip each image left–right with probability ½.
@@ -24,35 +24,32 @@ impl Augment {
         self.flip || self.crop.is_some()
     }
 
-    /// Augments every image of `batch` ([n, h, w, c] values) in place.
-    pub fn apply(&self, batch: &mut [f32], [h, w, c]: [usize; 3], seed: u64) {
+    /// Augments one image ([h, w, c] values) in place, with draws from `seed`.
+    pub fn apply(&self, img: &mut [f32], [h, w, c]: [usize; 3], seed: u64) {
         if !self.is_active() {
             return;
         }
         let mut rng = Rng::new(seed);
-        for img in batch.chunks_mut(h * w * c) {
-            if let Some(min) = self.crop {
-                let scale = min + (1.0 - min) * rng.unit();
-                let (ch, cw) = (
-                    ((h as f32 * scale) as usize).max(1),
-                    ((w as f32 * scale) as usize).max(1),
-                );
-                let (y0, x0) = (rng.below(h - ch + 1), rng.below(w - cw + 1));
-                crop_resize(img, [h, w, c], [y0, x0, ch, cw]);
-            }
-            if self.flip && rng.unit() < 0.5 {
-                for row in img.chunks_mut(w * c) {
-                    for x in 0..w / 2 {
-                        for k in 0..c {
-                            row.swap(x * c + k, (w - 1 - x) * c + k);
-                        }
+        if let Some(min) = self.crop {
+            let scale = min + (1.0 - min) * rng.unit();
+            let (ch, cw) = (
+                ((h as f32 * scale) as usize).max(1),
+                ((w as f32 * scale) as usize).max(1),
+            );
+            let (y0, x0) = (rng.below(h - ch + 1), rng.below(w - cw + 1));
+            crop_resize(img, [h, w, c], [y0, x0, ch, cw]);
+        }
+        if self.flip && rng.unit() < 0.5 {
+            for row in img.chunks_mut(w * c) {
+                for x in 0..w / 2 {
+                    for k in 0..c {
+                        row.swap(x * c + k, (w - 1 - x) * c + k);
                     }
                 }
             }
         }
     }
 }
-
 /// Replaces `img` with its [y0, x0, ch, cw] region resized to the full size (bilinear, pixel
 /// centres aligned).
 fn crop_resize(img: &mut [f32], [h, w, c]: [usize; 3], [y0, x0, ch, cw]: [usize; 4]) {

@@ -1,8 +1,6 @@
-//! The idx format of MNIST and Fashion-MNIST (plain or gzip), and those data sets as `Dataset`s.
+//! The idx format of MNIST and Fashion-MNIST (plain or gzip); [`Images::from_idx`](crate::Images::from_idx)
+//! reads those data sets as images.
 
-use crate::dataset::Dataset;
-use crate::preset::Preset;
-use crate::resize::resize;
 use crate::{Error, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -141,58 +139,5 @@ pub fn read_mnist(dir: impl AsRef<Path>, split: Split, limit: Option<usize>) -> 
         width: w,
         images: images[..n * h * w].to_vec(),
         labels: labels[..n].to_vec(),
-    })
-}
-
-/// An MNIST-style set as grey [h, w, 1] images scaled to [0, 1] (for models trained from scratch).
-pub fn mnist_gray(dir: impl AsRef<Path>, split: Split, limit: Option<usize>) -> Result<Dataset> {
-    let Mnist {
-        height: h,
-        width: w,
-        images,
-        labels,
-    } = read_mnist(dir, split, limit)?;
-    Ok(Dataset {
-        images: images.iter().map(|&v| f32::from(v) / 255.0).collect(),
-        labels: labels.iter().map(|&l| i32::from(l)).collect(),
-        shape: vec![h, w, 1],
-        classes: FASHION_MNIST_CLASSES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    })
-}
-
-/// An MNIST-style set as RGB images of `size`×`size`, preprocessed for a pretrained backbone
-/// (grey copied to three channels, resized bilinearly).
-pub fn mnist_rgb(
-    dir: impl AsRef<Path>,
-    split: Split,
-    limit: Option<usize>,
-    size: usize,
-    preset: Preset,
-) -> Result<Dataset> {
-    let Mnist {
-        height: h,
-        width: w,
-        images,
-        labels,
-    } = read_mnist(dir, split, limit)?;
-    let mut values = Vec::with_capacity(labels.len() * size * size * 3);
-    for img in images.chunks(h * w) {
-        let rgb = image::RgbImage::from_fn(w as u32, h as u32, |x, y| {
-            let v = img[y as usize * w + x as usize];
-            image::Rgb([v, v, v])
-        });
-        preset.extend(&resize(&rgb, size, size), &mut values);
-    }
-    Ok(Dataset {
-        images: values,
-        labels: labels.iter().map(|&l| i32::from(l)).collect(),
-        shape: vec![size, size, 3],
-        classes: FASHION_MNIST_CLASSES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
     })
 }

@@ -1,7 +1,8 @@
 //! Decoding images and preprocessing them the way each backbone was trained.
 
+use crate::image_file::{check_size, decode_image};
 use crate::resize::resize;
-use crate::{Error, Result};
+use crate::Result;
 use image::RgbImage;
 use keel_tensor::{Device, Tensor};
 use std::path::Path;
@@ -43,32 +44,22 @@ impl Preset {
         out.extend(rgb.pixels().flat_map(|p| self.apply(p.0)));
     }
 
-    /// Parses `torchvision`, `caffe`, `tf` or `unit`.
-    pub fn from_name(name: &str) -> Option<Preset> {
-        match name {
-            "torchvision" => Some(Preset::Torchvision),
-            "caffe" => Some(Preset::Caffe),
-            "tf" => Some(Preset::Tf),
-            "unit" => Some(Preset::Unit),
-            _ => None,
+    /// The preset's name: `torchvision`, `caffe`, `tf` or `unit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Torchvision => "torchvision",
+            Preset::Caffe => "caffe",
+            Preset::Tf => "tf",
+            Preset::Unit => "unit",
         }
     }
-}
 
-/// Decodes an image file to RGB (grey and RGBA are converted), naming the file on failure.
-pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
-    let img = image::open(path).map_err(|e| Error::Image {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })?;
-    let rgb = img.to_rgb8();
-    if rgb.width() == 0 || rgb.height() == 0 {
-        return Err(Error::Image {
-            path: path.to_path_buf(),
-            msg: "the image is empty".into(),
-        });
+    /// Parses `torchvision`, `caffe`, `tf` or `unit`.
+    pub fn from_name(name: &str) -> Option<Preset> {
+        [Preset::Torchvision, Preset::Caffe, Preset::Tf, Preset::Unit]
+            .into_iter()
+            .find(|p| p.name() == name)
     }
-    Ok(rgb)
 }
 
 /// Reads an image, resizes its shorter side to size·256/224 and crops the centre size×size
@@ -81,7 +72,7 @@ pub fn load_image(
     device: &Device,
 ) -> Result<Tensor> {
     let path = path.as_ref();
-    let rgb = decode_rgb(path)?;
+    let rgb = decode_image(path)?;
     let (w, h) = rgb.dimensions();
     let short = (size as f64 * 256.0 / 224.0).round() as u32;
     // torchvision truncates the long side and rounds the crop's offset half to even.
@@ -91,6 +82,8 @@ pub fn load_image(
     } else {
         (long(w, h), short)
     };
+    let what = format!("resized to a shorter side of {short} pixels, the image");
+    check_size(path, nw as usize, nh as usize, &what)?;
     let resized = resize(&rgb, nh as usize, nw as usize);
     let offset = |l: u32| (f64::from(l - size as u32) / 2.0).round_ties_even() as u32;
     let (x0, y0) = (offset(nw), offset(nh));

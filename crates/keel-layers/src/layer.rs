@@ -1,5 +1,6 @@
 //! The `Layer` trait, the weights a layer owns, and how layers are built on a known input shape.
 
+use crate::config::LayerConfig;
 use crate::Result;
 use keel_autograd::{Param, Var};
 use keel_tensor::Device;
@@ -25,6 +26,15 @@ pub trait Layer: Send + Sync {
     fn children(&self) -> Vec<&dyn Layer> {
         Vec::new()
     }
+    /// What the layer was built from, to build it again (Keras' `get_config`).
+    fn config(&self) -> LayerConfig;
+    /// How many random draws the layer has made (dropout masks), so that a resumed training
+    /// run draws the masks an uninterrupted one would; `None` for layers that draw none.
+    fn draws(&self) -> Option<u64> {
+        None
+    }
+    /// Restores the count [`draws`](Layer::draws) returned.
+    fn set_draws(&self, _draws: u64) {}
 }
 
 /// What a weight is, which fixes its names and its layout in Keras and PyTorch files.

@@ -20,19 +20,25 @@
 #![warn(missing_docs)]
 
 pub mod backbones;
+mod config;
 mod error;
+mod files;
 mod head;
 mod init;
 mod layer;
 pub mod layers;
+mod model_file;
 mod sequential;
 mod summary;
 mod weights;
 
 pub use backbones::BackboneOptions;
+pub use config::{LayerConfig, PoolKind};
 pub use error::{Error, Result};
+pub use files::{scratch_file, write_atomic};
 pub use head::{flatten_head, gap_head, with_head, HeadSpec, Pooling};
 pub use layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+pub use model_file::{load_model, save_model, write_model_file, ModelFile, ModelInfo, SavedModel};
 pub use sequential::{sequential, Prebuilt, Sequential, SequentialSpec};
 pub use summary::{summary, Summary, SummaryRow};
 pub use weights::{load_weights, save_weights, Layout, LoadOptions, LoadReport};

@@ -1,6 +1,7 @@
 //! Sequential models: layers applied in order, each built on the previous one's output shape.
 //! A model is itself a layer, so a backbone nests inside a model with a head after it.
 
+use crate::config::LayerConfig;
 use crate::layer::{BuildContext, Layer, LayerSpec, Weight};
 use crate::{Error, Result};
 use keel_autograd::{no_grad, Param, Var};
@@ -195,6 +196,12 @@ impl Layer for Sequential {
     }
     fn children(&self) -> Vec<&dyn Layer> {
         self.layers.iter().map(|l| l.as_ref()).collect()
+    }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Sequential {
+            name: self.name.clone(),
+            layers: self.layers.iter().map(|l| l.config()).collect(),
+        }
     }
 }
 

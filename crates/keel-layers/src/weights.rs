@@ -7,7 +7,7 @@ use crate::{Error, Result};
 use keel_tensor::{Device, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Which naming and layout a weights file uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -46,7 +46,7 @@ pub struct LoadReport {
     pub missing: Vec<String>,
 }
 
-fn weights_error(path: &Path, msg: impl Into<String>) -> Error {
+pub(crate) fn weights_error(path: &Path, msg: impl Into<String>) -> Error {
     Error::Weights {
         path: path.to_path_buf(),
         msg: msg.into(),
@@ -54,21 +54,42 @@ fn weights_error(path: &Path, msg: impl Into<String>) -> Error {
 }
 
 /// Writes every weight of `model` (moving statistics included) in keel's layout, as f32.
-/// The file is written to a temporary name and renamed, so an existing file is never left
-/// half-written.
+/// The file replaces an existing one atomically ([`write_atomic`](crate::write_atomic)).
 pub fn save_weights(model: &dyn Layer, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
-    for w in model.weights() {
-        let value = w.param.value();
+    let named = model
+        .weights()
+        .iter()
+        .map(|w| (w.keras_key(), w.param.value()))
+        .collect();
+    let bytes = serialize(path, named, None)?;
+    crate::files::write_atomic(path, &bytes)
+}
+
+/// The safetensors bytes of `tensors` (as f32) with `metadata`.
+pub(crate) fn serialize(
+    path: &Path,
+    tensors: Vec<(String, Tensor)>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
+    let mut raw: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for (name, value) in tensors {
         let bytes = value
             .to_vec()?
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        tensors.insert(w.keras_key(), (value.dims().to_vec(), bytes));
+        if raw
+            .insert(name.clone(), (value.dims().to_vec(), bytes))
+            .is_some()
+        {
+            return Err(weights_error(
+                path,
+                format!("two tensors are named `{name}`"),
+            ));
+        }
     }
-    let views = tensors
+    let views = raw
         .iter()
         .map(|(k, (shape, data))| {
             TensorView::new(Dtype::F32, shape.clone(), data)
@@ -76,28 +97,7 @@ pub fn save_weights(model: &dyn Layer, path: impl AsRef<Path>) -> Result<()> {
                 .map_err(|e| weights_error(path, format!("tensor `{k}`: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes =
-        safetensors::serialize(views, None).map_err(|e| weights_error(path, e.to_string()))?;
-    write_atomic(path, &bytes)
-}
-
-/// Writes `bytes` next to `path` and renames the result over it.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = PathBuf::from(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    tmp.set_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    safetensors::serialize(views, metadata).map_err(|e| weights_error(path, e.to_string()))
 }
 
 /// Loads the weights of `model` from a safetensors file.
@@ -111,8 +111,23 @@ pub fn load_weights(
         path: path.to_path_buf(),
         source,
     })?;
-    let file = SafeTensors::deserialize(&bytes)
-        .map_err(|e| weights_error(path, format!("not a valid safetensors file: {e}")))?;
+    let file = parse(path, &bytes)?;
+    load_from(model, &file, path, options)
+}
+
+/// `bytes` as a safetensors file, or an error naming `path`.
+pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes)
+        .map_err(|e| weights_error(path, format!("not a valid safetensors file: {e}")))
+}
+
+/// Loads the weights of `model` from the parsed safetensors `file` read from `path`.
+pub(crate) fn load_from(
+    model: &dyn Layer,
+    file: &SafeTensors<'_>,
+    path: &Path,
+    options: LoadOptions,
+) -> Result<LoadReport> {
     let names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
     let layout = match options.layout {
         Layout::Auto if names.iter().any(|n| n.contains('/')) => Layout::Keras,
@@ -160,10 +175,10 @@ pub fn load_weights(
         return Err(weights_error(
             path,
             format!(
-                "does not match the model `{}` (strict): missing {:?}; unexpected {:?}",
+                "does not match the model `{}` (strict): missing {}; unexpected {}",
                 model.name(),
-                report.missing,
-                unexpected
+                summarize(&report.missing),
+                summarize(&unexpected)
             ),
         ));
     }
@@ -206,8 +221,31 @@ pub fn load_weights(
     Ok(report)
 }
 
+/// A list of names cut to its first five, with a count: `a, b, c, d, e and 12 more`, or `none`.
+pub(crate) fn summarize<S: AsRef<str>>(names: &[S]) -> String {
+    const SHOWN: usize = 5;
+    if names.is_empty() {
+        return "none".into();
+    }
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| format!("`{}`", n.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text += &format!(" and {} more", names.len() - SHOWN);
+    }
+    text
+}
+
 /// A file tensor as f32 on `device`.
-fn read_tensor(path: &Path, key: &str, view: &TensorView<'_>, device: &Device) -> Result<Tensor> {
+pub(crate) fn read_tensor(
+    path: &Path,
+    key: &str,
+    view: &TensorView<'_>,
+    device: &Device,
+) -> Result<Tensor> {
     let data = view.data();
     let shape = view.shape().to_vec();
     let t = match view.dtype() {

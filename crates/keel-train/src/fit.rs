@@ -1,23 +1,28 @@
-//! `fit`, `evaluate` and `predict` in Keras' spirit: batches, seeded shuffling, validation,
-//! a progress bar, a per-epoch history, early stopping, the best checkpoint — and feature
-//! caching when the first layers are frozen.
+//! `fit`, `evaluate` and `predict` in Keras' spirit: batches read on worker threads, seeded
+//! shuffling, validation, a progress bar, a per-epoch history, early stopping, the best model
+//! saved whole, training that resumes where it stopped — and feature caching when the first
+//! layers are frozen. No data set is ever copied: splits are views, batches are read on demand.
 
+use crate::checkpoint::{self, TrainingState};
+use crate::features::{extract_features, fingerprint, FeatureOptions, Features};
 use crate::loss::Loss;
 use crate::metrics::accuracy;
 use crate::optimizer::Optimizer;
 use crate::schedule::Schedule;
 use crate::{Error, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use keel_autograd::{no_grad, one_hot, Var};
-use keel_data::{Augment, Dataset, Rng};
-use keel_layers::{save_weights, Layer, Sequential};
+use keel_data::{
+    for_each_batch, progress_bar, split, Augment, Batch, BatchOptions, Rng, Samples, Subset,
+};
+use keel_layers::{save_model, Layer, ModelInfo, Sequential};
 use keel_tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// Where validation data comes from.
-#[derive(Clone, Debug, Default)]
-pub enum Validation {
+#[derive(Clone, Copy, Default)]
+pub enum Validation<'a> {
     /// No validation.
     #[default]
     None,
@@ -25,7 +30,17 @@ pub enum Validation {
     /// `validation_split`.
     Split(f32),
     /// A separate labelled set — Keras' `validation_data`.
-    Data(Dataset),
+    Data(&'a dyn Samples),
+}
+
+impl std::fmt::Debug for Validation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Validation::None => write!(f, "None"),
+            Validation::Split(v) => write!(f, "Split({v})"),
+            Validation::Data(d) => write!(f, "Data({} samples)", d.len()),
+        }
+    }
 }
 
 /// Stop when the monitored loss (validation loss, else training loss) has not improved by
@@ -40,47 +55,58 @@ pub struct EarlyStopping {
 
 /// How to train.
 #[derive(Clone, Debug)]
-pub struct FitConfig {
+pub struct FitConfig<'a> {
     /// Passes over the training data.
     pub epochs: usize,
     /// Samples per step.
     pub batch_size: usize,
+    /// Threads that read and augment batches (the order and values do not depend on it).
+    pub workers: usize,
     /// Seed of the shuffles, the validation split and augmentation.
     pub seed: u64,
     /// Shuffle the training data each epoch.
     pub shuffle: bool,
     /// Validation data.
-    pub validation: Validation,
-    /// Random augmentation of training batches.
+    pub validation: Validation<'a>,
+    /// Random augmentation of training samples.
     pub augment: Augment,
     /// Run the frozen first layers once per sample and train the rest on the cached features
     /// (only when no augmentation is on; the results equal the uncached run's).
     pub cache_features: bool,
+    /// Where cached features are kept: memory up to a budget, then a scratch file.
+    pub features: FeatureOptions,
     /// Learning rate by epoch, from the optimizer's rate at the start of `fit`.
     pub schedule: Schedule,
     /// Early stopping.
     pub early_stopping: Option<EarlyStopping>,
-    /// Save the weights here (atomically) whenever the monitored loss improves.
+    /// Save the whole model here ([`save_model`]) whenever the monitored loss improves.
     pub checkpoint: Option<PathBuf>,
-    /// Show a progress bar with ETA, live loss and accuracy (on a terminal).
+    /// Keras' `BackupAndRestore`: after every epoch the training state (weights, optimizer
+    /// state, epoch, random state, history) is written here; a `fit` that finds the file goes on
+    /// from it, with the results an uninterrupted run would have had.
+    pub backup: Option<PathBuf>,
+    /// Show progress bars with ETA, live loss and accuracy (on a terminal).
     pub progress: bool,
     /// Print one line per epoch.
     pub verbose: bool,
 }
 
-impl Default for FitConfig {
+impl Default for FitConfig<'_> {
     fn default() -> Self {
         FitConfig {
             epochs: 1,
             batch_size: 32,
+            workers: BatchOptions::new(1).workers,
             seed: 0,
             shuffle: true,
             validation: Validation::None,
             augment: Augment::none(),
             cache_features: true,
+            features: FeatureOptions::default(),
             schedule: Schedule::Constant,
             early_stopping: None,
             checkpoint: None,
+            backup: None,
             progress: true,
             verbose: true,
         }
@@ -88,7 +114,7 @@ impl Default for FitConfig {
 }
 
 /// Metrics of one epoch.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochLog {
     /// 1-based epoch number.
     pub epoch: usize,
@@ -109,9 +135,11 @@ pub struct EpochLog {
 /// What `fit` did.
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    /// One entry per epoch run.
+    /// One entry per epoch, those restored from a backup included.
     pub epochs: Vec<EpochLog>,
-    /// How many leading layers were run once and cached (0 when not caching).
+    /// Epochs restored from a backup rather than run.
+    pub resumed_epochs: usize,
+    /// How many leading layers' outputs were computed once and cached (0 when not caching).
     pub cached_layers: usize,
     /// Seconds spent computing the cached features.
     pub cache_seconds: f64,
@@ -126,18 +154,50 @@ pub struct Evaluation {
     pub loss: f32,
     /// Accuracy.
     pub accuracy: f32,
-    /// The model's outputs, [n, classes] row-major.
+    /// The model's outputs, [n, classes] row-major (samples that did not decode left out).
+    pub outputs: Vec<f32>,
+    /// The labels of those rows.
+    pub labels: Vec<i32>,
+}
+
+/// A model's outputs on a data set.
+#[derive(Clone, Debug)]
+pub struct Predictions {
+    /// The data set's index of each row (samples that did not decode are left out).
+    pub indices: Vec<usize>,
+    /// The outputs, one row per index, row-major.
     pub outputs: Vec<f32>,
 }
 
-/// Leading layers that are frozen and deterministic in training (no trainable weight, no
-/// dropout): their outputs can be computed once.
-fn frozen_prefix(model: &Sequential) -> usize {
+/// How many leading layers of `model` are frozen and deterministic in training (no trainable
+/// weight, no dropout), so that their outputs can be computed once.
+pub fn cacheable_prefix(model: &Sequential) -> usize {
     model
         .layers()
         .iter()
-        .take_while(|l| l.kind() != "Dropout" && l.weights().iter().all(|w| !w.trainable()))
+        .take_while(|l| is_frozen(l.as_ref()))
         .count()
+}
+
+fn is_frozen(layer: &dyn Layer) -> bool {
+    layer.draws().is_none()
+        && layer.children().iter().all(|c| is_frozen(*c))
+        && layer.weights().iter().all(|w| !w.trainable())
+}
+
+/// How far to cache the outputs of `model`'s frozen layers for data entering at layer `start`:
+/// the whole frozen prefix for inputs; for features, only when what the further frozen layers
+/// output is smaller than the features (a pooling, not a Flatten, which would only copy them).
+fn worth_caching(model: &Sequential, start: usize, sample: &[usize]) -> usize {
+    let prefix = cacheable_prefix(model).max(start);
+    let values = |shape: &[usize]| shape.iter().product::<usize>();
+    let shrinks =
+        prefix > start && values(model.layers()[prefix - 1].output_shape()) < values(sample);
+    if start == 0 || shrinks {
+        prefix
+    } else {
+        start
+    }
 }
 
 fn run_layers(layers: &[Box<dyn Layer>], x: &Var, training: bool) -> Result<Var> {
@@ -146,30 +206,6 @@ fn run_layers(layers: &[Box<dyn Layer>], x: &Var, training: bool) -> Result<Var>
         h = layer.forward(&h, training)?;
     }
     Ok(h)
-}
-
-/// The outputs of `layers` on every sample of `data`, as a new data set with the same labels.
-fn transform(
-    layers: &[Box<dyn Layer>],
-    data: &Dataset,
-    batch: usize,
-    device: &Device,
-) -> Result<Dataset> {
-    let mut values = Vec::new();
-    let mut shape = Vec::new();
-    let all: Vec<usize> = (0..data.len()).collect();
-    for chunk in all.chunks(batch.max(1)) {
-        let (x, _) = data.batch(chunk, &Augment::none(), 0, device)?;
-        let y = no_grad(|| run_layers(layers, &Var::constant(x), false))?;
-        shape = y.dims()[1..].to_vec();
-        values.extend(y.tensor().to_vec()?);
-    }
-    Ok(Dataset {
-        images: values,
-        labels: data.labels.clone(),
-        shape,
-        classes: data.classes.clone(),
-    })
 }
 
 /// The targets `loss` compares with, from integer labels.
@@ -185,113 +221,246 @@ fn targets(loss: &Loss, labels: &Tensor, outputs: &Var) -> Result<Tensor> {
     })
 }
 
-/// Checks that `data` fits `model` (sample shape, number of classes).
-fn check_fit(model: &Sequential, data: &Dataset, loss: &Loss, what: &str) -> Result<()> {
-    if data.shape != model.input_shape() {
-        return Err(Error::Mismatch(format!(
-            "{what} samples have shape {:?}, the model `{}` expects {:?}",
-            data.shape,
+/// Where `data` enters `model`: 0 when its samples are inputs, k when they are the outputs of
+/// the model's first k layers (features those very layers computed: same names, frozen, same
+/// weights).
+fn entry(model: &Sequential, data: &dyn Samples, what: &str) -> Result<usize> {
+    let Some(p) = data.provenance() else {
+        if data.sample_shape() != model.input_shape() {
+            return Err(Error::Mismatch(format!(
+                "{what} samples have shape {:?}, the model `{}` expects {:?}",
+                data.sample_shape(),
+                model.name(),
+                model.input_shape()
+            )));
+        }
+        return Ok(0);
+    };
+    let k = p.layers.len();
+    let layers = model.layers();
+    let names: Vec<&str> = layers.iter().take(k).map(|l| l.name()).collect();
+    let differ = || {
+        Error::Mismatch(format!(
+            "the {what} data are features of layers [{}], but the model `{}` starts with [{}]",
+            p.layers.join(", "),
             model.name(),
-            model.input_shape()
+            names.join(", ")
+        ))
+    };
+    if k > layers.len() || names != p.layers {
+        return Err(differ());
+    }
+    let prefix: Vec<&dyn Layer> = layers[..k].iter().map(|l| l.as_ref()).collect();
+    if !prefix.iter().all(|l| is_frozen(*l)) {
+        return Err(Error::Mismatch(format!(
+            "the {what} data are features of [{}], which the model `{}` trains: features only \
+             stand for frozen layers",
+            p.layers.join(", "),
+            model.name()
         )));
     }
-    let outputs = model.output_shape().last().copied().unwrap_or(0);
-    if !matches!(loss, Loss::BinaryCrossentropy { .. }) && outputs != data.classes.len() {
+    if fingerprint(&prefix)? != p.weights {
         return Err(Error::Mismatch(format!(
-            "the model `{}` has {outputs} outputs but the {what} data has {} classes ({})",
-            model.name(),
-            data.classes.len(),
-            data.classes.join(", ")
+            "the {what} data are features of [{}] with other weights than the model `{}` has",
+            p.layers.join(", "),
+            model.name()
         )));
     }
+    Ok(k)
+}
+
+/// Checks that the labels of `data` fit the outputs of `model` under `loss`.
+fn check_labels(model: &Sequential, data: &dyn Samples, loss: &Loss, what: &str) -> Result<()> {
     if data.is_empty() {
         return Err(Error::Mismatch(format!("the {what} data is empty")));
     }
+    let outputs = model.output_shape().last().copied().unwrap_or(0);
+    let classes = data.classes();
+    if !matches!(loss, Loss::BinaryCrossentropy { .. }) && outputs != classes.len() {
+        return Err(Error::Mismatch(format!(
+            "the model `{}` has {outputs} outputs but the {what} data has {} classes ({})",
+            model.name(),
+            classes.len(),
+            classes.join(", ")
+        )));
+    }
     Ok(())
+}
+
+fn check_config(config: &FitConfig<'_>) -> Result<()> {
+    if config.epochs == 0 {
+        return Err(Error::Mismatch("epochs must be at least 1".into()));
+    }
+    if config.batch_size == 0 {
+        return Err(Error::Mismatch("the batch size must be at least 1".into()));
+    }
+    if let Validation::Split(f) = config.validation {
+        if !(f > 0.0 && f < 1.0) {
+            return Err(Error::Mismatch(format!(
+                "a validation split of {f}: it must be between 0 and 1"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The batches of a pass over data that is not trained on (features, evaluation).
+fn inference_batches(config_batch: usize, workers: usize) -> BatchOptions {
+    BatchOptions {
+        batch_size: config_batch.max(32),
+        workers,
+        ..BatchOptions::new(1)
+    }
+}
+
+/// Runs `layers` on `batch` in inference mode: its outputs as a tensor.
+fn infer(layers: &[Box<dyn Layer>], batch: Batch, device: &Device) -> Result<Tensor> {
+    let x = Tensor::from_vec(batch.values, batch.dims, device)?;
+    Ok(no_grad(|| run_layers(layers, &Var::constant(x), false))?
+        .tensor()
+        .clone())
 }
 
 fn evaluate_layers(
     layers: &[Box<dyn Layer>],
     loss: &Loss,
-    data: &Dataset,
-    batch: usize,
+    data: &dyn Samples,
+    batches: &BatchOptions,
     device: &Device,
 ) -> Result<Evaluation> {
-    let mut outputs = Vec::with_capacity(data.len());
+    let mut outputs = Vec::new();
+    let mut labels = Vec::with_capacity(data.len());
     let mut total = 0.0f64;
-    let all: Vec<usize> = (0..data.len()).collect();
-    for chunk in all.chunks(batch.max(1)) {
-        let (x, y) = data.batch(chunk, &Augment::none(), 0, device)?;
-        let (out, l) = no_grad(|| -> Result<(Var, Var)> {
-            let out = run_layers(layers, &Var::constant(x), false)?;
-            let l = loss.compute(&out, &targets(loss, &y, &out)?)?;
-            Ok((out, l))
-        })?;
-        total += f64::from(l.tensor().to_scalar()?) * chunk.len() as f64;
+    let order: Vec<usize> = (0..data.len()).collect();
+    for_each_batch(data, &order, batches, &Augment::none(), 0, |batch| {
+        let y = Tensor::from_i32(batch.labels.clone(), [batch.labels.len()], device)?;
+        labels.extend(&batch.labels);
+        let out = Var::constant(infer(layers, batch, device)?);
+        let l = no_grad(|| loss.compute(&out, &targets(loss, &y, &out)?))?;
+        total += f64::from(l.tensor().to_scalar()?) * y.elem_count() as f64;
         outputs.extend(out.tensor().to_vec()?);
+        Ok::<(), Error>(())
+    })?;
+    if labels.is_empty() {
+        return Err(Error::Mismatch(
+            "no sample of the data could be read".into(),
+        ));
     }
     Ok(Evaluation {
-        loss: (total / data.len().max(1) as f64) as f32,
-        accuracy: accuracy(&outputs, &data.labels),
+        loss: (total / labels.len() as f64) as f32,
+        accuracy: accuracy(&outputs, &labels),
         outputs,
+        labels,
     })
 }
 
-/// Loss, accuracy and outputs of `model` on `data`, in inference mode.
+/// Loss, accuracy and outputs of `model` on `data` (inputs, or features of its first layers),
+/// in inference mode.
 pub fn evaluate(
     model: &Sequential,
     loss: &Loss,
-    data: &Dataset,
+    data: &dyn Samples,
     batch_size: usize,
     device: &Device,
 ) -> Result<Evaluation> {
-    check_fit(model, data, loss, "evaluation")?;
-    evaluate_layers(model.layers(), loss, data, batch_size, device)
+    let start = entry(model, data, "evaluation")?;
+    check_labels(model, data, loss, "evaluation")?;
+    let batches = inference_batches(batch_size, BatchOptions::new(1).workers);
+    evaluate_layers(&model.layers()[start..], loss, data, &batches, device)
 }
 
-/// The model's outputs on every sample of `data` ([n, ...output shape], row-major).
+/// The model's outputs on every sample of `data` (inputs, or features of its first layers).
 pub fn predict(
     model: &Sequential,
-    data: &Dataset,
+    data: &dyn Samples,
     batch_size: usize,
     device: &Device,
-) -> Result<Vec<f32>> {
-    Ok(transform(model.layers(), data, batch_size, device)?.images)
+) -> Result<Predictions> {
+    let start = entry(model, data, "prediction")?;
+    let layers = &model.layers()[start..];
+    let batches = inference_batches(batch_size, BatchOptions::new(1).workers);
+    let order: Vec<usize> = (0..data.len()).collect();
+    let mut predictions = Predictions {
+        indices: Vec::with_capacity(data.len()),
+        outputs: Vec::new(),
+    };
+    for_each_batch(data, &order, &batches, &Augment::none(), 0, |batch| {
+        predictions.indices.extend(&batch.indices);
+        predictions
+            .outputs
+            .extend(infer(layers, batch, device)?.to_vec()?);
+        Ok::<(), Error>(())
+    })?;
+    Ok(predictions)
 }
 
-fn progress_bar(config: &FitConfig, steps: usize, epoch: usize) -> ProgressBar {
-    if !config.progress {
-        return ProgressBar::hidden();
+/// What the model file of a checkpoint says besides the weights.
+fn model_info(data: &dyn Samples) -> ModelInfo {
+    ModelInfo {
+        classes: data.classes().to_vec(),
+        preprocessing: data.preset().map(|p| p.name().to_string()),
     }
-    let bar = ProgressBar::new(steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("{}/{}", epoch + 1, config.epochs));
-    bar
 }
 
-/// Trains the trainable parameters of `model` on `data` with `optimizer` and `loss`.
+/// Trains the trainable parameters of `model` on `data` with `optimizer` and `loss`. `data`
+/// holds inputs, or features of the model's first layers from
+/// [`extract_features`](crate::extract_features) (which are then not run again).
 pub fn fit(
     model: &Sequential,
     optimizer: &mut dyn Optimizer,
     loss: &Loss,
-    data: &Dataset,
-    config: &FitConfig,
+    data: &dyn Samples,
+    config: &FitConfig<'_>,
     device: &Device,
 ) -> Result<History> {
-    check_fit(model, data, loss, "training")?;
-    let (train, validation) = match &config.validation {
-        Validation::None => (data.clone(), None),
-        Validation::Split(f) => {
-            let (t, v) = data.split(*f, config.seed);
-            (t, Some(v))
+    check_config(config)?;
+    let mut state = TrainingState::new(config.seed);
+    if let Some(path) = config.backup.as_ref().filter(|p| p.exists()) {
+        state = checkpoint::restore(path, model, optimizer, device)?;
+        if config.verbose {
+            println!(
+                "resuming from {} after epoch {}",
+                path.display(),
+                state.history.len()
+            );
+        }
+    }
+    let start = entry(model, data, "training")?;
+    check_labels(model, data, loss, "training")?;
+    if data.classes().len() < 2 && loss.sparse() {
+        return Err(Error::Mismatch(format!(
+            "the training data has {} class{} ({}): a classifier needs at least 2",
+            data.classes().len(),
+            if data.classes().len() == 1 { "" } else { "es" },
+            data.classes().join(", ")
+        )));
+    }
+    let held_out: (Subset<'_>, Subset<'_>);
+    let (train, validation): (&dyn Samples, Option<&dyn Samples>) = match config.validation {
+        Validation::None => (data, None),
+        Validation::Split(fraction) => {
+            held_out = split(data, fraction, config.seed);
+            if held_out.1.is_empty() || held_out.0.is_empty() {
+                return Err(Error::Mismatch(format!(
+                    "a validation split of {fraction} of {} samples leaves {} for validation \
+                     and {} for training: use more data or another fraction",
+                    data.len(),
+                    held_out.1.len(),
+                    held_out.0.len()
+                )));
+            }
+            (&held_out.0, Some(&held_out.1))
         }
         Validation::Data(v) => {
-            check_fit(model, v, loss, "validation")?;
-            (data.clone(), Some(v.clone()))
+            if entry(model, v, "validation")? != start {
+                return Err(Error::Mismatch(
+                    "the training and validation data enter the model at different layers \
+                     (one holds features, the other inputs)"
+                        .into(),
+                ));
+            }
+            check_labels(model, v, loss, "validation")?;
+            (data, Some(v))
         }
     };
     let params = model.trainable_params();
@@ -301,78 +470,132 @@ pub fn fit(
             model.name()
         )));
     }
-    let mut history = History::default();
+    let mut history = History {
+        resumed_epochs: state.history.len(),
+        ..History::default()
+    };
+    let eval_batches = inference_batches(config.batch_size, config.workers);
     // Feature caching: run the frozen prefix once.
     let prefix = if config.cache_features && !config.augment.is_active() {
-        frozen_prefix(model)
+        worth_caching(model, start, data.sample_shape())
     } else {
-        0
+        start
     };
-    let layers = &model.layers()[prefix..];
-    let (train, validation) = if prefix > 0 {
-        let start = Instant::now();
-        let head = &model.layers()[..prefix];
-        let t = transform(head, &train, config.batch_size.max(32), device)?;
-        let v = validation
-            .map(|v| transform(head, &v, config.batch_size.max(32), device))
-            .transpose()?;
-        history.cached_layers = prefix;
-        history.cache_seconds = start.elapsed().as_secs_f64();
-        (t, v)
-    } else {
-        (train, validation)
+    let cached: Option<(Features, Option<Features>)> =
+        if prefix > start && !state.finished(config.epochs) {
+            let layers: Vec<&dyn Layer> = model.layers()[start..prefix]
+                .iter()
+                .map(|l| l.as_ref())
+                .collect();
+            let extract = |d: &dyn Samples, what: &str| {
+                let mut options = config.features.clone();
+                options.progress &= config.progress;
+                extract_features(&layers, d, &options, &eval_batches, device, what)
+            };
+            let t = extract(train, "training data")?;
+            let v = validation
+                .map(|v| extract(v, "validation data"))
+                .transpose()?;
+            history.cached_layers = prefix;
+            history.cache_seconds = t.seconds() + v.as_ref().map_or(0.0, Features::seconds);
+            if config.verbose {
+                println!(
+                    "features of {} layer{} cached in {:.1}s ({:.0} MB, {})",
+                    prefix - start,
+                    if prefix - start == 1 { "" } else { "s" },
+                    history.cache_seconds,
+                    (t.bytes() + v.as_ref().map_or(0, Features::bytes)) as f64 / 1e6,
+                    if t.in_memory() {
+                        "in memory"
+                    } else {
+                        "on disk"
+                    }
+                );
+            }
+            Some((t, v))
+        } else {
+            None
+        };
+    let (train, validation, first): (&dyn Samples, Option<&dyn Samples>, usize) = match &cached {
+        Some((t, v)) => (t, v.as_ref().map(|v| v as &dyn Samples), prefix),
+        None => (train, validation, start),
+    };
+    let layers = &model.layers()[first..];
+    let train_batches = BatchOptions {
+        batch_size: config.batch_size,
+        workers: config.workers,
+        ..BatchOptions::new(1)
     };
     let base_lr = optimizer.learning_rate();
-    let mut best = f32::INFINITY;
-    let mut since_best = 0;
-    let mut rng = Rng::new(config.seed);
-    for epoch in 0..config.epochs {
-        let start = Instant::now();
+    let mut rng = Rng::new(state.rng);
+    for epoch in state.history.len()..config.epochs {
+        if state.stopped_early {
+            break;
+        }
+        let started = Instant::now();
         let lr = config.schedule.rate(base_lr, epoch);
         optimizer.set_learning_rate(lr);
         let mut order: Vec<usize> = (0..train.len()).collect();
         if config.shuffle {
             rng.shuffle(&mut order);
         }
-        let steps = order.len().div_ceil(config.batch_size.max(1));
-        let bar = progress_bar(config, steps, epoch);
-        let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0.0f64, 0usize);
-        for (step, chunk) in order.chunks(config.batch_size.max(1)).enumerate() {
-            let (x, y) = train.batch(
-                chunk,
-                &config.augment,
-                config.seed ^ ((epoch * steps + step) as u64).wrapping_mul(0x9E37_79B9),
-                device,
-            )?;
-            let out = run_layers(layers, &Var::constant(x), true)?;
-            let l = loss.compute(&out, &targets(loss, &y, &out)?)?;
-            l.backward()?;
-            optimizer.step(&params)?;
-            let n = chunk.len();
-            loss_sum += f64::from(l.tensor().to_scalar()?) * n as f64;
-            let labels: Vec<i32> = chunk.iter().map(|&i| train.labels[i]).collect();
-            hits += f64::from(accuracy(&out.tensor().to_vec()?, &labels)) * n as f64;
-            seen += n;
-            bar.set_message(format!(
-                "loss {:.4} acc {:.4}",
-                loss_sum / seen as f64,
-                hits / seen as f64
-            ));
-            bar.inc(1);
-        }
+        let bar = progress_bar(
+            config.progress,
+            train.len() as u64,
+            format!("epoch {}/{}", epoch + 1, config.epochs),
+        );
+        let (mut loss_sum, mut hits, mut seen, mut step) = (0.0f64, 0.0f64, 0usize, 0usize);
+        let epoch_seed = config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for_each_batch(
+            train,
+            &order,
+            &train_batches,
+            &config.augment,
+            epoch_seed,
+            |batch| -> Result<()> {
+                let n = batch.labels.len();
+                let y = Tensor::from_i32(batch.labels.clone(), [n], device)?;
+                let x = Tensor::from_vec(batch.values, batch.dims, device)?;
+                let out = run_layers(layers, &Var::constant(x), true)?;
+                let l = loss.compute(&out, &targets(loss, &y, &out)?)?;
+                let value = l.tensor().to_scalar()?;
+                step += 1;
+                if !value.is_finite() {
+                    return Err(Error::Mismatch(format!(
+                        "epoch {}, step {step}: the loss is {value} (learning rate {lr}); \
+                         training stopped",
+                        epoch + 1
+                    )));
+                }
+                l.backward()?;
+                optimizer.step(&params)?;
+                loss_sum += f64::from(value) * n as f64;
+                hits += f64::from(accuracy(&out.tensor().to_vec()?, &batch.labels)) * n as f64;
+                seen += n;
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.4}",
+                    loss_sum / seen as f64,
+                    hits / seen as f64
+                ));
+                bar.inc(n as u64);
+                Ok(())
+            },
+        )?;
         bar.finish_and_clear();
+        if seen == 0 {
+            return Err(Error::Mismatch("no training sample could be read".into()));
+        }
         let val = validation
-            .as_ref()
-            .map(|v| evaluate_layers(layers, loss, v, config.batch_size.max(32), device))
+            .map(|v| evaluate_layers(layers, loss, v, &eval_batches, device))
             .transpose()?;
         let log = EpochLog {
             epoch: epoch + 1,
-            loss: (loss_sum / seen.max(1) as f64) as f32,
-            accuracy: (hits / seen.max(1) as f64) as f32,
+            loss: (loss_sum / seen as f64) as f32,
+            accuracy: (hits / seen as f64) as f32,
             val_loss: val.as_ref().map(|v| v.loss),
             val_accuracy: val.as_ref().map(|v| v.accuracy),
             learning_rate: lr,
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: started.elapsed().as_secs_f64(),
         };
         if config.verbose {
             let mut line = format!(
@@ -385,25 +608,27 @@ pub fn fit(
             println!("{line}");
         }
         let monitored = log.val_loss.unwrap_or(log.loss);
-        history.epochs.push(log);
+        state.history.push(log);
         let min_delta = config.early_stopping.map_or(0.0, |e| e.min_delta);
-        if monitored < best - min_delta {
-            best = monitored;
-            since_best = 0;
+        if state.best.is_none_or(|best| monitored < best - min_delta) {
+            state.best = Some(monitored);
+            state.since_best = 0;
             if let Some(path) = &config.checkpoint {
-                save_weights(model, path)?;
+                save_model(model, &model_info(data), path)?;
             }
         } else {
-            since_best += 1;
-            if config
+            state.since_best += 1;
+            state.stopped_early = config
                 .early_stopping
-                .is_some_and(|e| since_best >= e.patience)
-            {
-                history.stopped_early = true;
-                break;
-            }
+                .is_some_and(|e| state.since_best >= e.patience);
+        }
+        state.rng = rng.state();
+        if let Some(path) = &config.backup {
+            checkpoint::save(path, model, &model_info(data), optimizer, &state)?;
         }
     }
     optimizer.set_learning_rate(base_lr);
+    history.epochs = state.history;
+    history.stopped_early = state.stopped_early;
     Ok(history)
 }

@@ -1,11 +1,12 @@
 //! Optimizers: SGD (momentum, Nesterov) and Adam / AdamW, with weight decay and gradient
 //! clipping. Each reads the gradients accumulated in the parameters, updates the values on
-//! their device, and clears the gradients.
+//! their device, and clears the gradients. Their state is kept by parameter name, so that a
+//! checkpoint restores it into a model built again in another process.
 
-use crate::Result;
+use crate::{Error, Result};
 use keel_autograd::Param;
 use keel_tensor::Tensor;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Gradient clipping before an update (Keras' `clipnorm` / `clipvalue`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -27,10 +28,55 @@ pub trait Optimizer {
     fn learning_rate(&self) -> f32;
     /// Sets the learning rate (schedules call this each epoch).
     fn set_learning_rate(&mut self, lr: f32);
+    /// The per-parameter state (moments, velocities, step counts), by parameter name.
+    fn state(&self) -> OptimizerState;
+    /// Restores a state [`state`](Optimizer::state) returned, from an optimizer of the same kind.
+    fn load_state(&mut self, state: OptimizerState) -> Result<()>;
 }
 
-/// The parameters that have gradients, with the gradients clipped as asked.
+/// An optimizer's state, by parameter name: what a training checkpoint keeps of it.
+#[derive(Clone, Debug, Default)]
+pub struct OptimizerState {
+    /// `sgd` or `adam`.
+    pub kind: String,
+    /// Tensors by (parameter name, slot): `("dense/kernel", "m")`.
+    pub slots: BTreeMap<(String, String), Tensor>,
+    /// Updates made to each parameter.
+    pub steps: BTreeMap<String, i32>,
+}
+
+impl OptimizerState {
+    fn expect_kind(&self, kind: &str) -> Result<()> {
+        if self.kind != kind {
+            return Err(Error::Mismatch(format!(
+                "an optimizer state of `{}` cannot be loaded into `{kind}`",
+                self.kind
+            )));
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, param: &str, slot: &str) -> Result<Tensor> {
+        self.slots
+            .remove(&(param.to_string(), slot.to_string()))
+            .ok_or_else(|| {
+                Error::Mismatch(format!(
+                    "the optimizer state has no `{slot}` for parameter `{param}`"
+                ))
+            })
+    }
+}
+
+/// The parameters that have gradients, with the gradients clipped as asked; two parameters
+/// with one name are an error, since state is kept by name.
 fn clipped_grads(params: &[Param], clip: Clip) -> Result<Vec<(Param, Tensor)>> {
+    let mut names = HashSet::with_capacity(params.len());
+    if let Some(twice) = params.iter().find(|p| !names.insert(p.name())) {
+        return Err(Error::Mismatch(format!(
+            "two parameters are named `{}`: an optimizer keeps its state by name",
+            twice.name()
+        )));
+    }
     let grads: Vec<(Param, Tensor)> = params
         .iter()
         .filter_map(|p| p.grad().map(|g| (p.clone(), g)))
@@ -73,7 +119,7 @@ pub struct Sgd {
     pub weight_decay: f32,
     /// Gradient clipping.
     pub clip: Clip,
-    velocity: HashMap<u64, Tensor>,
+    velocity: HashMap<String, Tensor>,
 }
 
 impl Sgd {
@@ -121,11 +167,11 @@ impl Optimizer for Sgd {
             let next = if self.momentum == 0.0 {
                 w.sub(&lr_g)?
             } else {
-                let v = match self.velocity.get(&p.id()) {
+                let v = match self.velocity.get(p.name()) {
                     Some(v) => v.mul_scalar(self.momentum)?.sub(&lr_g)?,
                     None => lr_g.neg()?,
                 };
-                self.velocity.insert(p.id(), v.clone());
+                self.velocity.insert(p.name().to_string(), v.clone());
                 let step = if self.nesterov {
                     v.mul_scalar(self.momentum)?.sub(&lr_g)?
                 } else {
@@ -143,6 +189,26 @@ impl Optimizer for Sgd {
     }
     fn set_learning_rate(&mut self, lr: f32) {
         self.lr = lr;
+    }
+    fn state(&self) -> OptimizerState {
+        OptimizerState {
+            kind: "sgd".into(),
+            slots: self
+                .velocity
+                .iter()
+                .map(|(name, v)| ((name.clone(), "velocity".into()), v.clone()))
+                .collect(),
+            steps: BTreeMap::new(),
+        }
+    }
+    fn load_state(&mut self, mut state: OptimizerState) -> Result<()> {
+        state.expect_kind("sgd")?;
+        let names: Vec<String> = state.slots.keys().map(|(p, _)| p.clone()).collect();
+        self.velocity = names
+            .into_iter()
+            .map(|name| Ok((name.clone(), state.take(&name, "velocity")?)))
+            .collect::<Result<_>>()?;
+        Ok(())
     }
 }
 
@@ -162,7 +228,7 @@ pub struct Adam {
     pub decoupled: bool,
     /// Gradient clipping.
     pub clip: Clip,
-    steps: HashMap<u64, (i32, Tensor, Tensor)>,
+    steps: HashMap<String, (i32, Tensor, Tensor)>,
 }
 
 impl Adam {
@@ -215,7 +281,7 @@ impl Optimizer for Adam {
             } else {
                 g
             };
-            let (t, m, v) = match self.steps.remove(&p.id()) {
+            let (t, m, v) = match self.steps.remove(p.name()) {
                 Some((t, m, v)) => (
                     t + 1,
                     m.mul_scalar(self.beta1)?
@@ -240,7 +306,7 @@ impl Optimizer for Adam {
             }
             p.set_value(w.sub(&step)?)?;
             p.zero_grad();
-            self.steps.insert(p.id(), (t, m, v));
+            self.steps.insert(p.name().to_string(), (t, m, v));
         }
         Ok(())
     }
@@ -249,5 +315,30 @@ impl Optimizer for Adam {
     }
     fn set_learning_rate(&mut self, lr: f32) {
         self.lr = lr;
+    }
+    fn state(&self) -> OptimizerState {
+        let mut state = OptimizerState {
+            kind: "adam".into(),
+            ..OptimizerState::default()
+        };
+        for (name, (t, m, v)) in &self.steps {
+            state.slots.insert((name.clone(), "m".into()), m.clone());
+            state.slots.insert((name.clone(), "v".into()), v.clone());
+            state.steps.insert(name.clone(), *t);
+        }
+        state
+    }
+    fn load_state(&mut self, mut state: OptimizerState) -> Result<()> {
+        state.expect_kind("adam")?;
+        let steps = std::mem::take(&mut state.steps);
+        self.steps = steps
+            .into_iter()
+            .map(|(name, t)| {
+                let m = state.take(&name, "m")?;
+                let v = state.take(&name, "v")?;
+                Ok((name, (t, m, v)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(())
     }
 }

@@ -1,12 +1,14 @@
 //! Activations: as a layer of their own (`ReLU`, `Softmax`, …) or as the `activation` option of
 //! Dense and convolution layers.
 
+use crate::config::LayerConfig;
 use crate::layer::{BuildContext, Layer, LayerSpec};
 use crate::Result;
 use keel_autograd::Var;
 
 /// An activation function (Keras' `activation=` strings).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// Identity (`None` / `"linear"`).
     #[default]
@@ -143,5 +145,11 @@ impl Layer for ActivationLayer {
     }
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
         self.function.apply(x)
+    }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Activation {
+            name: self.name.clone(),
+            activation: self.function,
+        }
     }
 }

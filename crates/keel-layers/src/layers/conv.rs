@@ -1,5 +1,6 @@
 //! Conv2D and DepthwiseConv2D (NHWC input, Keras kernel layouts).
 
+use crate::config::LayerConfig;
 use crate::init::glorot_uniform;
 use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
 use crate::layers::kernel_bias::KernelBias;
@@ -30,7 +31,7 @@ pub fn conv2d(filters: usize, kernel: usize) -> Conv2DSpec {
     }
 }
 
-spec_setters!(Conv2DSpec: name, strides, padding, use_bias, activation);
+spec_setters!(Conv2DSpec: name, strides, padding, use_bias, activation, kernel_size);
 
 impl Conv2DSpec {
     /// Dilation along both axes.
@@ -137,7 +138,7 @@ pub fn depthwise_conv2d(kernel: usize) -> DepthwiseConv2DSpec {
     }
 }
 
-spec_setters!(DepthwiseConv2DSpec: name, strides, padding, use_bias, activation);
+spec_setters!(DepthwiseConv2DSpec: name, strides, padding, use_bias, activation, kernel_size);
 
 impl DepthwiseConv2DSpec {
     /// Output channels per input channel.
@@ -201,6 +202,37 @@ impl Layer for Conv2D {
     }
     fn weights(&self) -> Vec<Weight> {
         self.params.weights(&self.name, None)
+    }
+    fn config(&self) -> LayerConfig {
+        let kernel = self.params.kernel.value();
+        let &[kh, kw, _, out] = kernel.dims() else {
+            unreachable!("convolution kernels are built with rank 4")
+        };
+        let o = &self.options;
+        if self.params.role == Role::DepthwiseKernel {
+            LayerConfig::DepthwiseConv2D {
+                name: self.name.clone(),
+                kernel_size: (kh, kw),
+                strides: o.stride,
+                padding: o.padding,
+                dilation: o.dilation,
+                depth_multiplier: out,
+                use_bias: self.params.bias.is_some(),
+                activation: self.activation,
+            }
+        } else {
+            LayerConfig::Conv2D {
+                name: self.name.clone(),
+                filters: out,
+                kernel_size: (kh, kw),
+                strides: o.stride,
+                padding: o.padding,
+                dilation: o.dilation,
+                groups: o.groups,
+                use_bias: self.params.bias.is_some(),
+                activation: self.activation,
+            }
+        }
     }
     fn set_trainable(&self, trainable: bool) {
         self.params.set_trainable(trainable)

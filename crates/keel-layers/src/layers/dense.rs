@@ -1,5 +1,6 @@
 //! Dense: a matrix product over the last axis, a bias, an activation.
 
+use crate::config::LayerConfig;
 use crate::init::glorot_uniform;
 use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
 use crate::layers::kernel_bias::KernelBias;
@@ -87,6 +88,14 @@ impl Layer for Dense {
     }
     fn weights(&self) -> Vec<Weight> {
         self.params.weights(&self.name, self.flattened_from)
+    }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Dense {
+            name: self.name.clone(),
+            units: self.shape.last().copied().unwrap_or(0),
+            use_bias: self.params.bias.is_some(),
+            activation: self.activation,
+        }
     }
     fn set_trainable(&self, trainable: bool) {
         self.params.set_trainable(trainable)

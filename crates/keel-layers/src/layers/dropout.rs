@@ -1,5 +1,6 @@
 //! Dropout: active only in training, with masks drawn from the model's seed and a step counter.
 
+use crate::config::LayerConfig;
 use crate::layer::{BuildContext, Layer, LayerSpec};
 use crate::{Error, Result};
 use keel_autograd::Var;
@@ -68,5 +69,17 @@ impl Layer for Dropout {
             self.rate,
             self.seed ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         )?)
+    }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Dropout {
+            name: self.name.clone(),
+            rate: self.rate,
+        }
+    }
+    fn draws(&self) -> Option<u64> {
+        Some(self.calls.load(Ordering::Relaxed))
+    }
+    fn set_draws(&self, draws: u64) {
+        self.calls.store(draws, Ordering::Relaxed);
     }
 }

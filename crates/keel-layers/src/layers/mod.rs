@@ -2,7 +2,8 @@
 //! the input shape is known) and the built layer.
 
 /// The builder methods layer specs share, each setting one field in Keras' vocabulary:
-/// `spec_setters!(Conv2DSpec: name, strides, padding, use_bias, activation);`.
+/// `spec_setters!(Conv2DSpec: name, strides, padding, use_bias, activation, kernel_size);`
+/// (`kernel_size` also gives the crate an `options` setter for the whole `Conv2dOptions`).
 macro_rules! spec_setters {
     ($spec:ty: $($setter:ident),+) => {
         impl $spec {
@@ -34,6 +35,17 @@ macro_rules! spec_setters {
         /// Whether to add a bias (Keras `use_bias`).
         pub fn use_bias(mut self, b: bool) -> Self {
             self.use_bias = b;
+            self
+        }
+    };
+    (@ kernel_size) => {
+        /// A kernel of (rows, columns).
+        pub fn kernel_size(mut self, kernel: (usize, usize)) -> Self {
+            self.kernel = kernel;
+            self
+        }
+        pub(crate) fn options(mut self, options: keel_tensor::Conv2dOptions) -> Self {
+            self.options = options;
             self
         }
     };

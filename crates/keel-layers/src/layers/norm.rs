@@ -1,5 +1,6 @@
 //! BatchNormalization, and the input preprocessing layers Rescaling and Normalization.
 
+use crate::config::LayerConfig;
 use crate::init::constant;
 use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
 use crate::{Error, Result};
@@ -155,6 +156,13 @@ impl Layer for BatchNormalization {
         self.gamma.set_trainable(trainable);
         self.beta.set_trainable(trainable);
     }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::BatchNormalization {
+            name: self.name.clone(),
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+        }
+    }
 }
 
 /// Keras `Rescaling(scale, offset)`: y = x · scale + offset.
@@ -171,6 +179,9 @@ pub struct RescalingSpec {
     scale: f32,
     offset: f32,
 }
+
+spec_setters!(RescalingSpec: name);
+spec_setters!(NormalizationSpec: name);
 
 /// y = x · scale + offset (e.g. `rescaling(1.0 / 127.5, -1.0)` for MobileNet's [-1, 1] inputs).
 pub fn rescaling(scale: f32, offset: f32) -> RescalingSpec {
@@ -208,12 +219,20 @@ impl Layer for Rescaling {
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
         Ok(x.affine(self.scale, self.offset)?)
     }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Rescaling {
+            name: self.name.clone(),
+            scale: self.scale,
+            offset: self.offset,
+        }
+    }
 }
 
 /// Keras `Normalization(mean, variance)` per channel: y = (x − mean) / √variance.
 pub struct Normalization {
     name: String,
     mean: Vec<f32>,
+    variance: Vec<f32>,
     std: Vec<f32>,
     shape: Vec<usize>,
 }
@@ -255,6 +274,7 @@ impl LayerSpec for NormalizationSpec {
         Ok(Box::new(Normalization {
             name,
             std: self.variance.iter().map(|v| v.sqrt()).collect(),
+            variance: self.variance,
             mean: self.mean,
             shape: ctx.input.to_vec(),
         }))
@@ -277,5 +297,12 @@ impl Layer for Normalization {
         let mean = Var::constant(Tensor::from_slice(&self.mean, [c], device)?);
         let std = Var::constant(Tensor::from_slice(&self.std, [c], device)?);
         Ok(x.sub(&mean)?.div(&std)?)
+    }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Normalization {
+            name: self.name.clone(),
+            mean: self.mean.clone(),
+            variance: self.variance.clone(),
+        }
     }
 }

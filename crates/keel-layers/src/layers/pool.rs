@@ -1,5 +1,6 @@
 //! Pooling layers: MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D.
 
+use crate::config::LayerConfig;
 use crate::layer::{BuildContext, Layer, LayerSpec};
 use crate::{Error, Result};
 use keel_autograd::Var;
@@ -31,6 +32,16 @@ pub fn avg_pool2d(size: usize) -> PoolSpec {
 }
 
 spec_setters!(PoolSpec: name, strides, padding);
+
+impl PoolSpec {
+    pub(crate) fn new(op: PoolOp, options: Pool2dOptions, name: String) -> PoolSpec {
+        PoolSpec {
+            name: Some(name),
+            op,
+            options,
+        }
+    }
+}
 
 /// A built pooling layer.
 pub struct Pool2D {
@@ -85,6 +96,15 @@ impl Layer for Pool2D {
             PoolOp::Max => x.max_pool2d(&self.options)?,
             PoolOp::Avg => x.avg_pool2d(&self.options)?,
         })
+    }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Pooling2D {
+            name: self.name.clone(),
+            pool: self.op.into(),
+            pool_size: self.options.size,
+            strides: self.options.stride,
+            padding: self.options.padding,
+        }
     }
 }
 
@@ -160,5 +180,11 @@ impl Layer for GlobalPool2D {
             PoolOp::Max => x.global_max_pool2d()?,
             PoolOp::Avg => x.global_avg_pool2d()?,
         })
+    }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::GlobalPooling2D {
+            name: self.name.clone(),
+            pool: self.op.into(),
+        }
     }
 }

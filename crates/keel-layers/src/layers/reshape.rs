@@ -1,5 +1,6 @@
 //! Layers that only move data: Flatten and ZeroPadding2D.
 
+use crate::config::LayerConfig;
 use crate::layer::{BuildContext, Layer, LayerSpec};
 use crate::{Error, Result};
 use keel_autograd::Var;
@@ -58,6 +59,11 @@ impl Layer for Flatten {
     }
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
         Ok(x.flatten()?)
+    }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Flatten {
+            name: self.name.clone(),
+        }
     }
 }
 
@@ -118,5 +124,11 @@ impl Layer for ZeroPadding2D {
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
         let [hp, wp] = self.pads;
         Ok(x.pad(&[(0, 0), hp, wp, (0, 0)], 0.0)?)
+    }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::ZeroPadding2D {
+            name: self.name.clone(),
+            padding: self.pads,
+        }
     }
 }

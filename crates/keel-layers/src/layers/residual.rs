@@ -1,5 +1,6 @@
 //! Residual blocks: y = x + block(x), Keras' `Add()([x, block(x)])` for a block in a sequence.
 
+use crate::config::LayerConfig;
 use crate::layer::{BuildContext, Layer, LayerSpec, Weight};
 use crate::sequential::{Sequential, SequentialSpec};
 use crate::{Error, Result};
@@ -33,6 +34,7 @@ pub fn residual_if_same_shape(body: SequentialSpec) -> ResidualSpec {
 pub struct Residual {
     body: Sequential,
     shortcut: bool,
+    only_if_same_shape: bool,
 }
 
 impl LayerSpec for ResidualSpec {
@@ -55,6 +57,7 @@ impl LayerSpec for ResidualSpec {
         Ok(Box::new(Residual {
             body,
             shortcut: same,
+            only_if_same_shape: self.only_if_same_shape,
         }))
     }
 }
@@ -89,5 +92,11 @@ impl Layer for Residual {
     }
     fn children(&self) -> Vec<&dyn Layer> {
         self.body.children()
+    }
+    fn config(&self) -> LayerConfig {
+        LayerConfig::Residual {
+            body: Box::new(self.body.config()),
+            only_if_same_shape: self.only_if_same_shape,
+        }
     }
 }

@@ -1,0 +1,227 @@
+//! Whole-model files: every layer's configuration survives the trip to JSON, the three
+//! backbones with either head (trained a step, so that nothing is at its initial value) come
+//! back from `save_model` → `load_model` with the outputs they had, on every device; bad
+//! files are named; writes leave nothing behind.
+
+use crate::harness::{Rng, Runner};
+use keel::autograd::Var;
+use keel::layers::layers::{
+    activation, avg_pool2d, batch_norm, conv2d, dense, depthwise_conv2d, dropout, flatten,
+    global_max_pool2d, max_pool2d, normalization, relu6, rescaling, residual, zero_padding2d,
+    Activation,
+};
+use keel::layers::{
+    backbones, flatten_head, gap_head, load_model, save_model, save_weights, sequential, with_head,
+    write_atomic, BackboneOptions, Layer, LayerConfig, ModelInfo, Sequential,
+};
+use keel::{Device, Padding, Tensor};
+use std::path::PathBuf;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keel-model-files-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A model with every layer kind keel has, each away from its defaults.
+fn every_layer(dev: &Device) -> keel::layers::Result<Sequential> {
+    sequential("every_layer")
+        .add(rescaling(0.5, -1.0))
+        .add(normalization(&[0.1, 0.2, 0.3], &[1.5, 2.0, 0.5]))
+        .add(zero_padding2d((1, 0), (0, 2)))
+        .add(
+            conv2d(6, 3)
+                .kernel_size((3, 2))
+                .strides(2)
+                .padding(Padding::Same)
+                .groups(3)
+                .activation(Activation::Tanh),
+        )
+        .add(
+            depthwise_conv2d(3)
+                .depth_multiplier(2)
+                .padding(Padding::uniform(1))
+                .use_bias(false),
+        )
+        .add(batch_norm().momentum(0.9).epsilon(1e-5))
+        .add(relu6())
+        .add(residual(
+            sequential("block")
+                .add(conv2d(12, 1).dilation(1).name("block_conv"))
+                .add(activation(Activation::Sigmoid)),
+        ))
+        .add(max_pool2d(2).strides(1))
+        .add(avg_pool2d(2).padding(Padding::Same))
+        .add(flatten())
+        .add(dense(7).use_bias(false).activation(Activation::Relu))
+        .add(dropout(0.25))
+        .add(dense(3).activation(Activation::Softmax))
+        .build(&[9, 8, 3], dev, 5)
+}
+
+pub fn configs_round_trip(t: &mut Runner, _rng: &mut Rng) {
+    let dev = Device::cpu();
+    let outcome = (|| -> keel::layers::Result<_> {
+        let model = every_layer(&dev)?;
+        let config = model.config();
+        let json = serde_json::to_string(&config).expect("serialise");
+        let back: LayerConfig = serde_json::from_str(&json).expect("deserialise");
+        let rebuilt = back.to_sequential_spec().build(&[9, 8, 3], &dev, 0)?;
+        let mut gap = sequential("gap").add(global_max_pool2d());
+        gap = gap.add(dense(2));
+        let small = gap.build(&[4, 4, 3], &dev, 0)?;
+        Ok((config, back, rebuilt.config(), small.config()))
+    })();
+    match outcome {
+        Ok((config, back, rebuilt, small)) => {
+            t.expect(
+                config == back && rebuilt == config,
+                "every layer's configuration survives JSON and builds the same layer again",
+                || format!("{config:?}\n{back:?}"),
+            );
+            t.expect(
+                matches!(&small, LayerConfig::Sequential { layers, .. } if matches!(layers[0], LayerConfig::GlobalPooling2D { .. })),
+                "global pooling is described",
+                || format!("{small:?}"),
+            );
+        }
+        Err(e) => t.expect(false, "configs", || e.to_string()),
+    }
+}
+
+/// The transfer models: each backbone (small inputs, narrow where it can be) with a head.
+fn transfer_models(dev: &Device) -> keel::layers::Result<Vec<Sequential>> {
+    let opts = BackboneOptions::default().input(32, 32);
+    let vgg = backbones::vgg16(&opts, dev)?;
+    let mobilenet = backbones::mobilenet(&opts.clone().alpha(0.25), dev)?;
+    let mobilenet_v2 = backbones::mobilenet_v2(&opts.alpha(0.35), dev)?;
+    vgg.set_trainable(false);
+    mobilenet.set_trainable(false);
+    Ok(vec![
+        with_head(vgg, &flatten_head(3), dev, 1)?,
+        with_head(mobilenet, &gap_head(3).hidden(&[8]).dropout(0.5), dev, 2)?,
+        // Trainable throughout, so that batch-norm statistics move too.
+        with_head(
+            mobilenet_v2,
+            &gap_head(4).output_activation(Activation::Softmax),
+            dev,
+            3,
+        )?,
+    ])
+}
+
+/// A model's name, its outputs before saving and after loading, and whether its description
+/// came back unchanged.
+type RoundTrip = (String, Vec<f32>, Vec<f32>, bool);
+
+/// One SGD step on a random batch, training mode (moves weights and batch-norm statistics).
+fn train_a_step(model: &Sequential, x: &Tensor) -> keel::layers::Result<()> {
+    let out = model.forward(&Var::constant(x.clone()), true)?;
+    out.mul(&out)?.sum_all()?.backward()?;
+    for p in model.trainable_params() {
+        if let Some(g) = p.grad() {
+            p.set_value(p.value().sub(&g.mul_scalar(1e-3)?)?)?;
+            p.zero_grad();
+        }
+    }
+    Ok(())
+}
+
+pub fn save_load_predict(t: &mut Runner, rng: &mut Rng) {
+    let x = rng.values(2 * 32 * 32 * 3, -1.0, 1.0);
+    let dir = scratch("save-load");
+    for dev in t.devices().to_vec() {
+        let outcome = (|| -> keel::layers::Result<Vec<RoundTrip>> {
+            let input = Tensor::from_slice(&x, [2, 32, 32, 3], &dev)?;
+            let mut out = Vec::new();
+            for model in transfer_models(&dev)? {
+                train_a_step(&model, &input)?;
+                let path = dir.join(format!("{}.safetensors", model.layers()[0].name()));
+                let info = ModelInfo {
+                    classes: (0..model.output_shape()[0])
+                        .map(|i| format!("class {i}"))
+                        .collect(),
+                    preprocessing: Some("torchvision".into()),
+                };
+                save_model(&model, &info, &path)?;
+                let loaded = load_model(&path, &dev)?;
+                let same_info = loaded.info == info
+                    && loaded.model.input_shape() == model.input_shape()
+                    && loaded.model.config() == model.config();
+                out.push((
+                    model.layers()[0].name().to_string(),
+                    model.predict(&input)?.to_vec()?,
+                    loaded.model.predict(&input)?.to_vec()?,
+                    same_info,
+                ));
+            }
+            Ok(out)
+        })();
+        match outcome {
+            Ok(results) => {
+                for (name, want, got, same_info) in results {
+                    t.expect(
+                        got == want && same_info,
+                        &format!("{name} with its head: saved and loaded, the same outputs"),
+                        || format!("{got:?} vs {want:?} on {dev} (info kept: {same_info})"),
+                    );
+                }
+            }
+            Err(e) => t.expect(false, "save and load", || format!("{e} on {dev}")),
+        }
+    }
+}
+
+pub fn bad_model_files(t: &mut Runner, _rng: &mut Rng) {
+    let dev = Device::cpu();
+    let dir = scratch("bad");
+    let model = every_layer(&dev).expect("model");
+    let weights_only = dir.join("weights.safetensors");
+    save_weights(&model, &weights_only).expect("save");
+    let msg = load_model(&weights_only, &dev)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    t.expect(
+        msg.contains("weights.safetensors") && msg.contains("weights only"),
+        "a weights-only file is not taken for a model",
+        || msg.clone(),
+    );
+    let whole = dir.join("model.safetensors");
+    save_model(&model, &ModelInfo::default(), &whole).expect("save");
+    let bytes = std::fs::read(&whole).expect("read");
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    let msg = load_model(&cut, &dev)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    t.expect(
+        msg.contains("cut.safetensors") && msg.contains("not a valid safetensors file"),
+        "a truncated model file is named",
+        || msg.clone(),
+    );
+    // Overwriting leaves the file and nothing else.
+    for _ in 0..3 {
+        save_model(&model, &ModelInfo::default(), &whole).expect("save");
+    }
+    write_atomic(dir.join("notes.json"), b"{}").expect("write");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    t.expect(
+        names
+            == [
+                "cut.safetensors",
+                "model.safetensors",
+                "notes.json",
+                "weights.safetensors",
+            ],
+        "atomic writes leave no temporary file",
+        || format!("{names:?}"),
+    );
+}
