@@ -60,7 +60,8 @@ fn build(
 ) -> Result<Batch, Error> {
     let shape = data.sample_shape().to_vec();
     let n: usize = shape.iter().product();
-    let mut values = vec![0.0f32; positions.len() * n];
+    let mut values = keel_tensor::cpu_cache::take(positions.len() * n);
+    values.resize(positions.len() * n, 0.0);
     let mut labels = Vec::with_capacity(positions.len());
     let mut indices = Vec::with_capacity(positions.len());
     for position in positions {

@@ -72,7 +72,10 @@ fn lock() -> std::sync::MutexGuard<'static, Cache> {
 }
 
 /// An empty buffer with room for `len` elements: a cached one of exactly that capacity if any.
-pub(crate) fn take(len: usize) -> Vec<f32> {
+/// For values about to become a CPU tensor (`Tensor::from_vec`), such as a batch built on
+/// another thread: taking its buffer here recycles the previous batch's instead of leaving a
+/// freed buffer in that thread's allocator arena.
+pub fn take(len: usize) -> Vec<f32> {
     if len * 4 >= MIN_BYTES {
         let mut cache = lock();
         if let Some(mut v) = cache.free().get_mut(&len).and_then(Vec::pop) {
