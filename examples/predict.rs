@@ -16,6 +16,7 @@ use keel::data::{load_image, looks_like_image, ImageOptions, Images, Preset, Sam
 use keel::layers::layers::Activation;
 use keel::layers::{backbones, load_model, load_weights, BackboneOptions, Layer, LoadOptions};
 use keel::{Device, Tensor};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const LABELS: &str = include_str!("../assets/imagenet_classes.txt");
@@ -88,7 +89,8 @@ fn softmax(row: &[f32]) -> Vec<f32> {
     exp.iter().map(|e| (e / sum) as f32).collect()
 }
 
-/// Prints one image's top classes, as text or as a JSON line.
+/// Prints one image's top classes, as text or as a JSON line. When the reader of standard
+/// output has gone (`predict … | head`), there is nothing more to say: the process ends.
 fn report(
     args: &Args,
     device: &Device,
@@ -100,19 +102,28 @@ fn report(
     let mut order: Vec<usize> = (0..probs.len()).collect();
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     let top = &order[..args.top.min(order.len())];
-    if args.json {
+    let text = if args.json {
         let obj = serde_json::json!({
             "file": file.display().to_string(),
             "device": device.to_string(),
             "top": top.iter().map(|&i| serde_json::json!({"index": i, "label": label(i), "prob": probs[i]})).collect::<Vec<_>>(),
             "logits": outputs,
         });
-        println!("{obj}");
+        format!("{obj}\n")
     } else {
-        println!("{}", file.display());
+        let mut text = format!("{}\n", file.display());
         for &i in top {
-            println!("  {:>6.2}%  {:>4}  {}", probs[i] * 100.0, i, label(i));
+            text += &format!("  {:>6.2}%  {:>4}  {}\n", probs[i] * 100.0, i, label(i));
         }
+        text
+    };
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .is_err()
+    {
+        std::process::exit(0);
     }
 }
 
