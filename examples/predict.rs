@@ -12,7 +12,7 @@
 //! compared exactly with another framework.
 
 use clap::Parser;
-use keel::data::{load_image, looks_like_image, ImageOptions, Images, Preset, Samples};
+use keel::data::{load_image, ImageOptions, Images, Preset, Samples};
 use keel::layers::layers::Activation;
 use keel::layers::{backbones, load_model, load_weights, BackboneOptions, Layer, LoadOptions};
 use keel::{Device, Tensor};
@@ -127,37 +127,6 @@ fn report(
     }
 }
 
-/// The image files named: files as they are, folders by every image under them (sorted).
-fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for entry in entries {
-            if entry.is_dir() {
-                walk(&entry, out)?;
-            } else if looks_like_image(&entry) {
-                out.push(entry);
-            }
-        }
-        Ok(())
-    }
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            walk(path, &mut files)?;
-        } else {
-            files.push(path.clone());
-        }
-    }
-    if files.is_empty() {
-        return Err("no images to classify: name image files or folders after --model FILE".into());
-    }
-    Ok(files)
-}
-
 /// Classifies `args.images` with the saved model `path`.
 fn predict_saved(args: &Args, path: &Path, device: &Device) -> Result<(), String> {
     let saved = load_model(path, device).map_err(|e| e.to_string())?;
@@ -184,8 +153,10 @@ fn predict_saved(args: &Args, path: &Path, device: &Device) -> Result<(), String
         channels,
         ..ImageOptions::new(h, preset)
     };
-    let images =
-        Images::from_files(image_files(&args.images)?, &options).map_err(|e| e.to_string())?;
+    let images = Images::from_paths(&args.images, &options).map_err(|e| e.to_string())?;
+    if images.is_empty() {
+        return Err("no images to classify: name image files or folders after --model FILE".into());
+    }
     let predictions =
         keel::train::predict(&saved.model, &images, 32, device).map_err(|e| e.to_string())?;
     let classes = saved.info.classes;

@@ -133,43 +133,30 @@ fn load_data(args: &Args, preset: Preset) -> Result<Data, String> {
     let start = Instant::now();
     let options = image_options(args, preset);
     let e = |e: keel::data::Error| e.to_string();
-    let Some(dir) = &args.data else {
-        let split = keel::data::idx::Split::Train;
-        let train_all = Images::from_idx(DEFAULT_DATA, split, None, &options).map_err(e)?;
-        let test = keel::data::idx::Split::Test;
-        let test = Images::from_idx(DEFAULT_DATA, test, None, &options).map_err(e)?;
-        return Ok(Data {
-            train_all,
-            test: Some(test),
-            validation: 0.1,
-            seconds: start.elapsed().as_secs_f64(),
-        });
-    };
-    let sub = |names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_dir());
-    let data = match (sub(&["train", "Train"]), sub(&["test", "Test"])) {
-        (Some(train_dir), Some(test_dir)) => {
-            let train_all = Images::from_folder(&train_dir, &options).map_err(e)?;
-            let test = Images::from_folder(&test_dir, &options).map_err(e)?;
-            if test.classes() != train_all.classes() {
-                return Err(class_difference(&train_dir, &train_all, &test_dir, &test));
-            }
-            Data {
-                train_all,
-                test: Some(test),
-                validation: 0.1,
-                seconds: 0.0,
-            }
+    let sub = |dir: &Path, names: &[&str]| names.iter().map(|n| dir.join(n)).find(|p| p.is_dir());
+    let (train_all, test, validation) = match &args.data {
+        None => {
+            let idx = |split| Images::from_idx(DEFAULT_DATA, split, None, &options).map_err(e);
+            let test = idx(keel::data::idx::Split::Test)?;
+            (idx(keel::data::idx::Split::Train)?, Some(test), 0.1)
         }
-        _ => Data {
-            train_all: Images::from_folder(dir, &options).map_err(e)?,
-            test: None,
-            validation: 0.2,
-            seconds: 0.0,
+        Some(dir) => match (sub(dir, &["train", "Train"]), sub(dir, &["test", "Test"])) {
+            (Some(train_dir), Some(test_dir)) => {
+                let train_all = Images::from_folder(&train_dir, &options).map_err(e)?;
+                let test = Images::from_folder(&test_dir, &options).map_err(e)?;
+                if test.classes() != train_all.classes() {
+                    return Err(class_difference(&train_dir, &train_all, &test_dir, &test));
+                }
+                (train_all, Some(test), 0.1)
+            }
+            _ => (Images::from_folder(dir, &options).map_err(e)?, None, 0.2),
         },
     };
     Ok(Data {
+        train_all,
+        test,
+        validation,
         seconds: start.elapsed().as_secs_f64(),
-        ..data
     })
 }
 
@@ -290,12 +277,23 @@ impl CachedSets {
 /// 77 MB at 16, and larger batches run no faster on the CPU.
 const FEATURE_BATCH: usize = 16;
 
+/// Where features are kept: one memory budget for every feature set of the run (the shared
+/// backbone features and any further ones `fit` caches).
+fn feature_options(args: &Args) -> FeatureOptions {
+    FeatureOptions {
+        budget: MemoryBudget::new(args.feature_memory << 20),
+        dir: args.feature_dir.clone().unwrap_or_else(std::env::temp_dir),
+        progress: true,
+    }
+}
+
 /// Runs the first `layers` of `model` once over each set.
 fn cache(
     model: &Sequential,
     layers: usize,
     images: &Sets<'_>,
     args: &Args,
+    options: &FeatureOptions,
     device: &Device,
 ) -> Result<CachedSets, String> {
     let start = Instant::now();
@@ -303,17 +301,12 @@ fn cache(
         .iter()
         .map(|l| l.as_ref())
         .collect();
-    let options = FeatureOptions {
-        budget: MemoryBudget::new(args.feature_memory << 20),
-        dir: args.feature_dir.clone().unwrap_or_else(std::env::temp_dir),
-        progress: true,
-    };
     let batches = keel::data::BatchOptions {
         workers: workers(args),
         ..keel::data::BatchOptions::new(FEATURE_BATCH)
     };
     let run = |set: &dyn Samples, what: &str| {
-        extract_features(&prefix, set, &options, &batches, device, what).map_err(|e| e.to_string())
+        extract_features(&prefix, set, options, &batches, device, what).map_err(|e| e.to_string())
     };
     let cached = CachedSets {
         train: run(images.train, "training images")?,
@@ -343,8 +336,7 @@ fn cache(
 }
 
 fn workers(args: &Args) -> usize {
-    args.workers
-        .unwrap_or_else(|| keel::data::BatchOptions::new(1).workers)
+    args.workers.unwrap_or_else(keel::data::default_workers)
 }
 
 /// One head's results.
@@ -386,6 +378,7 @@ fn train_head(
     model: Sequential,
     images: &Sets<'_>,
     cached: Option<&CachedSets>,
+    features: &FeatureOptions,
     heads: usize,
     device: &Device,
 ) -> Result<Outcome, String> {
@@ -409,6 +402,7 @@ fn train_head(
         seed: args.seed,
         validation: Validation::Data(first.val),
         cache_features: !args.no_cache,
+        features: features.clone(),
         backup: backup(""),
         ..FitConfig::default()
     };
@@ -672,6 +666,7 @@ fn run() -> Result<(), String> {
         .collect::<Result<_, _>>()?;
     // Heads that share the backbone share its features: the backbone alone with both heads,
     // with one head everything up to its first trained layer.
+    let features = feature_options(&args);
     let cached = if args.no_cache {
         None
     } else {
@@ -680,7 +675,9 @@ fn run() -> Result<(), String> {
         } else {
             1
         };
-        Some(cache(&models[0], layers, &images, &args, &device)?)
+        Some(cache(
+            &models[0], layers, &images, &args, &features, &device,
+        )?)
     };
     let mut outcomes = Vec::new();
     for (head, model) in heads.iter().zip(models.drain(..)) {
@@ -690,6 +687,7 @@ fn run() -> Result<(), String> {
             model,
             &images,
             cached.as_ref(),
+            &features,
             heads.len(),
             &device,
         )?);

@@ -21,12 +21,17 @@ pub struct BatchOptions {
     pub prefetch: usize,
 }
 
+/// One worker per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 impl BatchOptions {
     /// Batches of `batch_size` built by one worker per core, two ahead each.
     pub fn new(batch_size: usize) -> BatchOptions {
         BatchOptions {
             batch_size,
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            workers: default_workers(),
             prefetch: 2,
         }
     }

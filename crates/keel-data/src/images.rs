@@ -106,6 +106,21 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Whether each file starts like an image (read in parallel, with a progress bar titled
+/// `what` when `show`).
+fn which_are_images(paths: &[&Path], show: bool, what: String) -> Vec<bool> {
+    let progress = progress_bar(show, paths.len() as u64, what);
+    let is_image = paths
+        .par_iter()
+        .map(|path| {
+            progress.inc(1);
+            looks_like_image(path)
+        })
+        .collect();
+    progress.finish_and_clear();
+    is_image
+}
+
 fn check_options(options: &ImageOptions, what: &Path) -> Result<()> {
     let (h, w) = options.size;
     if h == 0 || w == 0 {
@@ -179,19 +194,9 @@ impl Images {
             }
             candidates.extend(files.into_iter().map(|p| (p, label as i32)));
         }
-        let progress = progress_bar(
-            options.progress,
-            candidates.len() as u64,
-            format!("indexing {}", dir.display()),
-        );
-        let is_image: Vec<bool> = candidates
-            .par_iter()
-            .map(|(path, _)| {
-                progress.inc(1);
-                looks_like_image(path)
-            })
-            .collect();
-        progress.finish_and_clear();
+        let paths: Vec<&Path> = candidates.iter().map(|(p, _)| p.as_path()).collect();
+        let what = format!("indexing {}", dir.display());
+        let is_image = which_are_images(&paths, options.progress, what);
         let (mut files, mut labels, mut ignored) = (Vec::new(), Vec::new(), Vec::new());
         for ((path, label), image) in candidates.into_iter().zip(is_image) {
             if image {
@@ -258,16 +263,36 @@ impl Images {
         Ok(Images::new(source, labels, classes, *options, Vec::new()))
     }
 
-    /// Unlabelled image files (every label 0, no class names), for prediction.
-    pub fn from_files(files: Vec<PathBuf>, options: &ImageOptions) -> Result<Images> {
+    /// Unlabelled images (every label 0, no class names), for prediction: each path a file, or
+    /// a folder standing for every image below it (in name order; other files are left out
+    /// and listed in [`ignored`](Images::ignored)).
+    pub fn from_paths(paths: &[PathBuf], options: &ImageOptions) -> Result<Images> {
         check_options(options, Path::new("."))?;
+        let (mut files, mut ignored) = (Vec::new(), Vec::new());
+        for path in paths {
+            if path.is_dir() {
+                let mut below = Vec::new();
+                files_under(path, &mut below)?;
+                let refs: Vec<&Path> = below.iter().map(PathBuf::as_path).collect();
+                let is_image = which_are_images(&refs, false, String::new());
+                for (file, image) in below.into_iter().zip(is_image) {
+                    if image {
+                        files.push(file);
+                    } else {
+                        ignored.push(file);
+                    }
+                }
+            } else {
+                files.push(path.clone());
+            }
+        }
         let labels = vec![0; files.len()];
         Ok(Images::new(
             Source::Files(files),
             labels,
             Vec::new(),
             *options,
-            Vec::new(),
+            ignored,
         ))
     }
 

@@ -19,7 +19,7 @@ mod rng;
 mod samples;
 
 pub use augment::Augment;
-pub use batches::{for_each_batch, Batch, BatchOptions};
+pub use batches::{default_workers, for_each_batch, Batch, BatchOptions};
 pub use dataset::Dataset;
 pub use error::{Error, Result};
 pub use image_file::{decode_image, looks_like_image, sniff_format, MAX_PIXELS};

@@ -3,11 +3,11 @@
 //! stay in memory up to a budget shared by every feature set made with it; beyond it they go
 //! to a scratch file without a name (it vanishes with the process) and are read back by batch.
 
+use crate::fit::infer;
 use crate::Result;
-use keel_autograd::{no_grad, Var};
 use keel_data::{for_each_batch, progress_bar, Augment, BatchOptions, Preset, Provenance, Samples};
 use keel_layers::{scratch_file, Layer};
-use keel_tensor::{Device, Tensor};
+use keel_tensor::Device;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,11 +23,6 @@ impl MemoryBudget {
     /// A budget of `bytes`.
     pub fn new(bytes: u64) -> MemoryBudget {
         MemoryBudget(Arc::new(Mutex::new(bytes)))
-    }
-
-    /// The bytes not yet taken.
-    pub fn remaining(&self) -> u64 {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes `bytes` if that many remain; they come back when the reservation is dropped.
@@ -244,15 +239,9 @@ pub fn extract_features(
         &Augment::none(),
         0,
         |batch| -> Result<()> {
-            let x = Tensor::from_vec(batch.values, batch.dims, device)?;
-            let y = no_grad(|| -> Result<Var> {
-                let mut h = Var::constant(x);
-                for layer in layers {
-                    h = layer.forward(&h, false)?;
-                }
-                Ok(h)
-            })?;
-            let values = y.tensor().to_vec()?;
+            let count = batch.labels.len() as u64;
+            labels.extend(&batch.labels);
+            let values = infer(layers.iter().copied(), batch, device)?.to_vec()?;
             match &mut store {
                 Store::Memory(all) => all.extend_from_slice(&values),
                 Store::File(file) => {
@@ -264,8 +253,7 @@ pub fn extract_features(
                     })?
                 }
             }
-            progress.inc(batch.indices.len() as u64);
-            labels.extend(batch.labels);
+            progress.inc(count);
             Ok(())
         },
     )?;

@@ -12,7 +12,8 @@ use crate::schedule::Schedule;
 use crate::{Error, Result};
 use keel_autograd::{no_grad, one_hot, Var};
 use keel_data::{
-    for_each_batch, progress_bar, split, Augment, Batch, BatchOptions, Rng, Samples, Subset,
+    default_workers, for_each_batch, progress_bar, split, Augment, Batch, BatchOptions, Rng,
+    Samples, Subset,
 };
 use keel_layers::{save_model, Layer, ModelInfo, Sequential};
 use keel_tensor::{Device, Tensor};
@@ -96,7 +97,7 @@ impl Default for FitConfig<'_> {
         FitConfig {
             epochs: 1,
             batch_size: 32,
-            workers: BatchOptions::new(1).workers,
+            workers: default_workers(),
             seed: 0,
             shuffle: true,
             validation: Validation::None,
@@ -200,12 +201,22 @@ fn worth_caching(model: &Sequential, start: usize, sample: &[usize]) -> usize {
     }
 }
 
-fn run_layers(layers: &[Box<dyn Layer>], x: &Var, training: bool) -> Result<Var> {
+/// `layers` applied in order to `x`.
+pub(crate) fn run_layers<'l>(
+    layers: impl IntoIterator<Item = &'l dyn Layer>,
+    x: &Var,
+    training: bool,
+) -> Result<Var> {
     let mut h = x.clone();
     for layer in layers {
         h = layer.forward(&h, training)?;
     }
     Ok(h)
+}
+
+/// The layers of a model slice, as layers.
+fn as_layers(layers: &[Box<dyn Layer>]) -> impl Iterator<Item = &dyn Layer> {
+    layers.iter().map(|l| l.as_ref())
 }
 
 /// The targets `loss` compares with, from integer labels.
@@ -314,7 +325,11 @@ fn inference_batches(config_batch: usize, workers: usize) -> BatchOptions {
 }
 
 /// Runs `layers` on `batch` in inference mode: its outputs as a tensor.
-fn infer(layers: &[Box<dyn Layer>], batch: Batch, device: &Device) -> Result<Tensor> {
+pub(crate) fn infer<'l>(
+    layers: impl IntoIterator<Item = &'l dyn Layer>,
+    batch: Batch,
+    device: &Device,
+) -> Result<Tensor> {
     let x = Tensor::from_vec(batch.values, batch.dims, device)?;
     Ok(no_grad(|| run_layers(layers, &Var::constant(x), false))?
         .tensor()
@@ -335,7 +350,7 @@ fn evaluate_layers(
     for_each_batch(data, &order, batches, &Augment::none(), 0, |batch| {
         let y = Tensor::from_i32(batch.labels.clone(), [batch.labels.len()], device)?;
         labels.extend(&batch.labels);
-        let out = Var::constant(infer(layers, batch, device)?);
+        let out = Var::constant(infer(as_layers(layers), batch, device)?);
         let l = no_grad(|| loss.compute(&out, &targets(loss, &y, &out)?))?;
         total += f64::from(l.tensor().to_scalar()?) * y.elem_count() as f64;
         outputs.extend(out.tensor().to_vec()?);
@@ -365,7 +380,7 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let start = entry(model, data, "evaluation")?;
     check_labels(model, data, loss, "evaluation")?;
-    let batches = inference_batches(batch_size, BatchOptions::new(1).workers);
+    let batches = inference_batches(batch_size, default_workers());
     evaluate_layers(&model.layers()[start..], loss, data, &batches, device)
 }
 
@@ -378,7 +393,7 @@ pub fn predict(
 ) -> Result<Predictions> {
     let start = entry(model, data, "prediction")?;
     let layers = &model.layers()[start..];
-    let batches = inference_batches(batch_size, BatchOptions::new(1).workers);
+    let batches = inference_batches(batch_size, default_workers());
     let order: Vec<usize> = (0..data.len()).collect();
     let mut predictions = Predictions {
         indices: Vec::with_capacity(data.len()),
@@ -388,7 +403,7 @@ pub fn predict(
         predictions.indices.extend(&batch.indices);
         predictions
             .outputs
-            .extend(infer(layers, batch, device)?.to_vec()?);
+            .extend(infer(as_layers(layers), batch, device)?.to_vec()?);
         Ok::<(), Error>(())
     })?;
     Ok(predictions)
@@ -556,7 +571,7 @@ pub fn fit(
                 let n = batch.labels.len();
                 let y = Tensor::from_i32(batch.labels.clone(), [n], device)?;
                 let x = Tensor::from_vec(batch.values, batch.dims, device)?;
-                let out = run_layers(layers, &Var::constant(x), true)?;
+                let out = run_layers(as_layers(layers), &Var::constant(x), true)?;
                 let l = loss.compute(&out, &targets(loss, &y, &out)?)?;
                 let value = l.tensor().to_scalar()?;
                 step += 1;
