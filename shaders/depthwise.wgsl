@@ -3,7 +3,8 @@
 // the index arithmetic and each kernel tap's load are shared by eight outputs (the 3×3 stride-1
 // kernel also shares each input load between taps and between two output rows). Neighbouring
 // invocations handle neighbouring channels, so reads of the NHWC input and the HWIO kernel are
-// contiguous.
+// contiguous. Padding takes part as zeros (rows and columns alike), so a non-finite tap reaches
+// every output whose window holds it, as in the dense kernels.
 
 const RUN: u32 = 8u; // output pixels per invocation along the output row
 
@@ -31,11 +32,23 @@ fn run_count() -> u32 {
     return p.batch * p.out_h * ((p.out_w + RUN - 1u) / RUN) * p.out_c;
 }
 
-// Input at column iw of the row starting at `x_row` (channel included), zero in the padding.
-// Reads a column inside the row either way, so no invocation branches.
-fn input_at(x_row: u32, iw: i32) -> f32 {
-    let inside = iw >= 0 && iw < i32(p.in_w);
-    return select(0.0, x[x_row + u32(clamp(iw, 0, i32(p.in_w) - 1)) * p.in_c], inside);
+// An input row of image n (at channel c): where it starts, clamped into the image, and whether
+// it is inside (else it is padding, all zeros).
+struct InputRow {
+    start: u32,
+    inside: bool,
+}
+
+fn input_row(n: u32, ih: i32, c: u32) -> InputRow {
+    let h = u32(clamp(ih, 0, i32(p.in_h) - 1));
+    return InputRow(p.x_offset + (n * p.in_h + h) * p.in_w * p.in_c + c, ih >= 0 && ih < i32(p.in_h));
+}
+
+// Input at column iw of `row`, zero in the padding. Reads a pixel inside the image either way,
+// so no invocation branches.
+fn input_at(row: InputRow, iw: i32) -> f32 {
+    let inside = row.inside && iw >= 0 && iw < i32(p.in_w);
+    return select(0.0, x[row.start + u32(clamp(iw, 0, i32(p.in_w) - 1)) * p.in_c], inside);
 }
 
 // Writes the run's pixels lo (ow0 .. ow0 + 3) and hi (ow0 + 4 .. ow0 + 7) that are inside the row.
@@ -58,11 +71,7 @@ fn depthwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     var lo = vec4<f32>(0.0);
     var hi = vec4<f32>(0.0);
     for (var kh = 0u; kh < p.kernel_h; kh++) {
-        let ih = i32(r.oh * p.stride_h + kh * p.dilation_h) - i32(p.pad_top);
-        if (ih < 0 || ih >= i32(p.in_h)) {
-            continue;
-        }
-        let x_row = p.x_offset + (r.n * p.in_h + u32(ih)) * p.in_w * p.in_c + r.c;
+        let x_row = input_row(r.n, i32(r.oh * p.stride_h + kh * p.dilation_h) - i32(p.pad_top), r.c);
         for (var kw = 0u; kw < p.kernel_w; kw++) {
             let wv = w[(kh * p.kernel_w + kw) * p.out_c + r.oc];
             let iw0 = i32(r.ow0 * p.stride_w + kw * p.dilation_w) - i32(p.pad_left);
@@ -107,11 +116,7 @@ fn depthwise_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     var bottom_sums = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
     // Input row oh + t − pad_top meets kernel row t of the top output row and t − 1 of the bottom.
     for (var t = 0u; t < 4u; t++) {
-        let ih = i32(oh + t) - i32(p.pad_top);
-        if (ih < 0 || ih >= i32(p.in_h)) {
-            continue;
-        }
-        let row = input_run(top, p.x_offset + (n * p.in_h + u32(ih)) * p.in_w * p.in_c + top.c);
+        let row = input_run(top, input_row(n, i32(oh + t) - i32(p.pad_top), top.c));
         if (t < 3u) {
             let k = select(select(k2, k1, t == 1u), k0, t == 0u);
             top_sums = add_row_of_three(top_sums, row, k);
@@ -136,7 +141,7 @@ struct InputRun {
     e: vec2<f32>,
 }
 
-fn input_run(r: Run, x_row: u32) -> InputRun {
+fn input_run(r: Run, x_row: InputRow) -> InputRun {
     let iw0 = i32(r.ow0) - i32(p.pad_left);
     return InputRun(
         vec4<f32>(input_at(x_row, iw0), input_at(x_row, iw0 + 1), input_at(x_row, iw0 + 2), input_at(x_row, iw0 + 3)),
@@ -189,7 +194,8 @@ fn depthwise_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 }
 
 // Kernel gradient: one invocation per (split, tap, output channel), summing x · dy over the
-// output pixels of its split; split s writes slice s of `out` ([splits, taps, out_c]).
+// output pixels of its split (x zero in the padding); split s writes slice s of `out`
+// ([splits, taps, out_c]).
 @compute @workgroup_size(256)
 fn depthwise_backward_kernel(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
@@ -209,12 +215,8 @@ fn depthwise_backward_kernel(@builtin(global_invocation_id) gid: vec3<u32>, @bui
         let n = row / ohw;
         let oh = (row % ohw) / p.out_w;
         let ow = row % p.out_w;
-        let ih = i32(oh * p.stride_h + kh * p.dilation_h) - i32(p.pad_top);
-        let iw = i32(ow * p.stride_w + kw * p.dilation_w) - i32(p.pad_left);
-        if (ih < 0 || iw < 0 || ih >= i32(p.in_h) || iw >= i32(p.in_w)) {
-            continue;
-        }
-        let xv = x[p.x_offset + ((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.in_c + c];
+        let x_row = input_row(n, i32(oh * p.stride_h + kh * p.dilation_h) - i32(p.pad_top), c);
+        let xv = input_at(x_row, i32(ow * p.stride_w + kw * p.dilation_w) - i32(p.pad_left));
         acc = fma(xv, dy[p.dy_offset + row * p.out_c + oc], acc);
     }
     out[p.out_offset + i] = acc;

@@ -49,9 +49,15 @@ fn stable_tanh(x: f32) -> f32 {
     return sign(x) * (1.0 - e) / (1.0 + e);
 }
 
-// x^e with powf's meaning for negative bases: defined for integer exponents, NaN otherwise
-// (WGSL's pow is undefined for x < 0).
+// x^e with powf's meaning for negative bases (defined for integer exponents, NaN otherwise) and
+// for NaN (x^0 = 1, else NaN); WGSL's pow is undefined for both.
 fn pow_any(x: f32, e: f32) -> f32 {
+    if (e == 0.0) {
+        return 1.0;
+    }
+    if (is_nan(x)) {
+        return x;
+    }
     if (x >= 0.0 || fract(e) != 0.0) {
         return pow(x, e);
     }
@@ -65,8 +71,8 @@ fn pow_any(x: f32, e: f32) -> f32 {
 // Op codes shared with src/gpu/ops.rs (UnaryOp::code).
 fn apply_unary(op: u32, x: f32) -> f32 {
     switch op {
-        case 0u: { return max(x, 0.0); }
-        case 1u: { return clamp(x, 0.0, 6.0); }
+        case 0u: { return max_nan(x, 0.0); }
+        case 1u: { return min_nan(max_nan(x, 0.0), 6.0); }
         case 2u: { return stable_sigmoid(x); }
         case 3u: { return stable_tanh(x); }
         case 4u: { return exp(x); }
@@ -75,11 +81,11 @@ fn apply_unary(op: u32, x: f32) -> f32 {
         case 7u: { return -x; }
         case 8u: { return abs(x); }
         case 9u: { return x * p.scalar_a + p.scalar_b; }
-        case 10u: { return max(x, p.scalar_a); }
-        case 11u: { return min(x, p.scalar_a); }
+        case 10u: { return max_nan(x, p.scalar_a); }
+        case 11u: { return min_nan(x, p.scalar_a); }
         case 12u: { return pow_any(x, p.scalar_a); }
         case 13u: { return select(0.0, 1.0, x > p.scalar_a); }
-        case 14u: { return sign(x); }
+        case 14u: { return select(sign(x), x, is_nan(x)); }
         default: { return x; }
     }
 }
@@ -90,8 +96,8 @@ fn apply_binary(op: u32, a: f32, b: f32) -> f32 {
         case 1u: { return a - b; }
         case 2u: { return a * b; }
         case 3u: { return a / b; }
-        case 4u: { return max(a, b); }
-        case 5u: { return min(a, b); }
+        case 4u: { return max_nan(a, b); }
+        case 5u: { return min_nan(a, b); }
         case 6u: { return select(0.0, 1.0, a > b); }
         default: { return select(0.0, 1.0, a == b); }
     }
@@ -143,9 +149,9 @@ fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let c = (p.index_base + i) % p.channels;
     var y = src_a[p.a_offset + i] * src_b[c] + src_c[c];
     if (p.op == 1u) {
-        y = max(y, 0.0);
+        y = max_nan(y, 0.0);
     } else if (p.op == 2u) {
-        y = clamp(y, 0.0, 6.0);
+        y = min_nan(max_nan(y, 0.0), 6.0);
     }
     dst[p.out_offset + i] = y;
 }

@@ -1,7 +1,8 @@
 // Max and average pooling over NHWC windows, one invocation per output element, and their
 // gradients, one invocation per input element.
 // Padded positions never take part: max ignores them, and the average divides by the number of
-// real pixels under the window (TensorFlow/Keras semantics for `same`).
+// real pixels under the window (TensorFlow/Keras semantics for `same`). A NaN in a window is its
+// maximum.
 
 struct Params {
     batch: u32,
@@ -27,8 +28,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>; // gradient passes only
 
-const NEG_INF: f32 = -3.4028234663852886e38;
-
 fn pool(i: u32, is_max: bool) {
     let c = i % p.channels;
     let row = i / p.channels;
@@ -36,7 +35,7 @@ fn pool(i: u32, is_max: bool) {
     let n = row / ohw;
     let oh = (row % ohw) / p.out_w;
     let ow = row % p.out_w;
-    var best = NEG_INF;
+    var best = neg_inf();
     var sum = 0.0;
     var count = 0u;
     for (var kh = 0u; kh < p.pool_h; kh++) {
@@ -50,7 +49,7 @@ fn pool(i: u32, is_max: bool) {
                 continue;
             }
             let v = x[p.x_offset + ((n * p.in_h + u32(ih)) * p.in_w + u32(iw)) * p.channels + c];
-            best = max(best, v);
+            best = max_nan(best, v);
             sum += v;
             count += 1u;
         }
@@ -91,7 +90,7 @@ fn covering(i: u32, size: u32, stride: u32, pad: u32, outs: u32) -> vec2<u32> {
 
 // Whether input (ih, iw) is the first maximum, in row-major order, of output (n, oh, ow)'s window.
 fn is_window_max(n: u32, oh: u32, ow: u32, c: u32, ih: u32, iw: u32) -> bool {
-    var best = NEG_INF;
+    var best = 0.0;
     var best_h = 0u;
     var best_w = 0u;
     var found = false;
@@ -106,7 +105,7 @@ fn is_window_max(n: u32, oh: u32, ow: u32, c: u32, ih: u32, iw: u32) -> bool {
                 continue;
             }
             let v = x[p.x_offset + ((n * p.in_h + u32(h)) * p.in_w + u32(w)) * p.channels + c];
-            if (!found || v > best) {
+            if (!found || ranks_above(v, best)) {
                 best = v;
                 best_h = u32(h);
                 best_w = u32(w);

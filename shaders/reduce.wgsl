@@ -15,20 +15,18 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> indices: array<i32>;
 
 const WG: u32 = 256u;
-const F32_MAX: f32 = 3.4028234663852886e38;
-
 fn identity(op: u32) -> f32 {
     switch op {
-        case 2u: { return -F32_MAX; }
-        case 3u: { return F32_MAX; }
+        case 2u: { return neg_inf(); }
+        case 3u: { return pos_inf(); }
         default: { return 0.0; }
     }
 }
 
 fn combine(op: u32, acc: f32, v: f32) -> f32 {
     switch op {
-        case 2u: { return max(acc, v); }
-        case 3u: { return min(acc, v); }
+        case 2u: { return max_nan(acc, v); }
+        case 3u: { return min_nan(acc, v); }
         default: { return acc + v; }
     }
 }
@@ -84,7 +82,8 @@ fn reduce_wide(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id)
     }
 }
 
-// Index of the largest element along the axis; the first one on ties, as NumPy and PyTorch.
+// Index of the largest element along the axis (a NaN being the largest); the first one on ties,
+// as NumPy and PyTorch.
 @compute @workgroup_size(256)
 fn argmax_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let o = gid.x + gid.y * nwg.x * WG;
@@ -95,7 +94,7 @@ fn argmax_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     var best_index = 0u;
     for (var l = 1u; l < p.len; l++) {
         let v = element(o, l);
-        if (v > best) {
+        if (ranks_above(v, best)) {
             best = v;
             best_index = l;
         }

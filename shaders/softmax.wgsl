@@ -23,15 +23,15 @@ fn softmax(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid
     }
     let base = row * p.cols;
 
-    var m = -3.4028234663852886e38;
+    var m = neg_inf();
     for (var c = lid; c < p.cols; c += WG) {
-        m = max(m, x[base + c]);
+        m = max_nan(m, x[base + c]);
     }
     scratch[lid] = m;
     workgroupBarrier();
     for (var width = WG / 2u; width > 0u; width /= 2u) {
         if (lid < width) {
-            scratch[lid] = max(scratch[lid], scratch[lid + width]);
+            scratch[lid] = max_nan(scratch[lid], scratch[lid + width]);
         }
         workgroupBarrier();
     }

@@ -53,6 +53,16 @@ impl Input {
             data: rng.values(shape.iter().product(), lo, hi),
         }
     }
+    /// Random values in [-1, 1) of which about `fraction` are NaN, +∞ or −∞ (a third each).
+    pub fn with_non_finite(rng: &mut Rng, shape: &[usize], fraction: f32) -> Input {
+        let mut x = Input::random(rng, shape);
+        for v in &mut x.data {
+            if rng.uniform(0.0, 1.0) < fraction {
+                *v = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][(rng.next_u64() % 3) as usize];
+            }
+        }
+        x
+    }
     /// The values in f64, for references.
     pub fn f64(&self) -> Vec<f64> {
         self.data.iter().map(|&v| v as f64).collect()
@@ -234,8 +244,13 @@ fn compare(got: &[f32], want: &[f64], tol: f64) -> Option<String> {
     let mut worst: Option<(usize, f64)> = None;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w).abs() / w.abs().max(1.0);
-        // NaN (an unwritten, poisoned element) must fail, so compare with `>` negated by hand.
-        let bad = err.is_nan() || err > tol || (g.is_nan() != w.is_nan());
+        // NaN (an unwritten, poisoned element) must fail where a number is expected; where NaN or
+        // ±∞ is expected, exactly that must come out.
+        let bad = if w.is_finite() {
+            err.is_nan() || err > tol
+        } else {
+            !(g as f64 == w || (g.is_nan() && w.is_nan()))
+        };
         if bad && worst.is_none_or(|(_, e)| err > e || err.is_nan()) {
             worst = Some((i, err));
         }

@@ -3,6 +3,7 @@
 //! a name filter runs only matching tests (`cargo test --test ops -- conv`).
 
 mod harness;
+mod non_finite;
 mod reference;
 
 use harness::{run_tests, Expected, Input, Rng, Runner, Test};
@@ -34,6 +35,13 @@ fn main() {
         ("bad_input", bad_input),
         ("larger_than_a_binding", larger_than_a_binding),
         ("cpu_cache", cpu_cache),
+        ("non_finite_unary", non_finite::unary),
+        ("non_finite_binary", non_finite::binary),
+        ("non_finite_matmul", non_finite::matmul),
+        ("non_finite_conv2d", non_finite::conv2d),
+        ("non_finite_pool", non_finite::pool),
+        ("non_finite_reductions", non_finite::reductions),
+        ("non_finite_batch_norm", non_finite::batch_norm),
     ];
     run_tests(tests, 7919);
 }
@@ -514,7 +522,7 @@ fn global_pool(t: &mut Runner, rng: &mut Rng) {
             &exp(vec![shape[0], shape[3]], want),
         );
         let (_, want) = r::reduce(&x.f64(), &shape, &[1, 2], false, |g| {
-            g.iter().copied().fold(f64::MIN, f64::max)
+            r::max_of(g.iter().copied())
         });
         t.check(
             &format!("max {shape:?}"),
@@ -549,12 +557,12 @@ fn reductions(t: &mut Runner, rng: &mut Rng) {
                 ),
                 (
                     "max",
-                    |g| g.iter().copied().fold(f64::MIN, f64::max),
+                    |g| r::max_of(g.iter().copied()),
                     keel::tensor::ReduceOp::Max,
                 ),
                 (
                     "min",
-                    |g| g.iter().copied().fold(f64::MAX, f64::min),
+                    |g| r::min_of(g.iter().copied()),
                     keel::tensor::ReduceOp::Min,
                 ),
             ];

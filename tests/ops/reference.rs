@@ -1,6 +1,39 @@
 //! Plain f64 reference implementations, written from the definitions with no shared code
 //! with the library.
 
+/// The larger of `a` and `b`, NaN when either is (PyTorch's `maximum`, unlike `f64::max`).
+pub fn nan_max(a: f64, b: f64) -> f64 {
+    if a > b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// The smaller of `a` and `b`, NaN when either is.
+pub fn nan_min(a: f64, b: f64) -> f64 {
+    if a < b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// The maximum of `values`, NaN when any is; −∞ for none.
+pub fn max_of(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().fold(f64::NEG_INFINITY, nan_max)
+}
+
+/// The minimum of `values`, NaN when any is; +∞ for none.
+pub fn min_of(values: impl IntoIterator<Item = f64>) -> f64 {
+    values.into_iter().fold(f64::INFINITY, nan_min)
+}
+
+/// Whether `a` ranks above `b` as a maximum: larger, or NaN where `b` is not.
+pub fn ranks_above(a: f64, b: f64) -> bool {
+    a > b || (a.is_nan() && !b.is_nan())
+}
+
 /// Row-major strides.
 pub fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
@@ -233,7 +266,7 @@ pub fn pool(
         .map(|idx| {
             let vals = idx.iter().map(|&i| x[i]);
             if max {
-                vals.fold(f64::MIN, f64::max)
+                max_of(vals)
             } else {
                 vals.sum::<f64>() / idx.len() as f64
             }
@@ -242,8 +275,8 @@ pub fn pool(
     (shape, y)
 }
 
-/// Gradient of [`pool`] with respect to x: max to the first maximum of each window, average
-/// spread evenly.
+/// Gradient of [`pool`] with respect to x: max to the first maximum of each window (a NaN
+/// being the maximum), average spread evenly.
 pub fn pool_backward(
     x: &[f64],
     xs: &[usize],
@@ -257,10 +290,11 @@ pub fn pool_backward(
     let mut dx = vec![0.0; x.len()];
     for (idx, &g) in windows.iter().zip(dy) {
         if max {
-            let first = idx
-                .iter()
-                .copied()
-                .fold(idx[0], |best, i| if x[i] > x[best] { i } else { best });
+            let first =
+                idx.iter().copied().fold(
+                    idx[0],
+                    |best, i| if ranks_above(x[i], x[best]) { i } else { best },
+                );
             dx[first] += g;
         } else {
             idx.iter().for_each(|&i| dx[i] += g / idx.len() as f64);
@@ -311,7 +345,7 @@ pub fn reduce(
 pub fn softmax(x: &[f64], cols: usize, log: bool) -> Vec<f64> {
     x.chunks(cols)
         .flat_map(|row| {
-            let m = row.iter().copied().fold(f64::MIN, f64::max);
+            let m = max_of(row.iter().copied());
             let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
             row.iter()
                 .map(move |v| {

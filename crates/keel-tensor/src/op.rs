@@ -1,11 +1,35 @@
 //! The op vocabulary shared by both backends (and by autograd's backward rules).
 
+/// The larger of `a` and `b`, NaN when either is (PyTorch's `maximum`; `f32::max` drops NaN).
+pub(crate) fn nan_max(a: f32, b: f32) -> f32 {
+    if a > b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// The smaller of `a` and `b`, NaN when either is.
+pub(crate) fn nan_min(a: f32, b: f32) -> f32 {
+    if a < b || a.is_nan() {
+        a
+    } else {
+        b
+    }
+}
+
+/// Whether `v` replaces `best` as a running maximum: larger, or a NaN where `best` is not (a
+/// NaN is the maximum of anything it is among, as in PyTorch's argmax and max-pooling).
+pub(crate) fn ranks_above(v: f32, best: f32) -> bool {
+    v > best || (v.is_nan() && !best.is_nan())
+}
+
 /// Elementwise functions of one tensor (and scalar ops, which carry their scalars).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {
-    /// max(x, 0)
+    /// max(x, 0); NaN stays NaN
     Relu,
-    /// min(max(x, 0), 6)
+    /// min(max(x, 0), 6); NaN stays NaN
     Relu6,
     /// 1 / (1 + e^-x), computed without overflow
     Sigmoid,
@@ -28,15 +52,15 @@ pub enum UnaryOp {
         /// offset
         add: f32,
     },
-    /// max(x, s)
+    /// max(x, s); NaN stays NaN
     MaxScalar(f32),
-    /// min(x, s)
+    /// min(x, s); NaN stays NaN
     MinScalar(f32),
     /// x^s
     PowScalar(f32),
     /// 1 where x > s, else 0 (masks for gradients)
     Above(f32),
-    /// −1, 0 or 1 by the sign of x
+    /// −1, 0 or 1 by the sign of x; NaN stays NaN
     Sign,
 }
 
@@ -65,8 +89,8 @@ impl UnaryOp {
     /// The function itself, for the CPU backend.
     pub(crate) fn apply(self, x: f32) -> f32 {
         match self {
-            UnaryOp::Relu => x.max(0.0),
-            UnaryOp::Relu6 => x.clamp(0.0, 6.0),
+            UnaryOp::Relu => nan_max(x, 0.0),
+            UnaryOp::Relu6 => nan_min(nan_max(x, 0.0), 6.0),
             UnaryOp::Sigmoid => {
                 if x >= 0.0 {
                     1.0 / (1.0 + (-x).exp())
@@ -82,8 +106,8 @@ impl UnaryOp {
             UnaryOp::Neg => -x,
             UnaryOp::Abs => x.abs(),
             UnaryOp::Affine { mul, add } => x * mul + add,
-            UnaryOp::MaxScalar(s) => x.max(s),
-            UnaryOp::MinScalar(s) => x.min(s),
+            UnaryOp::MaxScalar(s) => nan_max(x, s),
+            UnaryOp::MinScalar(s) => nan_min(x, s),
             UnaryOp::PowScalar(s) => x.powf(s),
             UnaryOp::Above(s) => f32::from(x > s),
             UnaryOp::Sign => {
@@ -91,6 +115,8 @@ impl UnaryOp {
                     1.0
                 } else if x < 0.0 {
                     -1.0
+                } else if x.is_nan() {
+                    x
                 } else {
                     0.0
                 }
@@ -110,9 +136,9 @@ pub enum BinaryOp {
     Mul,
     /// a / b
     Div,
-    /// max(a, b)
+    /// max(a, b); NaN when either is
     Max,
-    /// min(a, b)
+    /// min(a, b); NaN when either is
     Min,
     /// 1 where a > b, else 0
     Greater,
@@ -133,8 +159,8 @@ impl BinaryOp {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::Div => a / b,
-            BinaryOp::Max => a.max(b),
-            BinaryOp::Min => a.min(b),
+            BinaryOp::Max => nan_max(a, b),
+            BinaryOp::Min => nan_min(a, b),
             BinaryOp::Greater => f32::from(a > b),
             BinaryOp::Equal => f32::from(a == b),
         }

@@ -216,10 +216,12 @@ fn depthwise_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f3
     dx
 }
 
-/// Depthwise dL/dw: per output row a partial kernel gradient, summed across threads.
+/// Depthwise dL/dw: per output row a partial kernel gradient, summed across threads. Padded
+/// taps multiply zeros, as in the forward pass, so a non-finite dy reaches them too.
 fn depthwise_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
     let mult = g.out_per_group();
     let taps = g.kernel_h * g.kernel_w * g.out_c;
+    let zero_pixel = vec![0f32; g.in_c];
     (0..g.batch * g.out_h)
         .into_par_iter()
         .fold(
@@ -229,19 +231,18 @@ fn depthwise_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f
                 let oh = r % g.out_h;
                 for kh in 0..g.kernel_h {
                     let ih = (oh * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
-                    if ih < 0 || ih >= g.in_h as isize {
-                        continue;
-                    }
+                    let row_inside = ih >= 0 && ih < g.in_h as isize;
                     for kw in 0..g.kernel_w {
                         let acc = &mut dw[(kh * g.kernel_w + kw) * g.out_c..][..g.out_c];
                         for ow in 0..g.out_w {
                             let iw = (ow * g.stride_w + kw * g.dilation_w) as isize
                                 - g.pad_left as isize;
-                            if iw < 0 || iw >= g.in_w as isize {
-                                continue;
-                            }
-                            let pixel = (n * g.in_h + ih as usize) * g.in_w + iw as usize;
-                            let xs = &x[pixel * g.in_c..][..g.in_c];
+                            let xs = if row_inside && iw >= 0 && iw < g.in_w as isize {
+                                let pixel = (n * g.in_h + ih as usize) * g.in_w + iw as usize;
+                                &x[pixel * g.in_c..][..g.in_c]
+                            } else {
+                                &zero_pixel
+                            };
                             let grad = &dy[(r * g.out_w + ow) * g.out_c..][..g.out_c];
                             for (oc, a) in acc.iter_mut().enumerate() {
                                 *a += xs[oc / mult] * grad[oc];

@@ -2,6 +2,8 @@
 //! a direct, register-blocked kernel. A block of [`LANES`] output channels × up to [`PIXELS`]
 //! output pixels sums all its taps in registers and is stored once, so each output element is
 //! written once and each input element is read from cache once per tap that covers it.
+//! Padding takes part as zeros, so a non-finite tap reaches every output whose window holds it
+//! (as the dense kernels, which multiply im2col's zeros, and every wgpu kernel do).
 
 use crate::geometry::WindowGeometry;
 use std::mem::MaybeUninit;
@@ -57,7 +59,7 @@ struct Columns {
     pad_left: usize,
 }
 
-/// A kernel row that falls inside the image: its taps (kernel_w × out_c) and its input row.
+/// A kernel row: its taps (kernel_w × out_c) and its input row (zeros in the padding).
 type KernelRow<'a> = (&'a [f32], &'a [f32]);
 
 /// Computes one output row, [`LANES`] channels at a time.
@@ -76,13 +78,16 @@ fn compute_row(row: &OutputRow<'_>, out: &mut [MaybeUninit<f32>]) {
     };
     let in_len = g.in_w * g.in_c;
     let taps_len = g.kernel_w * g.out_c;
+    let input_row = |kh: usize| {
+        let ih = (row.oh * g.stride_h + kh * g.dilation_h).checked_sub(g.pad_top)?;
+        (ih < g.in_h).then(|| &row.x[(row.n * g.in_h + ih) * in_len..][..in_len])
+    };
+    let padded = (0..g.kernel_h).any(|kh| input_row(kh).is_none());
+    let zeros = vec![0f32; if padded { in_len } else { 0 }];
     let rows: Vec<KernelRow<'_>> = (0..g.kernel_h)
-        .filter_map(|kh| {
-            let ih = (row.oh * g.stride_h + kh * g.dilation_h).checked_sub(g.pad_top)?;
-            (ih < g.in_h).then(|| {
-                let input = &row.x[(row.n * g.in_h + ih) * in_len..][..in_len];
-                (&row.w[kh * taps_len..][..taps_len], input)
-            })
+        .map(|kh| {
+            let input = input_row(kh).unwrap_or(&zeros);
+            (&row.w[kh * taps_len..][..taps_len], input)
         })
         .collect();
     let (first, end) = inner_columns(g);
@@ -136,8 +141,8 @@ fn pixels<const P: usize, const CHECKED: bool>(
 }
 
 /// Output pixels `ow0..ow0 + P`, channels `c0..c0 + LANES` (fewer at the last block unless
-/// `FULL`, which also means one output per input channel). `CHECKED`: skip taps that fall in
-/// the left or right padding.
+/// `FULL`, which also means one output per input channel). `CHECKED`: taps may fall in the left
+/// or right padding, where the input is zero.
 #[inline(always)]
 fn block<const P: usize, const FULL: bool, const CHECKED: bool>(
     c: Columns,
@@ -156,16 +161,15 @@ fn block<const P: usize, const FULL: bool, const CHECKED: bool>(
             taps[..lanes].copy_from_slice(&kernel_row[kw * c.out_c + c0..][..lanes]);
             for (p, acc) in acc.iter_mut().enumerate() {
                 let iw = x0 + (p * c.stride + kw * c.dilation) as isize;
-                if CHECKED && (iw < 0 || iw >= c.in_w as isize) {
-                    continue;
-                }
-                let pixel = &input[iw as usize * c.in_c..][..c.in_c];
                 let mut xs = [0f32; LANES];
-                if FULL {
-                    xs.copy_from_slice(&pixel[c0..c0 + LANES]);
-                } else {
-                    for (l, x) in xs[..lanes].iter_mut().enumerate() {
-                        *x = pixel[(c0 + l) / c.mult];
+                if !CHECKED || (iw >= 0 && iw < c.in_w as isize) {
+                    let pixel = &input[iw as usize * c.in_c..][..c.in_c];
+                    if FULL {
+                        xs.copy_from_slice(&pixel[c0..c0 + LANES]);
+                    } else {
+                        for (l, x) in xs[..lanes].iter_mut().enumerate() {
+                            *x = pixel[(c0 + l) / c.mult];
+                        }
                     }
                 }
                 for l in 0..LANES {

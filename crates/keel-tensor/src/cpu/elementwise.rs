@@ -137,8 +137,8 @@ pub(crate) fn channel_affine(x: &[f32], scale: &[f32], shift: &[f32], act: Activ
     // One instantiation per activation, so the inner loop has no match and vectorises.
     match act {
         Activation::None => affine_with(x, scale, shift, |v| v),
-        Activation::Relu => affine_with(x, scale, shift, |v| v.max(0.0)),
-        Activation::Relu6 => affine_with(x, scale, shift, |v| v.clamp(0.0, 6.0)),
+        Activation::Relu => affine_with(x, scale, shift, |v| UnaryOp::Relu.apply(v)),
+        Activation::Relu6 => affine_with(x, scale, shift, |v| UnaryOp::Relu6.apply(v)),
     }
 }
 

@@ -1,8 +1,8 @@
 //! Max and average pooling on the CPU, parallel over output rows (TensorFlow border semantics:
-//! padded positions never count).
+//! padded positions never count; a NaN in a window is its maximum).
 
 use crate::geometry::WindowGeometry;
-use crate::op::PoolOp;
+use crate::op::{nan_max, ranks_above, PoolOp};
 use rayon::prelude::*;
 
 /// Pools NHWC `x` with the window of `g`.
@@ -23,14 +23,19 @@ pub(crate) fn pool2d(x: &[f32], g: &WindowGeometry, op: PoolOp) -> Vec<f32> {
                 let w_range = w0.max(0) as usize
                     ..((w0 + g.kernel_w as isize).min(g.in_w as isize)).max(0) as usize;
                 let out = &mut out_row[ow * c..][..c];
-                out.fill(if op == PoolOp::Max { f32::MIN } else { 0.0 });
+                out.fill(if op == PoolOp::Max {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                });
                 for ih in h_range.clone() {
                     for iw in w_range.clone() {
                         let pixel = &x[((n * g.in_h + ih) * g.in_w + iw) * c..][..c];
                         match op {
-                            PoolOp::Max => {
-                                out.iter_mut().zip(pixel).for_each(|(o, &v)| *o = o.max(v))
-                            }
+                            PoolOp::Max => out
+                                .iter_mut()
+                                .zip(pixel)
+                                .for_each(|(o, &v)| *o = nan_max(*o, v)),
                             PoolOp::Avg => out.iter_mut().zip(pixel).for_each(|(o, &v)| *o += v),
                         }
                     }
@@ -73,7 +78,7 @@ pub(crate) fn pool2d_backward(x: &[f32], dy: &[f32], g: &WindowGeometry, op: Poo
                         PoolOp::Max => {
                             // All channels at once, window pixels in row-major order: the first
                             // pixel sets the best, a later one replaces it only when strictly
-                            // greater.
+                            // greater (or the first NaN).
                             let mut pixels = hs
                                 .clone()
                                 .flat_map(|ih| ws.clone().map(move |iw| (ih * g.in_w + iw) * c));
@@ -86,7 +91,7 @@ pub(crate) fn pool2d_backward(x: &[f32], dy: &[f32], g: &WindowGeometry, op: Poo
                                 let pixel = &x_img[at..][..c];
                                 for ((b, b_at), &v) in best.iter_mut().zip(&mut best_at).zip(pixel)
                                 {
-                                    if v > *b {
+                                    if ranks_above(v, *b) {
                                         *b = v;
                                         *b_at = at;
                                     }

@@ -1,6 +1,6 @@
 //! Reductions along one axis, argmax and softmax on the CPU.
 
-use crate::op::ReduceOp;
+use crate::op::{nan_max, nan_min, ranks_above, ReduceOp};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -14,8 +14,8 @@ pub(crate) fn reduce(x: &[f32], outer: usize, len: usize, inner: usize, op: Redu
             for (acc, &v) in out.iter_mut().zip(row) {
                 *acc = match op {
                     ReduceOp::Sum | ReduceOp::Mean => *acc + v,
-                    ReduceOp::Max => acc.max(v),
-                    ReduceOp::Min => acc.min(v),
+                    ReduceOp::Max => nan_max(*acc, v),
+                    ReduceOp::Min => nan_min(*acc, v),
                 };
             }
         }
@@ -26,7 +26,7 @@ pub(crate) fn reduce(x: &[f32], outer: usize, len: usize, inner: usize, op: Redu
     y
 }
 
-/// Index of the first maximum of `x` viewed as [outer, len, inner] along the middle axis.
+/// Index of the first maximum (a NaN being the maximum) of `x` viewed as [outer, len, inner] along the middle axis.
 pub(crate) fn argmax(x: &[f32], outer: usize, len: usize, inner: usize) -> Vec<i32> {
     let mut y = vec![0i32; outer * inner];
     y.par_chunks_mut(inner).enumerate().for_each(|(o, out)| {
@@ -36,7 +36,7 @@ pub(crate) fn argmax(x: &[f32], outer: usize, len: usize, inner: usize) -> Vec<i
             let mut best_l = 0;
             for l in 1..len {
                 let v = block[l * inner + i];
-                if v > best {
+                if ranks_above(v, best) {
                     best = v;
                     best_l = l;
                 }
@@ -51,7 +51,7 @@ pub(crate) fn argmax(x: &[f32], outer: usize, len: usize, inner: usize) -> Vec<i
 pub(crate) fn softmax(x: &[f32], cols: usize, log: bool) -> Vec<f32> {
     let fill = |r: usize, out: &mut [MaybeUninit<f32>]| {
         let row = &x[r * cols..][..cols];
-        let max = row.iter().copied().fold(f32::MIN, f32::max);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, nan_max);
         let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
         let log_sum = sum.ln();
         for (o, &v) in out.iter_mut().zip(row) {

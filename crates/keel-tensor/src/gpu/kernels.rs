@@ -22,7 +22,10 @@ pub(crate) enum Shader {
 impl Shader {
     fn source(self) -> &'static str {
         match self {
-            Shader::Elementwise => include_str!("../../../../shaders/elementwise.wgsl"),
+            Shader::Elementwise => concat!(
+                include_str!("../../../../shaders/non_finite.wgsl"),
+                include_str!("../../../../shaders/elementwise.wgsl")
+            ),
             Shader::Layout => include_str!("../../../../shaders/layout.wgsl"),
             Shader::Matmul => concat!(
                 include_str!("../../../../shaders/gemm_dest.wgsl"),
@@ -52,9 +55,18 @@ impl Shader {
                 include_str!("../../../../shaders/conv_common.wgsl"),
                 include_str!("../../../../shaders/depthwise.wgsl")
             ),
-            Shader::Pool => include_str!("../../../../shaders/pool.wgsl"),
-            Shader::Reduce => include_str!("../../../../shaders/reduce.wgsl"),
-            Shader::Softmax => include_str!("../../../../shaders/softmax.wgsl"),
+            Shader::Pool => concat!(
+                include_str!("../../../../shaders/non_finite.wgsl"),
+                include_str!("../../../../shaders/pool.wgsl")
+            ),
+            Shader::Reduce => concat!(
+                include_str!("../../../../shaders/non_finite.wgsl"),
+                include_str!("../../../../shaders/reduce.wgsl")
+            ),
+            Shader::Softmax => concat!(
+                include_str!("../../../../shaders/non_finite.wgsl"),
+                include_str!("../../../../shaders/softmax.wgsl")
+            ),
         }
     }
 }
