@@ -140,6 +140,17 @@ fn zero_pad(x: &Input, pads: (usize, usize, usize, usize)) -> Input {
     }
 }
 
+/// Input shape, kernel height and width, output channels, stride, groups, and the padding
+/// (top, bottom, left, right).
+type ConvCase = (
+    &'static [usize],
+    usize,
+    usize,
+    usize,
+    usize,
+    (usize, usize, usize, usize),
+);
+
 /// Convolutions (dense, grouped, depthwise; padded and not) with non-finite inputs, then with
 /// non-finite weights; and both gradients with a non-finite output gradient.
 pub fn conv2d(t: &mut Runner, rng: &mut Rng) {
@@ -149,15 +160,7 @@ pub fn conv2d(t: &mut Runner, rng: &mut Rng) {
         left,
         right,
     };
-    // (input, kernel height/width, out channels, stride, groups, pads)
-    let cases: [(
-        &[usize],
-        usize,
-        usize,
-        usize,
-        usize,
-        (usize, usize, usize, usize),
-    ); 6] = [
+    let cases: [ConvCase; 6] = [
         (&[2, 7, 6, 3], 3, 8, 1, 1, (1, 1, 1, 1)),
         (&[1, 9, 9, 4], 3, 6, 2, 1, (0, 1, 0, 1)),
         (&[2, 5, 5, 2], 1, 5, 1, 1, (0, 0, 0, 0)),
