@@ -17,8 +17,9 @@ use std::time::Instant;
 #[derive(Parser)]
 #[command(about = "Benchmarks keel's kernels on each device")]
 struct Args {
-    /// Device to measure (auto, wgpu or cpu); every available device when omitted.
-    #[arg(long)]
+    /// Device to measure (auto, wgpu or cpu; KEEL_DEVICE when not given); every available
+    /// device when neither names one.
+    #[arg(long, env = "KEEL_DEVICE")]
     device: Option<String>,
     /// Print one JSON object per device instead of a table.
     #[arg(long)]

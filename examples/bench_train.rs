@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[derive(Parser)]
 #[command(about = "Benchmarks training steps and measures the memory freezing saves")]
 struct Args {
-    /// Device to measure (auto, wgpu or cpu); every available device when omitted.
-    #[arg(long)]
+    /// Device to measure (auto, wgpu or cpu; KEEL_DEVICE when not given); every available
+    /// device when neither names one.
+    #[arg(long, env = "KEEL_DEVICE")]
     device: Option<String>,
     /// Print one JSON object per device instead of a table.
     #[arg(long)]

@@ -32,8 +32,8 @@ struct Args {
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
-    /// auto, wgpu or cpu.
-    #[arg(long, default_value = "auto")]
+    /// auto, wgpu or cpu (KEEL_DEVICE when not given).
+    #[arg(long, env = "KEEL_DEVICE", default_value = "auto")]
     device: String,
     /// Use only the first N training images (quick runs).
     #[arg(long)]

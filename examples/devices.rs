@@ -1,10 +1,12 @@
-//! The main job until the transfer-learning example lands: lists the devices keel can use and
-//! runs a small convolutional network forward on each, checking that they agree.
+//! Lists the devices keel can use and runs a small convolutional network forward on each,
+//! checking that they agree.
 //!
-//! `cargo run --release --example devices`
+//! `cargo run --release --example devices` (KEEL_DEVICE=auto|wgpu|cpu shows which device it
+//! selects)
 
 mod common;
 
+use clap::Parser;
 use common::values;
 use keel::{Conv2dOptions, Device, Padding, Pool2dOptions, Tensor};
 use std::time::Instant;
@@ -36,7 +38,15 @@ fn small_cnn(x: &Tensor, device: &Device) -> keel::Result<Tensor> {
         .softmax()
 }
 
+#[derive(Parser)]
+#[command(
+    about = "Lists the devices keel can use and checks that they agree on a small CNN",
+    after_help = "KEEL_DEVICE=auto|wgpu|cpu: shows which device that selects"
+)]
+struct Args {}
+
 fn run() -> keel::Result<()> {
+    Args::parse();
     println!("keel devices");
     println!("  cpu : {}", Device::cpu());
     let wgpu = Device::wgpu();

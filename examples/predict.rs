@@ -43,8 +43,8 @@ struct Args {
     /// How many classes to print.
     #[arg(long, default_value_t = 5)]
     top: usize,
-    /// auto, wgpu or cpu.
-    #[arg(long, default_value = "auto")]
+    /// auto, wgpu or cpu (KEEL_DEVICE when not given).
+    #[arg(long, env = "KEEL_DEVICE", default_value = "auto")]
     device: String,
     /// Print one JSON object per image: file, device, top classes and all outputs.
     #[arg(long)]
@@ -151,6 +151,7 @@ fn predict_saved(args: &Args, path: &Path, device: &Device) -> Result<(), String
     let options = ImageOptions {
         size: (h, w),
         channels,
+        progress: true,
         ..ImageOptions::new(h, preset)
     };
     let images = Images::from_paths(&args.images, &options).map_err(|e| e.to_string())?;
@@ -167,14 +168,6 @@ fn predict_saved(args: &Args, path: &Path, device: &Device) -> Result<(), String
         .iter()
         .zip(predictions.outputs.chunks(width.max(1)))
     {
-        if row.iter().any(|v| !v.is_finite()) {
-            return Err(format!(
-                "{}: the model's outputs are not finite ({row:?}): its weights hold NaN or Inf",
-                images
-                    .path(i)
-                    .map_or_else(String::new, |p| p.display().to_string())
-            ));
-        }
         let probs = if already_probabilities {
             row.to_vec()
         } else {
@@ -229,6 +222,12 @@ fn predict_imagenet(args: &Args, device: &Device) -> Result<(), String> {
         );
     }
     let outputs = logits.to_vec().map_err(|e| e.to_string())?;
+    if outputs.iter().any(|v| !v.is_finite()) {
+        return Err(format!(
+            "{}: the model's outputs are not finite (NaN or ±∞): a weight or an input value is",
+            what.display()
+        ));
+    }
     report(args, device, what, &outputs, &probs, |i| {
         labels[i].to_string()
     });

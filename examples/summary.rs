@@ -1,7 +1,8 @@
 //! Prints the Keras-style summary of a backbone with a Flatten or GAP head.
 //!
 //! `cargo run --release --example summary -- --backbone vgg16|mobilenet|mobilenet_v2
-//!  --head flatten|gap [--hidden 1024,1024,512] --classes 3 [--input 224] [--trainable-backbone]`
+//!  --head flatten|gap [--hidden 1024,1024,512] --classes 3 [--input 224] [--trainable-backbone]
+//!  [--device auto|wgpu|cpu]`
 
 use clap::Parser;
 use keel::layers::{backbones, flatten_head, gap_head, summary, with_head, BackboneOptions, Layer};
@@ -28,11 +29,14 @@ struct Args {
     /// Leave the backbone trainable (frozen by default).
     #[arg(long)]
     trainable_backbone: bool,
+    /// Where the weights are made: auto, wgpu or cpu (KEEL_DEVICE when not given).
+    #[arg(long, env = "KEEL_DEVICE", default_value = "auto")]
+    device: String,
 }
 
 fn run() -> keel::layers::Result<()> {
     let args = Args::parse();
-    let device = Device::cpu();
+    let device = Device::from_name(&args.device)?;
     let options = BackboneOptions::default().input(args.input, args.input);
     let backbone = match args.backbone.as_str() {
         "vgg16" => backbones::vgg16(&options, &device)?,

@@ -18,11 +18,12 @@ use clap::Parser;
 use keel::data::{split, ImageOptions, Images, Preset, Samples, Subset};
 use keel::layers::{
     backbones, flatten_head, gap_head, load_weights, save_model, summary, with_head,
-    BackboneOptions, Layer, LoadOptions, ModelInfo, Sequential,
+    BackboneOptions, HeadSpec, Layer, LoadOptions, ModelInfo, Sequential,
 };
 use keel::train::{
-    cacheable_prefix, evaluate, extract_features, fit, metrics::confusion_matrix, Adam,
-    FeatureOptions, Features, FitConfig, History, Loss, MemoryBudget, Validation,
+    cacheable_prefix, check_learning_rate, evaluate, extract_features, fit,
+    metrics::confusion_matrix, training_memory, update_memory, Adam, FeatureOptions, Features,
+    FitConfig, History, Loss, MemoryBudget, Validation,
 };
 use keel::Device;
 use plotters::prelude::*;
@@ -67,8 +68,8 @@ struct Args {
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f32,
-    /// auto, wgpu or cpu.
-    #[arg(long, default_value = "auto")]
+    /// auto, wgpu or cpu (KEEL_DEVICE when not given).
+    #[arg(long, env = "KEEL_DEVICE", default_value = "auto")]
     device: String,
     /// Where the training-curve PNG goes.
     #[arg(long, default_value = "transfer.png")]
@@ -231,19 +232,31 @@ fn preset(backbone: &str) -> Preset {
     }
 }
 
-/// A backbone with one head, as a model.
+/// The head called `head` (flatten or gap) for `classes` classes.
+fn head_spec(args: &Args, head: &str, classes: usize) -> HeadSpec {
+    match head {
+        "flatten" => flatten_head(classes),
+        _ => gap_head(classes),
+    }
+    .hidden(&args.hidden)
+}
+
+/// `backbone` with one head, as a model, once the memory its training takes is known to be
+/// there (the head's weights, their gradients and Adam's state, counted before they exist).
 fn model_with_head(
     args: &Args,
+    backbone: Sequential,
     head: &str,
     classes: usize,
     device: &Device,
 ) -> Result<Sequential, String> {
-    let spec = match head {
-        "flatten" => flatten_head(classes),
-        _ => gap_head(classes),
-    }
-    .hidden(&args.hidden);
-    with_head(backbone(args, device)?, &spec, device, args.seed).map_err(|e| e.to_string())
+    let spec = head_spec(args, head, classes);
+    let sizes = spec.weight_sizes(backbone.output_shape());
+    update_memory(&sizes, &Adam::new(args.lr))
+        .add("head weights", sizes.iter().sum::<u64>() * 4)
+        .check(&format!("training the {head} head"))
+        .map_err(|e| e.to_string())?;
+    with_head(backbone, &spec, device, args.seed).map_err(|e| e.to_string())
 }
 
 /// The training, validation and test sets one stage trains and evaluates on: images, or the
@@ -584,6 +597,95 @@ fn print_confusion(o: &Outcome, classes: &[String]) {
     }
 }
 
+/// Fails now, before any work, on settings that cannot train: no epochs, empty batches, a
+/// learning rate that is not a finite positive number, an empty hidden layer, no workers.
+fn check_settings(args: &Args) -> Result<(), String> {
+    if args.epochs == 0 {
+        return Err("--epochs 0: train for at least 1 epoch".into());
+    }
+    if args.batch == 0 {
+        return Err("--batch 0: a batch holds at least 1 image".into());
+    }
+    if args.workers == Some(0) {
+        return Err("--workers 0: at least 1 thread must decode images".into());
+    }
+    check_learning_rate(args.lr).map_err(|e| format!("--lr: {e}"))?;
+    // The number of classes comes from the data, which is checked once it is indexed.
+    head_spec(args, "gap", 2)
+        .check()
+        .map_err(|e| format!("--hidden: {e}"))
+}
+
+/// Fails now, before any image is decoded, on data that cannot train a classifier: fewer
+/// than 2 classes, or too few images for both a training and a validation set.
+fn check_data(
+    args: &Args,
+    data: &Data,
+    train: &Subset<'_>,
+    val: &Subset<'_>,
+) -> Result<(), String> {
+    let place = args
+        .data
+        .as_ref()
+        .map_or_else(|| "the data".to_string(), |d| d.display().to_string());
+    let classes = data.train_all.classes();
+    if classes.len() < 2 {
+        return Err(format!(
+            "{place} has {} class folder{} ({}): a classifier needs at least 2, one subfolder \
+             of images per class",
+            classes.len(),
+            if classes.len() == 1 { "" } else { "s" },
+            if classes.is_empty() {
+                "none".to_string()
+            } else {
+                classes.join(", ")
+            }
+        ));
+    }
+    if train.is_empty() || val.is_empty() {
+        return Err(format!(
+            "{place} has {} training images; holding out {:.0}% of them for validation leaves \
+             {} for validation and {} for training: add images (with a train/ and test/ split, \
+             10% of train/ is held out)",
+            data.train_all.len(),
+            data.validation * 100.0,
+            val.len(),
+            train.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Fails now, before the features are computed, when training a head would take more memory
+/// than there is: its gradients, Adam's state, activations and the cached features.
+fn check_memory(
+    args: &Args,
+    heads: &[&str],
+    models: &[Sequential],
+    cached_layers: usize,
+    samples: usize,
+) -> Result<(), String> {
+    let features = match cached_layers {
+        0 => 0,
+        n => {
+            let per_sample: usize = models[0].layers()[n - 1].output_shape().iter().product();
+            ((samples * per_sample * 4) as u64).min(args.feature_memory << 20)
+        }
+    };
+    for (head, model) in heads.iter().zip(models) {
+        training_memory(
+            model,
+            &Adam::new(args.lr),
+            args.batch,
+            cached_layers,
+            features,
+        )
+        .check(&format!("training the {head} head"))
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Fails now, not after training, when an output cannot be written: a missing folder, or a
 /// plot that is not a PNG. Creates the backup folder.
 fn check_outputs(args: &Args) -> Result<(), String> {
@@ -620,18 +722,23 @@ fn check_outputs(args: &Args) -> Result<(), String> {
 
 fn run() -> Result<(), String> {
     let args = Args::parse();
-    keel::tensor::cpu_cache::set_limit(args.buffer_cache << 20);
-    let device = Device::from_name(&args.device).map_err(|e| e.to_string())?;
     let heads: Vec<&'static str> = match args.head.as_str() {
         "both" => vec!["flatten", "gap"],
         "flatten" => vec!["flatten"],
         "gap" => vec!["gap"],
         other => return Err(format!("unknown head `{other}` (flatten, gap, both)")),
     };
+    check_settings(&args)?;
     check_outputs(&args)?;
+    keel::tensor::cpu_cache::set_limit(args.buffer_cache << 20);
+    let device = Device::from_name(&args.device).map_err(|e| e.to_string())?;
     println!("device: {device}");
+    // The backbone and its weights before the data: a bad weights file or input size fails in
+    // seconds, whatever the size of the data.
+    let mut first_backbone = Some(backbone(&args, &device)?);
     let data = load_data(&args, preset(&args.backbone))?;
     let (train, val): (Subset<'_>, Subset<'_>) = split(&data.train_all, data.validation, args.seed);
+    check_data(&args, &data, &train, &val)?;
     let classes = data.train_all.classes().to_vec();
     println!(
         "data: {} training, {} validation, {} test images of {} classes at {}×{} (indexed in {:.1}s)",
@@ -662,22 +769,29 @@ fn run() -> Result<(), String> {
     };
     let mut models: Vec<Sequential> = heads
         .iter()
-        .map(|h| model_with_head(&args, h, classes.len(), &device))
+        .map(|h| {
+            let backbone = match first_backbone.take() {
+                Some(b) => b,
+                None => backbone(&args, &device)?,
+            };
+            model_with_head(&args, backbone, h, classes.len(), &device)
+        })
         .collect::<Result<_, _>>()?;
     // Heads that share the backbone share its features: the backbone alone with both heads,
     // with one head everything up to its first trained layer.
+    let cached_layers = match (args.no_cache, heads.len()) {
+        (true, _) => 0,
+        (false, 1) => cacheable_prefix(&models[0]),
+        (false, _) => 1,
+    };
+    let samples = train.len() + val.len() + data.test.as_ref().map_or(0, Images::len);
+    check_memory(&args, &heads, &models, cached_layers, samples)?;
     let features = feature_options(&args);
-    let cached = if args.no_cache {
-        None
-    } else {
-        let layers = if heads.len() == 1 {
-            cacheable_prefix(&models[0])
-        } else {
-            1
-        };
-        Some(cache(
+    let cached = match cached_layers {
+        0 => None,
+        layers => Some(cache(
             &models[0], layers, &images, &args, &features, &device,
-        )?)
+        )?),
     };
     let mut outcomes = Vec::new();
     for (head, model) in heads.iter().zip(models.drain(..)) {

@@ -13,7 +13,8 @@ mod weights_files;
 use harness::{run_tests, Rng, Runner, Test};
 use keel::autograd::Var;
 use keel::layers::{
-    backbones, flatten_head, gap_head, summary, with_head, BackboneOptions, Layer, Sequential,
+    backbones, flatten_head, gap_head, summary, with_head, BackboneOptions, HeadSpec, Layer,
+    Sequential,
 };
 use keel::{Device, Tensor};
 
@@ -28,6 +29,7 @@ fn main() {
             "freezing_keeps_backbone_bit_identical",
             freezing_keeps_backbone_bit_identical,
         ),
+        ("head_checks", head_checks),
         ("weights_round_trip", weights_files::round_trip),
         ("weights_torch_layout", weights_files::torch_layout),
         ("weights_bad_files", weights_files::bad_files),
@@ -143,9 +145,22 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
             || format!("{:?}", small.output_shape()),
         );
         let tiny = backbones::vgg16(&opts.clone().input(16, 16), &dev);
-        t.expect(tiny.is_err(), "VGG16 at 16×16 is too small", || {
-            "built".into()
-        });
+        let too_small = |r: keel::layers::Result<keel::layers::Sequential>| match r {
+            Ok(_) => "built".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let msg = too_small(tiny);
+        t.expect(
+            msg.contains("at least 32×32") && msg.contains("got 16×16"),
+            "VGG16 at 16×16 is too small, and says how small it may be",
+            || msg.clone(),
+        );
+        let msg = too_small(backbones::mobilenet_v2(&opts.clone().input(7, 7), &dev));
+        t.expect(
+            msg.contains("at least 32×32") && msg.contains("got 7×7"),
+            "MobileNetV2 at 7×7 is too small (computed from its strides)",
+            || msg.clone(),
+        );
         Ok(())
     })();
     if let Err(e) = outcome {
@@ -307,4 +322,53 @@ fn mobilenet_top_n(t: &mut Runner, dev: &Device) -> keel::layers::Result<()> {
         3,
     );
     Ok(())
+}
+
+/// Heads that cannot be built, or would not fit in memory, are errors that say why, before
+/// anything is allocated.
+fn head_checks(t: &mut Runner, _rng: &mut Rng) {
+    let dev = Device::cpu();
+    let backbone = || {
+        backbones::mobilenet(&BackboneOptions::default().input(32, 32).alpha(0.25), &dev)
+            .expect("backbone")
+    };
+    let message = |head: &HeadSpec| match with_head(backbone(), head, &dev, 0) {
+        Ok(_) => "built".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let cases: [(&str, HeadSpec, &[&str]); 4] = [
+        ("no classes", gap_head(0), &["at least 1 class, got 0"]),
+        (
+            "an empty hidden layer",
+            flatten_head(3).hidden(&[16, 0]),
+            &["hidden layer 2", "0 units"],
+        ),
+        (
+            "a dropout rate of 1",
+            gap_head(3).hidden(&[8]).dropout(1.0),
+            &["dropout rate of 1"],
+        ),
+        (
+            "a head over the memory limit",
+            flatten_head(3).hidden(&[1 << 20]),
+            &["needs about", "head weights", "more than the 1.0 MB"],
+        ),
+    ];
+    for (case, head, words) in cases {
+        let limited = case.contains("memory");
+        if limited {
+            std::env::set_var("KEEL_MEMORY_LIMIT", "1");
+        }
+        let msg = message(&head);
+        if limited {
+            std::env::remove_var("KEEL_MEMORY_LIMIT");
+        }
+        t.expect(words.iter().all(|w| msg.contains(w)), case, || msg.clone());
+    }
+    let sizes = flatten_head(3).hidden(&[16]).weight_sizes(&[2, 2, 8]);
+    t.expect(
+        sizes == [32 * 16, 16, 16 * 3, 3],
+        "a head's weights are counted without building it",
+        || format!("{sizes:?}"),
+    );
 }

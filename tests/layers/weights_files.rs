@@ -261,7 +261,12 @@ pub fn bad_files(t: &mut Runner, rng: &mut Rng) {
         t,
         "truncated file",
         load(&truncated, false),
-        &["truncated.safetensors", "not a valid safetensors"],
+        &[
+            "truncated.safetensors",
+            "not a valid safetensors",
+            "lies at bytes",
+            "truncated",
+        ],
     );
 
     let garbage = scratch("garbage.safetensors");
@@ -292,7 +297,64 @@ pub fn bad_files(t: &mut Runner, rng: &mut Rng) {
         t,
         "header lying about offsets",
         load(&lying_path, false),
-        &["lying.safetensors"],
+        &[
+            "lying.safetensors",
+            "tensor `features.0/kernel` lies at bytes 0..432",
+        ],
+    );
+
+    // A shape that does not match the tensor's bytes.
+    let header =
+        br#"{"features.0/kernel":{"dtype":"F32","shape":[3,3,3,4],"data_offsets":[0,16]}}"#;
+    let mut short = (header.len() as u64).to_le_bytes().to_vec();
+    short.extend_from_slice(header);
+    short.extend_from_slice(&[0u8; 16]);
+    let short_path = scratch("short.safetensors");
+    std::fs::write(&short_path, short).expect("write");
+    expect_error(
+        t,
+        "a shape that does not match its bytes",
+        load(&short_path, false),
+        &["tensor `features.0/kernel`", "takes 432 bytes", "hold 16"],
+    );
+
+    // NaN in a weight.
+    let mut values = vec![0.5f32; 108];
+    values[7] = f32::NAN;
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::F32, vec![3, 3, 3, 4], &data).expect("view");
+    let nan_path = scratch("nan.safetensors");
+    std::fs::write(
+        &nan_path,
+        safetensors::serialize([("features.0/kernel", view)], None).expect("ser"),
+    )
+    .expect("write");
+    expect_error(
+        t,
+        "a NaN weight",
+        load(&nan_path, false),
+        &["tensor `features.0/kernel`", "NaN at element 7"],
+    );
+
+    // A PyTorch Linear weight stored transposed ([in, out] instead of [out, in]).
+    let data = vec![0u8; 4 * 72 * 5];
+    let view = TensorView::new(Dtype::F32, vec![72, 5], &data).expect("view");
+    let transposed = scratch("transposed.safetensors");
+    std::fs::write(
+        &transposed,
+        safetensors::serialize([("classifier.weight", view)], None).expect("ser"),
+    )
+    .expect("write");
+    expect_error(
+        t,
+        "a transposed Linear weight",
+        load(&transposed, false),
+        &[
+            "has shape [72, 5]",
+            "[5, 72] in PyTorch's layout",
+            "([72, 5] in keel's)",
+            "transposed",
+        ],
     );
 
     // A PyTorch conv weight of rank 3.

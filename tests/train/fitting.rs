@@ -515,21 +515,70 @@ pub fn bad_input(t: &mut Runner, rng: &mut Rng) {
     .map(|e| e.to_string())
     .unwrap_or_default();
     cases.push(("one class", msg, vec!["1 class", "only", "at least 2"]));
-    let msg = fit(
-        &m,
-        &mut Adam::new(f32::INFINITY),
-        &loss(),
-        &data,
-        &quiet(),
-        &dev,
-    )
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    for lr in [f32::INFINITY, f32::NAN, -1.0, 0.0] {
+        let msg = fit(&m, &mut Adam::new(lr), &loss(), &data, &quiet(), &dev)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        cases.push((
+            "a learning rate that is not finite and positive",
+            msg,
+            vec!["learning rate of", "finite number above 0"],
+        ));
+    }
+    let mut poisoned = dataset(rng, 12);
+    poisoned.images.fill(f32::NAN);
     cases.push((
-        "a non-finite loss (an infinite learning rate)",
+        "a non-finite loss (NaN inputs)",
+        run(&poisoned, &quiet()),
+        vec!["epoch 1, step 1", "the loss is NaN"],
+    ));
+    // More memory than there is: a clear error before anything is allocated.
+    std::env::set_var("KEEL_MEMORY_LIMIT", "0");
+    let msg = run(&data, &quiet());
+    std::env::remove_var("KEEL_MEMORY_LIMIT");
+    cases.push((
+        "more memory than the limit",
         msg,
-        vec!["epoch 1, step 2", "the loss is NaN"],
+        vec![
+            "training `model` needs about",
+            "gradients",
+            "optimizer state",
+            "activations",
+        ],
+    ));
+    // NaN in a weight: predictions and evaluations name the sample, never a NaN number.
+    let poisoned_model = model(&dev, None).expect("model");
+    let dense = poisoned_model
+        .layers()
+        .last()
+        .expect("a last layer")
+        .weights();
+    let kernel = &dense[0].param;
+    let mut values = kernel.value().to_vec().expect("values");
+    values[3] = f32::NAN;
+    kernel
+        .set_value(
+            keel::Tensor::from_vec(values, kernel.value().dims().to_vec(), &dev).expect("tensor"),
+        )
+        .expect("set");
+    let msg = keel::train::predict(&poisoned_model, &data, 4, &dev)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    cases.push((
+        "predictions of a model with a NaN weight",
+        msg,
+        vec!["outputs for sample 0 are not finite"],
+    ));
+    let msg = keel::train::evaluate(&poisoned_model, &loss(), &data, 4, &dev)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    cases.push((
+        "an evaluation of a model with a NaN weight",
+        msg,
+        vec!["outputs for sample 0 are not finite"],
     ));
     m.set_trainable(false);
     cases.push((

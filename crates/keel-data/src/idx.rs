@@ -62,12 +62,13 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<(Vec<usize>, Vec<u8>)> {
             u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
         })
         .collect();
-    let n: usize = dims.iter().product();
-    if bytes.len() != header + n {
+    let n = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    if n.and_then(|n| n.checked_add(header)) != Some(bytes.len()) {
         return Err(Error::data(
             path,
             format!(
-                "idx dimensions {dims:?} need {n} bytes of data, the file has {}",
+                "idx dimensions {dims:?} need {} bytes of data, the file has {}",
+                n.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
                 bytes.len() - header
             ),
         ));

@@ -32,7 +32,8 @@ pub struct ImageOptions {
     /// Keep each image's resized pixels (bytes, not f32) in memory after its first read —
     /// Keras' `.cache()`: h·w·channels bytes per image.
     pub cache: bool,
-    /// Show a progress bar while indexing a folder.
+    /// Show a progress bar while indexing a folder, and name each image left out as it happens
+    /// (all of them are in [`Images::skipped`] either way).
     pub progress: bool,
 }
 
@@ -323,11 +324,6 @@ impl Images {
             .collect()
     }
 
-    fn describe(&self, index: usize) -> String {
-        self.path(index)
-            .map_or_else(|| format!("image {index}"), |p| p.display().to_string())
-    }
-
     /// Notes that image `index` is left out, printing it the first time.
     fn skip(&self, index: usize, error: &Error) {
         let mut skipped = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
@@ -335,7 +331,7 @@ impl Images {
             Error::Image { msg, .. } => msg.clone(),
             other => other.to_string(),
         };
-        if skipped.insert(index, reason).is_none() {
+        if skipped.insert(index, reason).is_none() && self.options.progress {
             eprintln!("warning: skipping {error}");
         }
     }
@@ -433,5 +429,9 @@ impl Samples for Images {
     }
     fn preset(&self) -> Option<Preset> {
         Some(self.options.preset)
+    }
+    fn describe(&self, index: usize) -> String {
+        self.path(index)
+            .map_or_else(|| format!("image {index}"), |p| p.display().to_string())
     }
 }

@@ -33,6 +33,10 @@ pub trait Samples: Send + Sync {
     fn provenance(&self) -> Option<&Provenance> {
         None
     }
+    /// Sample `index` as an error message names it: its file where it has one.
+    fn describe(&self, index: usize) -> String {
+        format!("sample {index}")
+    }
 }
 
 /// Which layers computed a set of samples: their names in order and a fingerprint of their
@@ -79,6 +83,9 @@ impl Samples for Subset<'_> {
     }
     fn provenance(&self) -> Option<&Provenance> {
         self.inner.provenance()
+    }
+    fn describe(&self, index: usize) -> String {
+        self.inner.describe(self.indices[index])
     }
 }
 

@@ -4,6 +4,7 @@ use crate::layer::LayerSpec;
 use crate::layers::{dense, dropout, flatten, global_avg_pool2d, Activation};
 use crate::sequential::{sequential, Prebuilt, Sequential};
 use crate::{Error, Layer, Result};
+use keel_tensor::memory::MemoryEstimate;
 use keel_tensor::Device;
 
 /// How a head turns the [h, w, c] feature map into a vector.
@@ -75,6 +76,39 @@ impl HeadSpec {
         self
     }
 
+    /// Checks the sizes before anything is built: at least 1 class, hidden layers of at least
+    /// 1 unit, a dropout rate in [0, 1).
+    pub fn check(&self) -> Result<()> {
+        let problem = if self.classes == 0 {
+            Some("a head needs at least 1 class, got 0".to_string())
+        } else if let Some(i) = self.hidden.iter().position(|&u| u == 0) {
+            Some(format!(
+                "hidden layer {} of the head has 0 units: each needs at least 1",
+                i + 1
+            ))
+        } else {
+            self.dropout
+                .filter(|r| !(0.0..1.0).contains(r))
+                .map(|r| format!("a dropout rate of {r}: it must be in [0, 1)"))
+        };
+        problem.map_or(Ok(()), |msg| Err(Error::layer("head", msg)))
+    }
+
+    /// The element counts of the head's weights (each Dense layer's kernel, then its bias) over
+    /// an [h, w, c] feature map, without building it.
+    pub fn weight_sizes(&self, feature_map: &[usize]) -> Vec<u64> {
+        let mut inputs: u64 = match self.pooling {
+            Pooling::Flatten => feature_map.iter().map(|&d| d as u64).product(),
+            Pooling::GlobalAverage => feature_map.last().map_or(0, |&c| c as u64),
+        };
+        let mut sizes = Vec::new();
+        for &units in self.hidden.iter().chain([&self.classes]) {
+            sizes.extend([inputs * units as u64, units as u64]);
+            inputs = units as u64;
+        }
+        sizes
+    }
+
     /// The head's layers, in order.
     pub fn layers(&self) -> Vec<Box<dyn LayerSpec>> {
         let mut specs: Vec<Box<dyn LayerSpec>> = vec![match self.pooling {
@@ -112,6 +146,14 @@ pub fn with_head(
             ),
         ));
     }
+    head.check()?;
+    let parameters: u64 = head.weight_sizes(backbone.output_shape()).iter().sum();
+    MemoryEstimate::new()
+        .add("head weights", parameters * 4)
+        .check(&format!(
+            "a head of {parameters} parameters over {:?} features",
+            backbone.output_shape()
+        ))?;
     let input = backbone.input_shape().to_vec();
     sequential("model")
         .add(Prebuilt(backbone))

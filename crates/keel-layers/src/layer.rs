@@ -141,4 +141,9 @@ pub trait LayerSpec {
     fn base_name(&self) -> &'static str;
     /// Creates the layer and its weights.
     fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>>;
+    /// How many times smaller the layer makes its input's (height, width): its stride, the
+    /// product of its layers' for a block.
+    fn downsampling(&self) -> (usize, usize) {
+        (1, 1)
+    }
 }

@@ -30,6 +30,11 @@ impl SequentialSpec {
         self
     }
 
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Appends several layers.
     pub fn extend(mut self, specs: Vec<Box<dyn LayerSpec>>) -> Self {
         self.specs.extend(specs);
@@ -208,6 +213,12 @@ impl Layer for Sequential {
 impl LayerSpec for SequentialSpec {
     fn base_name(&self) -> &'static str {
         "sequential"
+    }
+    fn downsampling(&self) -> (usize, usize) {
+        self.specs.iter().fold((1, 1), |(h, w), s| {
+            let (sh, sw) = s.downsampling();
+            (h * sh, w * sw)
+        })
     }
     fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
         Ok(Box::new(self.build_on(ctx)?))

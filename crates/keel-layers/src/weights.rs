@@ -115,10 +115,58 @@ pub fn load_weights(
     load_from(model, &file, path, options)
 }
 
-/// `bytes` as a safetensors file, or an error naming `path`.
+/// `bytes` as a safetensors file, or an error naming `path` (and the tensor at fault, where one
+/// is).
 pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
-    SafeTensors::deserialize(bytes)
-        .map_err(|e| weights_error(path, format!("not a valid safetensors file: {e}")))
+    SafeTensors::deserialize(bytes).map_err(|e| {
+        let why = header_fault(bytes).unwrap_or_else(|| e.to_string());
+        weights_error(path, format!("not a valid safetensors file: {why}"))
+    })
+}
+
+/// The first tensor whose header entry does not fit the file: data past the end, or a shape
+/// that does not match its bytes. `None` when the header cannot be read or every entry fits.
+fn header_fault(bytes: &[u8]) -> Option<String> {
+    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let end = usize::try_from(len).ok()?.checked_add(8)?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes.get(8..end)?).ok()?;
+    let data = (bytes.len() - end) as u64;
+    for (name, entry) in header.iter().filter(|(n, _)| *n != "__metadata__") {
+        let dtype = entry.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
+        let shape: Vec<u64> = entry
+            .get("shape")?
+            .as_array()?
+            .iter()
+            .map(|d| d.as_u64())
+            .collect::<Option<_>>()?;
+        let offsets = entry.get("data_offsets")?.as_array()?;
+        let (begin, stop) = (offsets.first()?.as_u64()?, offsets.get(1)?.as_u64()?);
+        if stop > data || begin > stop {
+            return Some(format!(
+                "tensor `{name}` lies at bytes {begin}..{stop} of a data section of {data} \
+                 bytes (the file is truncated, or its offsets are wrong)"
+            ));
+        }
+        let element = match dtype {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            _ => 1,
+        };
+        let needed = shape
+            .iter()
+            .try_fold(element, |n: u64, &d| n.checked_mul(d));
+        if needed != Some(stop - begin) {
+            return Some(format!(
+                "tensor `{name}` is {dtype} {shape:?}, which takes {} bytes, but its offsets \
+                 hold {}",
+                needed.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
+                stop - begin
+            ));
+        }
+    }
+    None
 }
 
 /// Loads the weights of `model` from the parsed safetensors `file` read from `path`.
@@ -199,17 +247,7 @@ pub(crate) fn load_from(
         if t.shape() != current.shape() {
             return Err(weights_error(
                 path,
-                format!(
-                    "tensor `{k}` has shape {:?}, the model's `{}` needs {}{}",
-                    view.shape(),
-                    w.param.name(),
-                    current.shape(),
-                    if layout == Layout::Torch {
-                        " (after converting PyTorch's layout)"
-                    } else {
-                        ""
-                    }
-                ),
+                shape_mismatch(k, view.shape(), w, current.dims(), layout),
             ));
         }
         values.push((w.param.clone(), t));
@@ -219,6 +257,37 @@ pub(crate) fn load_from(
         report.loaded += 1;
     }
     Ok(report)
+}
+
+/// Why file tensor `key` of shape `got` does not fit weight `w` (of keel shape `keel`): both
+/// layouts spelled out, and a transposed PyTorch Linear weight recognised as such.
+fn shape_mismatch(key: &str, got: &[usize], w: &Weight, keel: &[usize], layout: Layout) -> String {
+    let name = w.param.name();
+    if layout != Layout::Torch {
+        return format!("tensor `{key}` has shape {got:?}; the model's `{name}` is {keel:?}");
+    }
+    let torch = torch_shape(w.role, keel);
+    let mut text = format!(
+        "tensor `{key}` has shape {got:?}; the model's `{name}` is {torch:?} in PyTorch's layout \
+         ({keel:?} in keel's)"
+    );
+    if w.role == Role::DenseKernel && got.iter().rev().eq(torch.iter()) {
+        text += &format!(
+            ": the tensor is transposed (PyTorch stores a Linear weight as [out, in], here \
+             {torch:?})"
+        );
+    }
+    text
+}
+
+/// The shape PyTorch gives a weight of `role` whose keel shape is `keel`.
+fn torch_shape(role: Role, keel: &[usize]) -> Vec<usize> {
+    match (role, keel) {
+        (Role::ConvKernel, &[h, w, i, o]) => vec![o, i, h, w],
+        (Role::DepthwiseKernel, &[h, w, c, m]) => vec![c * m, 1, h, w],
+        (Role::DenseKernel, &[i, o]) => vec![o, i],
+        _ => keel.to_vec(),
+    }
 }
 
 /// A list of names cut to its first five, with a count: `a, b, c, d, e and 12 more`, or `none`.
@@ -239,7 +308,7 @@ pub(crate) fn summarize<S: AsRef<str>>(names: &[S]) -> String {
     text
 }
 
-/// A file tensor as f32 on `device`.
+/// A file tensor as f32 on `device`; NaN or ±∞ in it is an error naming the tensor.
 pub(crate) fn read_tensor(
     path: &Path,
     key: &str,
@@ -247,31 +316,19 @@ pub(crate) fn read_tensor(
     device: &Device,
 ) -> Result<Tensor> {
     let data = view.data();
-    let shape = view.shape().to_vec();
-    let t = match view.dtype() {
-        Dtype::F32 => Tensor::from_vec(
-            data.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            shape,
-            device,
-        ),
-        Dtype::F16 => Tensor::from_f16(
-            &data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]))
-                .collect::<Vec<_>>(),
-            shape,
-            device,
-        ),
-        Dtype::BF16 => Tensor::from_bf16(
-            &data
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]))
-                .collect::<Vec<_>>(),
-            shape,
-            device,
-        ),
+    let values: Vec<f32> = match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
         other => {
             return Err(weights_error(
                 path,
@@ -279,7 +336,19 @@ pub(crate) fn read_tensor(
             ))
         }
     };
-    t.map_err(|e| weights_error(path, format!("tensor `{key}`: {e}")))
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        return Err(weights_error(
+            path,
+            format!(
+                "tensor `{key}` holds {} at element {i} ({bad} of its {} values are not finite)",
+                values[i],
+                values.len()
+            ),
+        ));
+    }
+    Tensor::from_vec(values, view.shape().to_vec(), device)
+        .map_err(|e| weights_error(path, format!("tensor `{key}`: {e}")))
 }
 
 /// Converts a PyTorch tensor to keel's layout for weight `w`.

@@ -72,6 +72,16 @@ pub enum Error {
         /// The name of the limit (as wgpu names it).
         limit_name: &'static str,
     },
+    /// Work whose memory estimate is over what the process can still allocate.
+    #[error("{work} needs about {estimate}, more than the {available} of memory available (set KEEL_MEMORY_LIMIT, in MiB, to change the limit)")]
+    OutOfMemory {
+        /// What was about to run.
+        work: String,
+        /// The estimate, with its parts.
+        estimate: String,
+        /// The memory available.
+        available: String,
+    },
     /// An error reported by wgpu (validation, out of memory, device lost), caught instead of aborting.
     #[error("wgpu: {0}")]
     Gpu(String),

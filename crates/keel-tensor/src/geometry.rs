@@ -163,16 +163,40 @@ fn axis_geometry(
     dilation: usize,
     pad: AxisPad,
 ) -> Result<(usize, usize)> {
-    let span = (kernel - 1) * dilation + 1;
+    if kernel == 0 || stride == 0 || dilation == 0 || input == 0 {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "input {input}, kernel {kernel}, stride {stride}, dilation {dilation}: each must \
+                 be at least 1"
+            ),
+        ));
+    }
+    let too_large = || {
+        Error::invalid(
+            op,
+            format!("kernel {kernel}, dilation {dilation} and padding {pad:?} are too large"),
+        )
+    };
+    let span = (kernel - 1)
+        .checked_mul(dilation)
+        .and_then(|s| s.checked_add(1))
+        .ok_or_else(too_large)?;
     let (before, after) = match pad {
         Some(p) => p,
         None => {
             let out = input.div_ceil(stride);
-            let total = ((out - 1) * stride + span).saturating_sub(input);
+            let total = ((out - 1) * stride)
+                .checked_add(span)
+                .ok_or_else(too_large)?
+                .saturating_sub(input);
             (total / 2, total - total / 2)
         }
     };
-    let padded = input + before + after;
+    let padded = input
+        .checked_add(before)
+        .and_then(|p| p.checked_add(after))
+        .ok_or_else(too_large)?;
     if padded < span {
         return Err(Error::invalid(
             op,

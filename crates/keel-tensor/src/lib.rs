@@ -25,6 +25,7 @@ mod dtype;
 mod error;
 mod geometry;
 mod gpu;
+pub mod memory;
 pub mod op;
 mod ops;
 mod shape;

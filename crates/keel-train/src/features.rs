@@ -25,6 +25,11 @@ impl MemoryBudget {
         MemoryBudget(Arc::new(Mutex::new(bytes)))
     }
 
+    /// Bytes not yet taken.
+    pub fn remaining(&self) -> u64 {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Takes `bytes` if that many remain; they come back when the reservation is dropped.
     fn reserve(&self, bytes: u64) -> Option<Reservation> {
         let mut left = self.0.lock().unwrap_or_else(|e| e.into_inner());

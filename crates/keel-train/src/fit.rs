@@ -6,6 +6,7 @@
 use crate::checkpoint::{self, TrainingState};
 use crate::features::{extract_features, fingerprint, FeatureOptions, Features};
 use crate::loss::Loss;
+use crate::memory::training_memory;
 use crate::metrics::accuracy;
 use crate::optimizer::Optimizer;
 use crate::schedule::Schedule;
@@ -298,6 +299,16 @@ fn check_labels(model: &Sequential, data: &dyn Samples, loss: &Loss, what: &str)
     Ok(())
 }
 
+/// A learning rate an optimizer can take: finite and above 0.
+pub fn check_learning_rate(lr: f32) -> Result<()> {
+    if lr.is_finite() && lr > 0.0 {
+        return Ok(());
+    }
+    Err(Error::Mismatch(format!(
+        "a learning rate of {lr}: it must be a finite number above 0 (Adam's usual one is 1e-3)"
+    )))
+}
+
 fn check_config(config: &FitConfig<'_>) -> Result<()> {
     if config.epochs == 0 {
         return Err(Error::Mismatch("epochs must be at least 1".into()));
@@ -349,10 +360,15 @@ fn evaluate_layers(
     let order: Vec<usize> = (0..data.len()).collect();
     for_each_batch(data, &order, batches, &Augment::none(), 0, |batch| {
         let y = Tensor::from_i32(batch.labels.clone(), [batch.labels.len()], device)?;
+        let batch_indices = batch.indices.clone();
         labels.extend(&batch.labels);
         let out = Var::constant(infer(as_layers(layers), batch, device)?);
         let l = no_grad(|| loss.compute(&out, &targets(loss, &y, &out)?))?;
-        total += f64::from(l.tensor().to_scalar()?) * y.elem_count() as f64;
+        let value = l.tensor().to_scalar()?;
+        if !value.is_finite() {
+            return Err(non_finite_outputs(data, &batch_indices, &out)?);
+        }
+        total += f64::from(value) * y.elem_count() as f64;
         outputs.extend(out.tensor().to_vec()?);
         Ok::<(), Error>(())
     })?;
@@ -400,13 +416,31 @@ pub fn predict(
         outputs: Vec::new(),
     };
     for_each_batch(data, &order, &batches, &Augment::none(), 0, |batch| {
-        predictions.indices.extend(&batch.indices);
-        predictions
-            .outputs
-            .extend(infer(as_layers(layers), batch, device)?.to_vec()?);
+        let indices = batch.indices.clone();
+        let outputs = Var::constant(infer(as_layers(layers), batch, device)?);
+        let values = outputs.tensor().to_vec()?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(non_finite_outputs(data, &indices, &outputs)?);
+        }
+        predictions.indices.extend(indices);
+        predictions.outputs.extend(values);
         Ok::<(), Error>(())
     })?;
     Ok(predictions)
+}
+
+/// The error for a batch whose outputs hold NaN or ±∞: which sample, and what that means.
+fn non_finite_outputs(data: &dyn Samples, indices: &[usize], outputs: &Var) -> Result<Error> {
+    let values = outputs.tensor().to_vec()?;
+    let per_sample = values.len() / indices.len().max(1);
+    let row = values
+        .chunks(per_sample.max(1))
+        .position(|r| r.iter().any(|v| !v.is_finite()));
+    let culprit = row.map_or_else(|| "a sample".to_string(), |r| data.describe(indices[r]));
+    Ok(Error::Mismatch(format!(
+        "the model's outputs for {culprit} are not finite (NaN or ±∞): a weight of the model or \
+         a value of the input is"
+    )))
 }
 
 /// What the model file of a checkpoint says besides the weights.
@@ -429,6 +463,7 @@ pub fn fit(
     device: &Device,
 ) -> Result<History> {
     check_config(config)?;
+    check_learning_rate(optimizer.learning_rate())?;
     let mut state = TrainingState::new(config.seed);
     if let Some(path) = config.backup.as_ref().filter(|p| p.exists()) {
         state = checkpoint::restore(path, model, optimizer, device)?;
@@ -496,6 +531,21 @@ pub fn fit(
     } else {
         start
     };
+    let feature_bytes = if prefix > start {
+        let per_sample: usize = model.layers()[prefix - 1].output_shape().iter().product();
+        let samples = train.len() + validation.map_or(0, |v| v.len());
+        (samples * per_sample * 4) as u64
+    } else {
+        0
+    };
+    training_memory(
+        model,
+        optimizer,
+        config.batch_size,
+        prefix,
+        feature_bytes.min(config.features.budget.remaining()),
+    )
+    .check(&format!("training `{}`", model.name()))?;
     let cached: Option<(Features, Option<Features>)> =
         if prefix > start && !state.finished(config.epochs) {
             let layers: Vec<&dyn Layer> = model.layers()[start..prefix]

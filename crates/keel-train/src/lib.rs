@@ -10,6 +10,7 @@ mod error;
 mod features;
 mod fit;
 mod loss;
+mod memory;
 pub mod metrics;
 mod optimizer;
 mod schedule;
@@ -17,9 +18,10 @@ mod schedule;
 pub use error::{Error, Result};
 pub use features::{extract_features, fingerprint, FeatureOptions, Features, MemoryBudget};
 pub use fit::{
-    cacheable_prefix, evaluate, fit, predict, EarlyStopping, EpochLog, Evaluation, FitConfig,
-    History, Predictions, Validation,
+    cacheable_prefix, check_learning_rate, evaluate, fit, predict, EarlyStopping, EpochLog,
+    Evaluation, FitConfig, History, Predictions, Validation,
 };
 pub use loss::Loss;
+pub use memory::{training_memory, update_memory};
 pub use optimizer::{Adam, Clip, Optimizer, OptimizerState, Sgd};
 pub use schedule::Schedule;

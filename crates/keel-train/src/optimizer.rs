@@ -32,6 +32,8 @@ pub trait Optimizer {
     fn state(&self) -> OptimizerState;
     /// Restores a state [`state`](Optimizer::state) returned, from an optimizer of the same kind.
     fn load_state(&mut self, state: OptimizerState) -> Result<()>;
+    /// Tensors of state kept per parameter (Adam's two moments, SGD's velocity).
+    fn state_slots(&self) -> usize;
 }
 
 /// An optimizer's state, by parameter name: what a training checkpoint keeps of it.
@@ -190,6 +192,9 @@ impl Optimizer for Sgd {
     fn set_learning_rate(&mut self, lr: f32) {
         self.lr = lr;
     }
+    fn state_slots(&self) -> usize {
+        usize::from(self.momentum != 0.0)
+    }
     fn state(&self) -> OptimizerState {
         OptimizerState {
             kind: "sgd".into(),
@@ -315,6 +320,9 @@ impl Optimizer for Adam {
     }
     fn set_learning_rate(&mut self, lr: f32) {
         self.lr = lr;
+    }
+    fn state_slots(&self) -> usize {
+        2
     }
     fn state(&self) -> OptimizerState {
         let mut state = OptimizerState {

@@ -52,7 +52,7 @@ pub fn mobilenet(options: &BackboneOptions, device: &Device) -> Result<Sequentia
     for (i, &(pointwise, stride)) in BLOCKS.iter().enumerate() {
         model = separable_block(model, filters(pointwise), stride, i + 1);
     }
-    model.build(&options.input_shape(), device, options.seed)
+    options.build(model, device)
 }
 
 /// Keras' `_depthwise_conv_block`.

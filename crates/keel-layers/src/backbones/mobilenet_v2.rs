@@ -140,7 +140,7 @@ pub fn mobilenet_v2(options: &BackboneOptions, device: &Device) -> Result<Sequen
             .add(dropout(0.2).name("classifier.0"))
             .add(dense(options.classes).name("classifier.1"));
     }
-    model.build(&options.input_shape(), device, options.seed)
+    options.build(model, device)
 }
 
 /// Translates a timm `mobilenetv2_100` tensor name to torchvision's (which keel's MobileNetV2

@@ -9,6 +9,9 @@ pub use mobilenet::mobilenet;
 pub use mobilenet_v2::{mobilenet_v2, mobilenet_v2_timm_key};
 pub use vgg16::vgg16;
 
+use crate::{Error, LayerSpec, Result, Sequential, SequentialSpec};
+use keel_tensor::Device;
+
 /// Options shared by the backbones (Keras' `include_top`, `alpha`, input size, `classes`).
 #[derive(Clone, Debug)]
 pub struct BackboneOptions {
@@ -59,7 +62,21 @@ impl BackboneOptions {
         self
     }
 
-    pub(crate) fn input_shape(&self) -> [usize; 3] {
-        [self.input.0, self.input.1, 3]
+    /// Builds `model` on the input size, once it is known to be one the architecture takes:
+    /// at least as large as the model's downsampling (32×32 for a model that halves its input
+    /// five times), so that no feature map collapses to a pixel of padding.
+    pub(crate) fn build(&self, model: SequentialSpec, device: &Device) -> Result<Sequential> {
+        let (h, w) = self.input;
+        let (min_h, min_w) = model.downsampling();
+        if h < min_h || w < min_w {
+            return Err(Error::layer(
+                model.name(),
+                format!(
+                    "takes inputs of at least {min_h}×{min_w} (its layers downsample \
+                     {min_h}×{min_w}), got {h}×{w}"
+                ),
+            ));
+        }
+        model.build(&[h, w, 3], device, self.seed)
     }
 }

@@ -36,5 +36,5 @@ pub fn vgg16(options: &BackboneOptions, device: &Device) -> Result<Sequential> {
                     .name("predictions"),
             );
     }
-    model.build(&options.input_shape(), device, options.seed)
+    options.build(model, device)
 }

@@ -88,9 +88,18 @@ impl LayerSpec for Conv2DSpec {
     fn base_name(&self) -> &'static str {
         "conv2d"
     }
+    fn downsampling(&self) -> (usize, usize) {
+        self.options.stride
+    }
     fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
         let name = self.name.unwrap_or_else(|| ctx.default_name.clone());
         let [h, w, c] = image_input(&name, ctx.input)?;
+        if self.filters == 0 {
+            return Err(Error::layer(
+                &name,
+                "a Conv2D layer needs at least 1 filter, got 0",
+            ));
+        }
         let (kh, kw) = self.kernel;
         let groups = self.options.groups.max(1);
         if c % groups != 0 {
@@ -151,6 +160,9 @@ impl DepthwiseConv2DSpec {
 impl LayerSpec for DepthwiseConv2DSpec {
     fn base_name(&self) -> &'static str {
         "depthwise_conv2d"
+    }
+    fn downsampling(&self) -> (usize, usize) {
+        self.options.stride
     }
     fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
         let name = self.name.unwrap_or_else(|| ctx.default_name.clone());

@@ -49,6 +49,12 @@ impl LayerSpec for DenseSpec {
                 "needs an input with at least one axis besides the batch",
             ));
         };
+        if self.units == 0 {
+            return Err(Error::layer(
+                &name,
+                "a Dense layer needs at least 1 unit, got 0",
+            ));
+        }
         let kernel = glorot_uniform(
             &[features, self.units],
             features,

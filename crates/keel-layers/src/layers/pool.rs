@@ -58,6 +58,9 @@ impl LayerSpec for PoolSpec {
             PoolOp::Avg => "average_pooling2d",
         }
     }
+    fn downsampling(&self) -> (usize, usize) {
+        self.options.stride
+    }
     fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
         let name = self.name.unwrap_or_else(|| ctx.default_name.clone());
         let &[h, w, c] = ctx.input else {

@@ -41,6 +41,9 @@ impl LayerSpec for ResidualSpec {
     fn base_name(&self) -> &'static str {
         "residual"
     }
+    fn downsampling(&self) -> (usize, usize) {
+        self.body.downsampling()
+    }
     fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
         let body = self.body.build_on(ctx)?;
         let same = body.output_shape() == ctx.input;
