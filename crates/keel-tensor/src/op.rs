@@ -1,27 +1,33 @@
 //! The op vocabulary shared by both backends (and by autograd's backward rules).
 
 /// The larger of `a` and `b`, NaN when either is (PyTorch's `maximum`; `f32::max` drops NaN).
+/// Two selects, so that loops over it vectorise.
+#[inline(always)]
 pub(crate) fn nan_max(a: f32, b: f32) -> f32 {
-    if a > b || a.is_nan() {
+    let larger = if a > b { a } else { b }; // b when either is NaN
+    if a.is_nan() {
         a
     } else {
-        b
+        larger
     }
 }
 
 /// The smaller of `a` and `b`, NaN when either is.
+#[inline(always)]
 pub(crate) fn nan_min(a: f32, b: f32) -> f32 {
-    if a < b || a.is_nan() {
+    let smaller = if a < b { a } else { b }; // b when either is NaN
+    if a.is_nan() {
         a
     } else {
-        b
+        smaller
     }
 }
 
 /// Whether `v` replaces `best` as a running maximum: larger, or a NaN where `best` is not (a
 /// NaN is the maximum of anything it is among, as in PyTorch's argmax and max-pooling).
+#[inline(always)]
 pub(crate) fn ranks_above(v: f32, best: f32) -> bool {
-    v > best || (v.is_nan() && !best.is_nan())
+    (v > best) | (v.is_nan() & !best.is_nan())
 }
 
 /// Elementwise functions of one tensor (and scalar ops, which carry their scalars).
@@ -86,7 +92,9 @@ impl UnaryOp {
         }
     }
 
-    /// The function itself, for the CPU backend.
+    /// The function itself, for the CPU backend (inlined, so that a loop over one op compiles
+    /// to that op alone).
+    #[inline(always)]
     pub(crate) fn apply(self, x: f32) -> f32 {
         match self {
             UnaryOp::Relu => nan_max(x, 0.0),
@@ -153,6 +161,7 @@ impl BinaryOp {
     }
 
     /// The function itself, for the CPU backend.
+    #[inline(always)]
     pub(crate) fn apply(self, a: f32, b: f32) -> f32 {
         match self {
             BinaryOp::Add => a + b,
