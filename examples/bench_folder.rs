@@ -12,6 +12,8 @@
 //! of 32 on N worker threads) and prints images per second; `tools/bench_decode_pytorch.py DIR`
 //! is the same with PyTorch's DataLoader.
 
+mod common;
+
 use clap::Parser;
 use keel::data::{for_each_batch, Augment, BatchOptions, ImageOptions, Images, Preset, Samples};
 use rayon::prelude::*;
@@ -119,6 +121,9 @@ fn decode(dir: &Path, workers: Option<usize>) -> Result<(), String> {
 
 fn run() -> Result<(), String> {
     let args = Args::parse();
+    if let Some(path) = &args.json {
+        common::check_output_folder(path, "--json")?;
+    }
     if let Some(dir) = &args.decode {
         return decode(dir, args.workers);
     }

@@ -8,6 +8,8 @@
 //! The data is Debian's `dataset-fashion-mnist` (`apt-get install -y dataset-fashion-mnist`), or
 //! any folder with the four idx files (plain or gzip).
 
+mod common;
+
 use clap::Parser;
 use keel::data::idx::{Split, FASHION_MNIST_DIR};
 use keel::data::{ImageOptions, Images, Preset, Samples};
@@ -48,6 +50,9 @@ struct Args {
 
 fn run() -> Result<(), String> {
     let args = Args::parse();
+    if let Some(path) = &args.json {
+        common::check_output_folder(path, "--json")?;
+    }
     if !args.data.join("train-images-idx3-ubyte.gz").exists()
         && !args.data.join("train-images-idx3-ubyte").exists()
     {

@@ -695,14 +695,7 @@ fn check_outputs(args: &Args) -> Result<(), String> {
         args.save.as_ref().map(|p| (p, "--save")),
     ];
     for (path, flag) in outputs.into_iter().flatten() {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        if dir.is_some_and(|d| !d.is_dir()) {
-            return Err(format!(
-                "{flag} {}: the folder {} does not exist",
-                path.display(),
-                dir.map_or(String::new(), |d| d.display().to_string())
-            ));
-        }
+        common::check_output_folder(path, flag)?;
     }
     if !args
         .plot

@@ -9,6 +9,11 @@
 //! `cargo test --test fuzz` runs each target for `KEEL_FUZZ_SECONDS` (default 8) and prints
 //! how many inputs it tried; `cargo test --test fuzz -- idx` runs the targets whose names match.
 
+#[allow(dead_code)]
+#[path = "../ops/harness.rs"]
+mod harness;
+
+use harness::Rng;
 use keel::data::{idx::read_idx, ImageOptions, Images, Preset, Samples};
 use keel::layers::layers::{batch_norm, conv2d, dense, flatten, Activation};
 use keel::layers::{load_model, load_weights, save_model, save_weights, sequential};
@@ -26,29 +31,22 @@ static PANIC: Mutex<String> = Mutex::new(String::new());
 /// An input that takes longer than this is a hang.
 const WATCHDOG: Duration = Duration::from_secs(20);
 
-/// A deterministic random source (SplitMix64), so that a failing input can be made again.
-struct Rng(u64);
+/// A value below `n` (0 for `n` = 0).
+fn below(rng: &mut Rng, n: usize) -> usize {
+    (rng.next_u64() % n.max(1) as u64) as usize
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    /// A number a lying header might hold: small, on a power of two's edge, or huge.
-    fn lie(&mut self) -> u64 {
-        match self.below(4) {
-            0 => self.below(4097) as u64,
-            1 => (1u64 << self.below(63))
-                .wrapping_add(self.below(3) as u64)
-                .wrapping_sub(1),
-            2 => u64::MAX - self.below(3) as u64,
-            _ => self.next() >> self.below(64),
+/// A number a lying header might hold: small, on a power of two's edge, or huge.
+fn lie(rng: &mut Rng) -> u64 {
+    match below(rng, 4) {
+        0 => below(rng, 4097) as u64,
+        1 => (1u64 << below(rng, 63))
+            .wrapping_add(below(rng, 3) as u64)
+            .wrapping_sub(1),
+        2 => u64::MAX - below(rng, 3) as u64,
+        _ => {
+            let shift = below(rng, 64);
+            rng.next_u64() >> shift
         }
     }
 }
@@ -64,54 +62,54 @@ fn scratch(name: &str) -> PathBuf {
 /// One to four mutations of `seed`.
 fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut bytes = seed.to_vec();
-    for _ in 0..1 + rng.below(4) {
+    for _ in 0..1 + below(rng, 4) {
         let len = bytes.len();
-        match rng.below(7) {
+        match below(rng, 7) {
             // Truncate.
-            0 => bytes.truncate(rng.below(len + 1)),
+            0 => bytes.truncate(below(rng, len + 1)),
             // Flip a few bits.
             1 => {
-                for _ in 0..1 + rng.below(8) {
+                for _ in 0..1 + below(rng, 8) {
                     if len > 0 {
-                        let at = rng.below(len);
-                        bytes[at] ^= 1 << rng.below(8);
+                        let at = below(rng, len);
+                        bytes[at] ^= 1 << below(rng, 8);
                     }
                 }
             }
             // Overwrite a byte with a telling value.
             2 => {
                 if len > 0 {
-                    let at = rng.below(len);
-                    bytes[at] = [0, 0xff, 0x7f, 0x80, b'9', b'-', b'"'][rng.below(7)];
+                    let at = below(rng, len);
+                    bytes[at] = [0, 0xff, 0x7f, 0x80, b'9', b'-', b'"'][below(rng, 7)];
                 }
             }
             // Cut a chunk out.
             3 => {
-                let a = rng.below(len + 1);
-                let b = (a + rng.below(64)).min(len);
+                let a = below(rng, len + 1);
+                let b = (a + below(rng, 64)).min(len);
                 bytes.drain(a..b);
             }
             // Repeat a chunk.
             4 => {
-                let a = rng.below(len + 1);
-                let b = (a + rng.below(64)).min(len);
+                let a = below(rng, len + 1);
+                let b = (a + below(rng, 64)).min(len);
                 let chunk = bytes[a..b].to_vec();
                 bytes.splice(a..a, chunk);
             }
             // A lying 4- or 8-byte length, little or big endian (safetensors' header length,
             // idx dimensions).
             5 => {
-                let width = if rng.below(2) == 0 { 4 } else { 8 };
+                let width = if below(rng, 2) == 0 { 4 } else { 8 };
                 if len >= width {
-                    let at = if rng.below(2) == 0 {
+                    let at = if below(rng, 2) == 0 {
                         0
                     } else {
-                        rng.below(len - width + 1)
+                        below(rng, len - width + 1)
                     };
-                    let value = rng.lie();
+                    let value = lie(rng);
                     let le = value.to_le_bytes();
                     let be = value.to_be_bytes();
-                    let src = if rng.below(2) == 0 {
+                    let src = if below(rng, 2) == 0 {
                         &le[..width]
                     } else {
                         &be[8 - width..]
@@ -148,8 +146,8 @@ fn lie_in_text(bytes: &mut Vec<u8>, rng: &mut Rng) {
     if runs.is_empty() {
         return;
     }
-    let (a, b) = runs[rng.below(runs.len())];
-    let value = rng.lie().to_string();
+    let (a, b) = runs[below(rng, runs.len())];
+    let value = lie(rng).to_string();
     bytes.splice(a..b, value.into_bytes());
 }
 
@@ -198,12 +196,12 @@ fn fuzz(
 ) -> Result<u64, String> {
     let dir = scratch(target.name);
     let path = dir.join(target.file);
-    let mut rng = Rng(target.name.len() as u64 * 7919);
+    let mut rng = Rng::new(target.name.len() as u64 * 7919);
     let tried = AtomicU64::new(0);
     let start = Instant::now();
     while start.elapsed() < budget {
         let n = tried.fetch_add(1, Ordering::Relaxed);
-        let seed = &target.seeds[rng.below(target.seeds.len())];
+        let seed = &target.seeds[below(&mut rng, target.seeds.len())];
         let input = mutate(seed, &mut rng);
         std::fs::write(&path, &input).map_err(|e| format!("{}: {e}", path.display()))?;
         *current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Current {

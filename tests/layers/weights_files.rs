@@ -322,13 +322,13 @@ pub fn bad_files(t: &mut Runner, rng: &mut Rng) {
     let mut values = vec![0.5f32; 108];
     values[7] = f32::NAN;
     let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let view = TensorView::new(Dtype::F32, vec![3, 3, 3, 4], &data).expect("view");
-    let nan_path = scratch("nan.safetensors");
-    std::fs::write(
-        &nan_path,
-        safetensors::serialize([("features.0/kernel", view)], None).expect("ser"),
-    )
-    .expect("write");
+    let nan_path = one_tensor_file(
+        "nan.safetensors",
+        "features.0/kernel",
+        Dtype::F32,
+        vec![3, 3, 3, 4],
+        &data,
+    );
     expect_error(
         t,
         "a NaN weight",
@@ -338,13 +338,13 @@ pub fn bad_files(t: &mut Runner, rng: &mut Rng) {
 
     // A PyTorch Linear weight stored transposed ([in, out] instead of [out, in]).
     let data = vec![0u8; 4 * 72 * 5];
-    let view = TensorView::new(Dtype::F32, vec![72, 5], &data).expect("view");
-    let transposed = scratch("transposed.safetensors");
-    std::fs::write(
-        &transposed,
-        safetensors::serialize([("classifier.weight", view)], None).expect("ser"),
-    )
-    .expect("write");
+    let transposed = one_tensor_file(
+        "transposed.safetensors",
+        "classifier.weight",
+        Dtype::F32,
+        vec![72, 5],
+        &data,
+    );
     expect_error(
         t,
         "a transposed Linear weight",
@@ -358,14 +358,14 @@ pub fn bad_files(t: &mut Runner, rng: &mut Rng) {
     );
 
     // A PyTorch conv weight of rank 3.
-    let wrong_rank = scratch("wrong_rank.safetensors");
     let data = vec![0u8; 4 * 36];
-    let view = TensorView::new(Dtype::F32, vec![4, 3, 3], &data).expect("view");
-    std::fs::write(
-        &wrong_rank,
-        safetensors::serialize([("features.0.weight", view)], None).expect("ser"),
-    )
-    .expect("write");
+    let wrong_rank = one_tensor_file(
+        "wrong_rank.safetensors",
+        "features.0.weight",
+        Dtype::F32,
+        vec![4, 3, 3],
+        &data,
+    );
     expect_error(
         t,
         "wrong rank",
@@ -382,14 +382,14 @@ pub fn bad_files(t: &mut Runner, rng: &mut Rng) {
     );
 
     // A tensor of an unreadable dtype.
-    let int_kernel = scratch("int.safetensors");
     let ints = vec![0u8; 8 * 108];
-    let view = TensorView::new(Dtype::I64, vec![3, 3, 3, 4], &ints).expect("view");
-    std::fs::write(
-        &int_kernel,
-        safetensors::serialize([("features.0/kernel", view)], None).expect("ser"),
-    )
-    .expect("write");
+    let int_kernel = one_tensor_file(
+        "int.safetensors",
+        "features.0/kernel",
+        Dtype::I64,
+        vec![3, 3, 3, 4],
+        &ints,
+    );
     expect_error(
         t,
         "integer tensor",
@@ -417,6 +417,18 @@ pub fn bad_files(t: &mut Runner, rng: &mut Rng) {
         load_image(&not_an_image, 32, Preset::Torchvision, &dev),
         &["broken.jpg"],
     );
+}
+
+/// A safetensors file (in the scratch folder, called `file`) holding one tensor.
+fn one_tensor_file(file: &str, key: &str, dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> PathBuf {
+    let path = scratch(file);
+    let view = TensorView::new(dtype, shape, data).expect("view");
+    std::fs::write(
+        &path,
+        safetensors::serialize([(key, view)], None).expect("ser"),
+    )
+    .expect("write");
+    path
 }
 
 fn snapshot(model: &Sequential) -> Vec<Vec<f32>> {

@@ -437,6 +437,59 @@ fn conv2d_depthwise(t: &mut Runner, rng: &mut Rng) {
     );
 }
 
+/// Max (`max`) or average pooling of `x` and its gradient, on every device against the
+/// references.
+fn check_pool(
+    t: &mut Runner,
+    rng: &mut Rng,
+    x: Input,
+    size: usize,
+    stride: usize,
+    same: bool,
+    max: bool,
+) {
+    let shape = x.shape.clone();
+    let (s, want) = r::pool(&x.f64(), &shape, (size, size), (stride, stride), same, max);
+    let opts = Pool2dOptions::new(size).stride(stride).padding(if same {
+        Padding::Same
+    } else {
+        Padding::Valid
+    });
+    let case = format!(
+        "{} {shape:?} size {size} stride {stride} same={same}",
+        if max { "max" } else { "avg" }
+    );
+    let dy = Input::random(rng, &s);
+    let dx = r::pool_backward(
+        &x.f64(),
+        &shape,
+        &dy.f64(),
+        (size, size),
+        (stride, stride),
+        same,
+        max,
+    );
+    let op = if max { PoolOp::Max } else { PoolOp::Avg };
+    t.check(
+        &format!("{case} backward"),
+        &[x.clone(), dy],
+        |v| v[0].pool2d_backward(&v[1], &opts, op),
+        &exp(shape.clone(), dx),
+    );
+    t.check(
+        &case,
+        &[x],
+        |v| {
+            if max {
+                v[0].max_pool2d(&opts)
+            } else {
+                v[0].avg_pool2d(&opts)
+            }
+        },
+        &exp(s, want),
+    );
+}
+
 fn pool2d(t: &mut Runner, rng: &mut Rng) {
     for (shape, size, stride, same) in [
         (&[1, 7, 7, 3][..], 2, 2, false),
@@ -448,45 +501,7 @@ fn pool2d(t: &mut Runner, rng: &mut Rng) {
     ] {
         for max in [true, false] {
             let x = Input::random(rng, shape);
-            let (s, want) = r::pool(&x.f64(), shape, (size, size), (stride, stride), same, max);
-            let opts = Pool2dOptions::new(size).stride(stride).padding(if same {
-                Padding::Same
-            } else {
-                Padding::Valid
-            });
-            let case = format!(
-                "{} {shape:?} size {size} stride {stride} same={same}",
-                if max { "max" } else { "avg" }
-            );
-            let dy = Input::random(rng, &s);
-            let dx = r::pool_backward(
-                &x.f64(),
-                shape,
-                &dy.f64(),
-                (size, size),
-                (stride, stride),
-                same,
-                max,
-            );
-            let op = if max { PoolOp::Max } else { PoolOp::Avg };
-            t.check(
-                &format!("{case} backward"),
-                &[x.clone(), dy],
-                |v| v[0].pool2d_backward(&v[1], &opts, op),
-                &exp(shape.to_vec(), dx),
-            );
-            t.check(
-                &case,
-                &[x],
-                |v| {
-                    if max {
-                        v[0].max_pool2d(&opts)
-                    } else {
-                        v[0].avg_pool2d(&opts)
-                    }
-                },
-                &exp(s, want),
-            );
+            check_pool(t, rng, x, size, stride, same, max);
         }
     }
     // Inputs of -1, 0 and 1 only: most windows hold ties, and the max gradient goes to the first
@@ -801,18 +816,20 @@ fn layout(t: &mut Runner, rng: &mut Rng) {
 }
 
 fn batch_norm(t: &mut Runner, rng: &mut Rng) {
-    let c = 7;
-    let x = Input::random(rng, &[5, 3, 3, c]);
+    let x = Input::random(rng, &[5, 3, 3, 7]);
+    check_batch_norm(t, rng, x);
+}
+
+/// Batch normalisation of NHWC `x` in inference form, plain and with a fused ReLU or ReLU6,
+/// with random statistics, on every device against the reference.
+fn check_batch_norm(t: &mut Runner, rng: &mut Rng, x: Input) {
+    let c = *x.shape.last().expect("NHWC");
     let gamma = Input::random(rng, &[c]);
     let beta = Input::random(rng, &[c]);
     let mean = Input::random(rng, &[c]);
     let var = Input::random_in(rng, &[c], 0.1, 2.0);
     let eps = 1e-3;
-    for (name, act) in [
-        ("plain", Activation::None),
-        ("fused relu", Activation::Relu),
-        ("fused relu6", Activation::Relu6),
-    ] {
+    for act in [Activation::None, Activation::Relu, Activation::Relu6] {
         let want: Vec<f64> = x
             .f64()
             .iter()
@@ -824,11 +841,10 @@ fn batch_norm(t: &mut Runner, rng: &mut Rng) {
                     + beta.data[ch] as f64;
                 match act {
                     Activation::None => y,
-                    Activation::Relu => y.max(0.0),
-                    Activation::Relu6 => y.clamp(0.0, 6.0),
+                    Activation::Relu => r::nan_max(y, 0.0),
+                    Activation::Relu6 => r::nan_min(r::nan_max(y, 0.0), 6.0),
                 }
             })
-            .map(|v| v * 1.0)
             .collect();
         let inputs = [
             x.clone(),
@@ -838,7 +854,7 @@ fn batch_norm(t: &mut Runner, rng: &mut Rng) {
             var.clone(),
         ];
         t.check(
-            name,
+            &format!("batch_norm {act:?}"),
             &inputs,
             |v| v[0].batch_norm_act(&v[1], &v[2], &v[3], &v[4], eps as f32, act),
             &exp(x.shape.clone(), want),

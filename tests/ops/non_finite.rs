@@ -8,9 +8,8 @@
 
 use crate::harness::{Expected, Input, Rng, Runner};
 use crate::reference as r;
-use keel::tensor::op::Activation;
-use keel::tensor::{BinaryOp, PoolOp, ReduceOp};
-use keel::{Conv2dOptions, Padding, Pool2dOptions, Tensor};
+use keel::tensor::{BinaryOp, ReduceOp};
+use keel::{Conv2dOptions, Padding, Tensor};
 
 /// About one element in six is NaN, +∞ or −∞: most outputs of a short reduction still see one.
 const FRACTION: f32 = 0.16;
@@ -243,40 +242,9 @@ pub fn pool(t: &mut Runner, rng: &mut Rng) {
         (&[2, 9, 8, 5], 3, 2, true),
         (&[1, 6, 6, 2], 3, 1, true),
     ] {
-        let opts = Pool2dOptions::new(size).stride(stride).padding(if same {
-            Padding::Same
-        } else {
-            Padding::Valid
-        });
-        for (max, op) in [(true, PoolOp::Max), (false, PoolOp::Avg)] {
+        for max in [true, false] {
             let x = Input::with_non_finite(rng, shape, FRACTION / 2.0);
-            let (s, want) = r::pool(&x.f64(), shape, (size, size), (stride, stride), same, max);
-            let case = format!("{op:?} pool {shape:?} size {size} stride {stride} same={same}");
-            let dy = Input::random(rng, &s);
-            let dx = r::pool_backward(
-                &x.f64(),
-                shape,
-                &dy.f64(),
-                (size, size),
-                (stride, stride),
-                same,
-                max,
-            );
-            t.check(
-                &format!("{case} backward"),
-                &[x.clone(), dy],
-                |v| v[0].pool2d_backward(&v[1], &opts, op),
-                &exp(shape.to_vec(), dx),
-            );
-            t.check(
-                &case,
-                &[x],
-                |v| match op {
-                    PoolOp::Max => v[0].max_pool2d(&opts),
-                    PoolOp::Avg => v[0].avg_pool2d(&opts),
-                },
-                &exp(s, want),
-            );
+            crate::check_pool(t, rng, x, size, stride, same, max);
         }
     }
     let shape = [3, 4, 5, 7];
@@ -372,41 +340,6 @@ pub fn reductions(t: &mut Runner, rng: &mut Rng) {
 
 /// Batch normalisation in inference form, plain and with a fused ReLU or ReLU6.
 pub fn batch_norm(t: &mut Runner, rng: &mut Rng) {
-    let c = 5;
-    let x = Input::with_non_finite(rng, &[3, 4, 3, c], FRACTION);
-    let gamma = Input::random(rng, &[c]);
-    let beta = Input::random(rng, &[c]);
-    let mean = Input::random(rng, &[c]);
-    let var = Input::random_in(rng, &[c], 0.1, 2.0);
-    let eps = 1e-3;
-    for act in [Activation::None, Activation::Relu, Activation::Relu6] {
-        let want: Vec<f64> = x
-            .f64()
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let ch = i % c;
-                let scale = gamma.data[ch] as f64 / (var.data[ch] as f64 + eps).sqrt();
-                let y = (v - mean.data[ch] as f64) * scale + beta.data[ch] as f64;
-                match act {
-                    Activation::None => y,
-                    Activation::Relu => r::nan_max(y, 0.0),
-                    Activation::Relu6 => r::nan_min(r::nan_max(y, 0.0), 6.0),
-                }
-            })
-            .collect();
-        let inputs = [
-            x.clone(),
-            gamma.clone(),
-            beta.clone(),
-            mean.clone(),
-            var.clone(),
-        ];
-        t.check(
-            &format!("batch_norm {act:?}"),
-            &inputs,
-            |v| v[0].batch_norm_act(&v[1], &v[2], &v[3], &v[4], eps as f32, act),
-            &exp(x.shape.clone(), want),
-        );
-    }
+    let x = Input::with_non_finite(rng, &[3, 4, 3, 5], FRACTION);
+    crate::check_batch_norm(t, rng, x);
 }

@@ -80,15 +80,17 @@ fn weights_of(m: &dyn Layer) -> Vec<f32> {
         .collect()
 }
 
-/// The names of the files in `dir`.
+/// The names of the files in `dir`, sorted.
 fn file_names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// Each epoch's losses and accuracies, in order.
@@ -611,11 +613,16 @@ pub fn checkpoint_writer(path: &Path) -> ! {
 }
 
 /// A process killed (SIGKILL) while it writes checkpoints leaves the last complete one loadable
-/// and no other file.
+/// and no other file, except in the instant between naming the new data `.NAME.tmp` and renaming
+/// it over NAME, when `.NAME.tmp` may stay behind until the next write removes it.
 pub fn killed_writes(t: &mut Runner, rng: &mut Rng) {
     use std::io::BufRead;
     let dir = scratch("killed");
     let path = dir.join("model.safetensors");
+    let small = sequential("small")
+        .add(dense(2))
+        .build(&[3], &Device::cpu(), 0)
+        .expect("model");
     let mut kills = 0;
     let mut problems = Vec::new();
     for round in 0..20 {
@@ -640,11 +647,21 @@ pub fn killed_writes(t: &mut Runner, rng: &mut Rng) {
         let _ = child.wait();
         kills += 1;
         let names = file_names(&dir);
-        if names != ["model.safetensors"] {
+        let renaming = names == [".model.safetensors.tmp", "model.safetensors"];
+        if names != ["model.safetensors"] && !renaming {
             problems.push(format!("round {round}: the folder holds {names:?}"));
         }
         if let Err(e) = load_model(&path, &Device::cpu()) {
             problems.push(format!("round {round}: {e}"));
+        }
+        if renaming {
+            save_model(&small, &ModelInfo::default(), &path).expect("save");
+            let names = file_names(&dir);
+            if names != ["model.safetensors"] {
+                problems.push(format!(
+                    "round {round}: after the next write the folder holds {names:?}"
+                ));
+            }
         }
     }
     t.expect(
