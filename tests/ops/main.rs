@@ -29,6 +29,7 @@ fn main() {
         ("global_pool", global_pool),
         ("reductions", reductions),
         ("argmax", argmax),
+        ("dtype_conversion", dtype_conversion),
         ("softmax", softmax),
         ("layout", layout),
         ("batch_norm", batch_norm),
@@ -644,6 +645,37 @@ fn argmax(t: &mut Runner, rng: &mut Rng) {
         |v| v[0].argmax(-1, true),
         &[1, 1],
         &[1],
+    );
+}
+
+/// f32 → i32 as Rust's `as` (toward zero, saturating, NaN to 0) and back, on every device.
+fn dtype_conversion(t: &mut Runner, rng: &mut Rng) {
+    let mut x = Input::random_in(rng, &[5, 13], -1e6, 1e6);
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        3e9,
+        -3e9,
+        -2.7,
+        2.7,
+        -0.5,
+    ];
+    x.data[..specials.len()].copy_from_slice(&specials);
+    let want: Vec<i32> = x.data.iter().map(|&v| v as i32).collect();
+    t.check_i32(
+        "f32 to i32",
+        std::slice::from_ref(&x),
+        |v| v[0].to_dtype(keel::DType::I32),
+        &[5, 13],
+        &want,
+    );
+    let back = want.iter().map(|&v| f64::from(v as f32)).collect();
+    t.check(
+        "f32 to i32 to f32",
+        &[x],
+        |v| v[0].to_dtype(keel::DType::I32)?.to_dtype(keel::DType::F32),
+        &exp(vec![5, 13], back),
     );
 }
 

@@ -670,3 +670,40 @@ pub fn killed_writes(t: &mut Runner, rng: &mut Rng) {
         || problems.join("; "),
     );
 }
+
+/// On wgpu no training step waits for the GPU: with the progress bar off, `fit` reads the loss
+/// and accuracy sums back once per epoch for training and once for validation, whatever the
+/// number of steps.
+pub fn readbacks_per_epoch(t: &mut Runner, rng: &mut Rng) {
+    let dev = match Device::wgpu() {
+        Ok(d) => d,
+        Err(e) => {
+            let required = std::env::var("KEEL_REQUIRE_WGPU").is_ok_and(|v| v == "1");
+            t.expect(!required, "a wgpu adapter (KEEL_REQUIRE_WGPU=1)", || {
+                e.to_string()
+            });
+            return;
+        }
+    };
+    let m = model(&dev, None).expect("model");
+    let data = dataset(rng, 48);
+    let config = FitConfig {
+        epochs: 2,
+        batch_size: 4,
+        cache_features: false,
+        ..quiet()
+    };
+    let before = dev.counters();
+    let outcome = fit(&m, &mut Adam::new(0.01), &loss(), &data, &config, &dev);
+    let used = dev.counters().since(&before);
+    t.expect(outcome.is_ok(), "fit on wgpu", || {
+        format!("{:?}", outcome.err())
+    });
+    // 36 training samples in 9 steps of 4 per epoch: 18 steps, 18 batches uploaded with their
+    // labels, 2 readbacks per epoch.
+    t.expect(
+        used.readbacks == 4 && used.uploads >= 36,
+        "2 epochs of 9 steps: 4 readbacks (training and validation sums per epoch)",
+        || format!("{used:?}"),
+    );
+}

@@ -37,6 +37,7 @@ fn main() {
             fitting::early_stopping_and_checkpoint,
         ),
         ("fit_bad_input", fitting::bad_input),
+        ("fit_readbacks_per_epoch", fitting::readbacks_per_epoch),
         ("checkpoint_killed_writes", fitting::killed_writes),
         ("data_image_folder", data::image_folder),
         (

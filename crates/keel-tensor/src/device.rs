@@ -70,6 +70,15 @@ impl Device {
         open_once(&WGPU_TILED, gemm).map(|ctx| Device(DeviceKind::Wgpu(ctx)))
     }
 
+    /// What the device has done so far: submits, transfers, pipeline compilations and
+    /// buffer-pool reuse (all zero on the CPU backend, which has no transfers).
+    pub fn counters(&self) -> crate::DeviceCounters {
+        match &self.0 {
+            DeviceKind::Cpu => crate::DeviceCounters::default(),
+            DeviceKind::Wgpu(ctx) => ctx.counters.snapshot(),
+        }
+    }
+
     /// A hardware GPU through wgpu if there is one, otherwise the native CPU backend
     /// (which is much faster than a software GPU).
     pub fn auto() -> Device {

@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+mod counters;
 mod cpu;
 pub mod cpu_cache;
 pub mod debug;
@@ -31,6 +32,7 @@ mod ops;
 mod shape;
 mod tensor;
 
+pub use counters::DeviceCounters;
 pub use device::{Device, GemmKernels};
 pub use dtype::DType;
 pub use error::{Error, Result};

@@ -227,6 +227,13 @@ impl Tensor {
 
     /// Converts between f32 and i32 (f32 → i32 truncates toward zero). Goes through the host.
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if let Storage::Gpu(buf) = &*self.storage {
+            if self.dtype == dtype {
+                return Ok(self.clone());
+            }
+            let out = crate::gpu::ops::convert(buf, self.elem_count(), dtype)?;
+            return Ok(self.with_gpu(out, self.shape.clone(), dtype));
+        }
         match (self.dtype, dtype) {
             (a, b) if a == b => Ok(self.clone()),
             (DType::I32, DType::F32) => Tensor::from_vec(

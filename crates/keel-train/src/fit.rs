@@ -10,6 +10,7 @@ use crate::memory::training_memory;
 use crate::metrics::accuracy;
 use crate::optimizer::Optimizer;
 use crate::schedule::Schedule;
+use crate::sums::DeviceSums;
 use crate::{Error, Result};
 use keel_autograd::{no_grad, one_hot, Var};
 use keel_data::{
@@ -21,6 +22,9 @@ use keel_tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// Training steps between the progress bar's readings of the loss and accuracy sums.
+const REFRESH_STEPS: usize = 16;
 
 /// Where validation data comes from.
 #[derive(Clone, Copy, Default)]
@@ -385,6 +389,38 @@ fn evaluate_layers(
     })
 }
 
+/// Loss and accuracy of `layers` on validation `data`, summed on the device and read back once.
+/// A non-finite loss is looked into again batch by batch, to name the sample.
+fn validate(
+    layers: &[Box<dyn Layer>],
+    loss: &Loss,
+    data: &dyn Samples,
+    batches: &BatchOptions,
+    device: &Device,
+) -> Result<DeviceSums> {
+    let mut sums = DeviceSums::default();
+    let order: Vec<usize> = (0..data.len()).collect();
+    for_each_batch(data, &order, batches, &Augment::none(), 0, |batch| {
+        let y = Tensor::from_i32(batch.labels.clone(), [batch.labels.len()], device)?;
+        let out = Var::constant(infer(as_layers(layers), batch, device)?);
+        let l = no_grad(|| loss.compute(&out, &targets(loss, &y, &out)?))?;
+        sums.push(l.tensor(), out.tensor(), &y)
+    })?;
+    if let Err(e) = sums.flush(|batch, value| {
+        Error::Mismatch(format!("the validation loss of batch {batch} is {value}"))
+    }) {
+        // Look again, keeping the outputs, to name the sample.
+        evaluate_layers(layers, loss, data, batches, device)?;
+        return Err(e);
+    }
+    if sums.seen() == 0 {
+        return Err(Error::Mismatch(
+            "no sample of the validation data could be read".into(),
+        ));
+    }
+    Ok(sums)
+}
+
 /// Loss, accuracy and outputs of `model` on `data` (inputs, or features of its first layers),
 /// in inference mode.
 pub fn evaluate(
@@ -609,7 +645,13 @@ pub fn fit(
             train.len() as u64,
             format!("epoch {}/{}", epoch + 1, config.epochs),
         );
-        let (mut loss_sum, mut hits, mut seen, mut step) = (0.0f64, 0.0f64, 0usize, 0usize);
+        let mut sums = DeviceSums::default();
+        let stopped = |step: usize, value: f32| {
+            Error::Mismatch(format!(
+                "epoch {}, step {step}: the loss is {value} (learning rate {lr}); training stopped",
+                epoch + 1
+            ))
+        };
         let epoch_seed = config.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         for_each_batch(
             train,
@@ -623,42 +665,37 @@ pub fn fit(
                 let x = Tensor::from_vec(batch.values, batch.dims, device)?;
                 let out = run_layers(as_layers(layers), &Var::constant(x), true)?;
                 let l = loss.compute(&out, &targets(loss, &y, &out)?)?;
-                let value = l.tensor().to_scalar()?;
-                step += 1;
-                if !value.is_finite() {
-                    return Err(Error::Mismatch(format!(
-                        "epoch {}, step {step}: the loss is {value} (learning rate {lr}); \
-                         training stopped",
-                        epoch + 1
-                    )));
-                }
+                sums.push(l.tensor(), out.tensor(), &y)?;
                 l.backward()?;
                 optimizer.step(&params)?;
-                loss_sum += f64::from(value) * n as f64;
-                hits += f64::from(accuracy(&out.tensor().to_vec()?, &batch.labels)) * n as f64;
-                seen += n;
-                bar.set_message(format!(
-                    "loss {:.4} acc {:.4}",
-                    loss_sum / seen as f64,
-                    hits / seen as f64
-                ));
                 bar.inc(n as u64);
+                // Nothing waits for the GPU within a step: the sums come back at the bar's
+                // refresh points (with the bar hidden, at the end of the epoch).
+                if config.progress && sums.pending() >= REFRESH_STEPS {
+                    sums.flush(stopped)?;
+                    bar.set_message(format!(
+                        "loss {:.4} acc {:.4}",
+                        sums.loss(),
+                        sums.accuracy()
+                    ));
+                }
                 Ok(())
             },
         )?;
+        sums.flush(stopped)?;
         bar.finish_and_clear();
-        if seen == 0 {
+        if sums.seen() == 0 {
             return Err(Error::Mismatch("no training sample could be read".into()));
         }
         let val = validation
-            .map(|v| evaluate_layers(layers, loss, v, &eval_batches, device))
+            .map(|v| validate(layers, loss, v, &eval_batches, device))
             .transpose()?;
         let log = EpochLog {
             epoch: epoch + 1,
-            loss: (loss_sum / seen as f64) as f32,
-            accuracy: (hits / seen as f64) as f32,
-            val_loss: val.as_ref().map(|v| v.loss),
-            val_accuracy: val.as_ref().map(|v| v.accuracy),
+            loss: sums.loss(),
+            accuracy: sums.accuracy(),
+            val_loss: val.as_ref().map(|v| v.loss()),
+            val_accuracy: val.as_ref().map(|v| v.accuracy()),
             learning_rate: lr,
             seconds: started.elapsed().as_secs_f64(),
         };

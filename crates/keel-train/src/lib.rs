@@ -14,6 +14,7 @@ mod memory;
 pub mod metrics;
 mod optimizer;
 mod schedule;
+mod sums;
 
 pub use error::{Error, Result};
 pub use features::{extract_features, fingerprint, FeatureOptions, Features, MemoryBudget};

@@ -1,6 +1,7 @@
 //! Device buffers: uploads, pooled output buffers, and reading them back.
 
 use super::GpuContext;
+use crate::counters::Counters;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,6 +101,8 @@ impl GpuContext {
             padded.resize(data.len().div_ceil(16) * 16, 0);
             &padded
         };
+        Counters::add(&self.counters.uploads, 1);
+        Counters::add(&self.counters.upload_bytes, data.len() as u64);
         let buffer = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -132,6 +135,12 @@ impl GpuContext {
             }
             found
         };
+        let counter = if reused.is_some() {
+            &self.counters.pool_hits
+        } else {
+            &self.counters.pool_misses
+        };
+        Counters::add(counter, 1);
         let buffer = reused.unwrap_or_else(|| {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("keel output"),

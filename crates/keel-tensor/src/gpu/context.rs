@@ -7,6 +7,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use super::buffer::BufferPool;
 use super::kernels::{Pipeline, PipelineKey};
+use crate::counters::Counters;
 
 /// Submit the recorded work after this many dispatches, so the GPU starts while we keep recording.
 const DISPATCHES_PER_SUBMIT: usize = 128;
@@ -25,6 +26,7 @@ pub(crate) struct GpuContext {
     recorder: Mutex<Recorder>,
     pub(super) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
     pub(super) pool: Mutex<BufferPool>,
+    pub(crate) counters: Counters,
 }
 
 /// The command encoder that ops append to until the next submit.
@@ -119,6 +121,7 @@ impl GpuContext {
             recorder: Mutex::new(Recorder::default()),
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new(BufferPool::default()),
+            counters: Counters::default(),
         })
     }
 
@@ -166,20 +169,21 @@ impl GpuContext {
         record(encoder);
         rec.dispatches += 1;
         if rec.dispatches >= DISPATCHES_PER_SUBMIT {
-            Self::submit_locked(&self.queue, &mut rec);
+            self.submit_locked(&mut rec);
         }
     }
 
-    fn submit_locked(queue: &wgpu::Queue, rec: &mut Recorder) {
+    fn submit_locked(&self, rec: &mut Recorder) {
         if let Some(encoder) = rec.encoder.take() {
-            queue.submit([encoder.finish()]);
+            self.queue.submit([encoder.finish()]);
+            Counters::add(&self.counters.submits, 1);
         }
         rec.dispatches = 0;
     }
 
     /// Submits whatever has been recorded.
     pub(super) fn submit(&self) {
-        Self::submit_locked(&self.queue, &mut self.recorder.lock().unwrap());
+        self.submit_locked(&mut self.recorder.lock().unwrap());
     }
 
     /// Returns (and clears) the errors wgpu reported since the last check.
@@ -229,6 +233,8 @@ impl GpuContext {
         rx.recv()
             .map_err(|_| Error::Gpu("the readback was never completed".into()))?
             .map_err(|e| Error::Gpu(format!("mapping the readback buffer failed: {e}")))?;
+        Counters::add(&self.counters.readbacks, 1);
+        Counters::add(&self.counters.readback_bytes, bytes);
         let data = staging
             .get_mapped_range(..)
             .map_err(|e| Error::Gpu(format!("reading the mapped buffer failed: {e}")))?

@@ -128,6 +128,7 @@ impl GpuContext {
                 compilation_options: Default::default(),
                 cache: None,
             });
+        crate::counters::Counters::add(&self.counters.pipeline_compilations, 1);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!(
                 "compiling {shader:?}::{entry} failed: {}",

@@ -8,7 +8,7 @@ use super::GpuBuffer;
 use crate::geometry::WindowGeometry;
 use crate::op::{Activation, BinaryOp, MatmulDims, PoolOp, ReduceOp, UnaryOp};
 use crate::shape::StridedView;
-use crate::{Error, Result};
+use crate::{DType, Error, Result};
 use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
@@ -248,8 +248,32 @@ pub(crate) fn fill(out: &GpuBuffer, value: f32) -> Result<()> {
 
 /// y = op(x), elementwise.
 pub(crate) fn unary(x: &GpuBuffer, len: usize, op: UnaryOp) -> Result<GpuBuffer> {
-    let out = x.context().alloc("unary", bytes_of_elems(len))?;
     let (code, scalar_a, scalar_b) = op.code();
+    unary_code(x, len, code, scalar_a, scalar_b)
+}
+
+/// The `unary` entry's codes for dtype conversions (after `UnaryOp::code`'s).
+const I32_TO_F32: u32 = 15;
+const F32_TO_I32: u32 = 16;
+
+/// The elements of `x` converted to `to` (i32 ↔ f32; f32 → i32 truncates, saturates, and
+/// makes NaN 0, as Rust's `as`) on the device.
+pub(crate) fn convert(x: &GpuBuffer, len: usize, to: DType) -> Result<GpuBuffer> {
+    let code = match to {
+        DType::F32 => I32_TO_F32,
+        DType::I32 => F32_TO_I32,
+    };
+    unary_code(x, len, code, 0.0, 0.0)
+}
+
+fn unary_code(
+    x: &GpuBuffer,
+    len: usize,
+    code: u32,
+    scalar_a: f32,
+    scalar_b: f32,
+) -> Result<GpuBuffer> {
+    let out = x.context().alloc("unary", bytes_of_elems(len))?;
     over_flat_chunks(
         "unary",
         "unary",
