@@ -2,15 +2,17 @@
 //! MobileNet depthwise 3×3 layer. Medians after warm-up; see docs/performance.md.
 //!
 //! `--layers` adds forward and gradient times of more 3×3 convolutions (VGG16 blocks 1, 3, 4, 5
-//! and a small CNN's second layer).
+//! and a small CNN's second layer); `--backbones BATCH,SIZE` the forward pass of whole VGG16
+//! and MobileNetV2 backbones (without top, inference) on BATCH images of SIZE×SIZE.
 //!
 //! `cargo run --release --example bench -- [--device auto|wgpu|cpu] [--json] [--gemm-crates]
-//! [--layers]`
+//! [--layers] [--backbones 64,224]`
 
 mod common;
 
 use clap::Parser;
 use common::{median_secs, random};
+use keel::layers::{backbones, BackboneOptions};
 use keel::{Conv2dOptions, Device, GemmKernels, Padding, Shape};
 use std::time::Instant;
 
@@ -30,6 +32,9 @@ struct Args {
     /// Also time forward, input gradient and kernel gradient of more convolution layers.
     #[arg(long)]
     layers: bool,
+    /// Also time the forward pass of whole VGG16 and MobileNetV2 backbones: BATCH,SIZE.
+    #[arg(long, value_delimiter = ',', value_name = "BATCH,SIZE")]
+    backbones: Vec<usize>,
     /// Timed repetitions per measurement (after two warm-up runs).
     #[arg(long, default_value_t = 0)]
     reps: usize,
@@ -116,6 +121,33 @@ fn measure_layers(device: &Device, reps: usize) -> keel::Result<Vec<LayerFigures
     Ok(figures)
 }
 
+/// Median milliseconds of a whole backbone's forward pass (inference) on `batch` images of
+/// `size`×`size`: (name, ms).
+fn measure_backbones(
+    device: &Device,
+    batch: usize,
+    size: usize,
+    reps: usize,
+) -> Result<Vec<(String, f64)>, String> {
+    let e = |e: keel::layers::Error| e.to_string();
+    let options = BackboneOptions::default().input(size, size);
+    let models = [
+        ("VGG16", backbones::vgg16(&options, device).map_err(e)?),
+        (
+            "MobileNetV2",
+            backbones::mobilenet_v2(&options, device).map_err(e)?,
+        ),
+    ];
+    let x = random(&[batch, size, size, 3], 40, device).map_err(|e| e.to_string())?;
+    models
+        .iter()
+        .map(|(name, model)| {
+            let t = median_secs(reps, device, || model.predict(&x)).map_err(e)?;
+            Ok((format!("{name} forward (b={batch}, {size}²)"), t * 1e3))
+        })
+        .collect()
+}
+
 /// GFLOP/s of the `gemm` and `matrixmultiply` crates on 1024³ with all threads (median of 20).
 fn gemm_crates() -> (f64, f64) {
     let n = 1024;
@@ -181,10 +213,11 @@ fn gemm_crates() -> (f64, f64) {
     (gemm, mm)
 }
 
-fn run() -> keel::Result<()> {
+fn run() -> Result<(), String> {
     let args = Args::parse();
+    let s = |e: keel::Error| e.to_string();
     let mut devices = match &args.device {
-        Some(name) => vec![Device::from_name(name)?],
+        Some(name) => vec![Device::from_name(name).map_err(s)?],
         None => {
             let mut d = vec![Device::cpu()];
             d.extend(Device::wgpu().ok());
@@ -193,7 +226,7 @@ fn run() -> keel::Result<()> {
     };
     // Where the adapter runs the subgroup GEMMs, the workgroup-tiled ones are measured beside them.
     if devices.iter().any(Device::is_wgpu) {
-        let tiled = Device::wgpu_with(GemmKernels::Tiled)?;
+        let tiled = Device::wgpu_with(GemmKernels::Tiled).map_err(s)?;
         if !devices.contains(&tiled) {
             devices.push(tiled);
         }
@@ -206,11 +239,16 @@ fn run() -> keel::Result<()> {
         } else {
             5
         };
-        let f = measure(device, reps)?;
+        let f = measure(device, reps).map_err(s)?;
         let layers = if args.layers {
-            measure_layers(device, if device.is_cpu() { reps } else { reps.min(3) })?
+            measure_layers(device, if device.is_cpu() { reps } else { reps.min(3) }).map_err(s)?
         } else {
             Vec::new()
+        };
+        let whole = match args.backbones[..] {
+            [batch, size] => measure_backbones(device, batch, size, reps.min(5))?,
+            [] => Vec::new(),
+            _ => return Err("--backbones takes BATCH,SIZE (e.g. 64,224)".into()),
         };
         if args.json {
             let mut obj = serde_json::json!({
@@ -221,6 +259,12 @@ fn run() -> keel::Result<()> {
                 "depthwise_gbps": f.depthwise_gbps,
                 "depthwise_ms": f.depthwise_ms,
             });
+            if !whole.is_empty() {
+                obj["backbones"] = whole
+                    .iter()
+                    .map(|(name, ms)| serde_json::json!({"name": name, "forward_ms": ms}))
+                    .collect();
+            }
             if args.layers {
                 obj["layers"] = layers
                     .iter()
@@ -266,6 +310,9 @@ fn run() -> keel::Result<()> {
                     cell(l.input_grad_ms),
                     cell(l.kernel_grad_ms)
                 );
+            }
+            for (name, ms) in &whole {
+                println!("  {name:<40} {ms:>9.2} ms");
             }
         }
     }

@@ -2,57 +2,134 @@
 """The layers of `cargo run --release --example bench` (or, with --train, the training steps of
 `--example bench_train`) timed in PyTorch on the same machine.
 
-Gives PyTorch its best CPU setting (channels_last, all cores) and prints one JSON object with
-the same keys as the example's --json output. For the fastest figures run it as
+Gives PyTorch its best setting (channels_last; all cores on the CPU; on CUDA f32 with TF32 off,
+as keel computes) and prints one JSON object with the same keys as the example's --json output.
+`--layers` and `--backbones BATCH,SIZE` add what the example's flags of the same names add.
+For the fastest CPU figures run it as
     GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184 \
-        python3 tools/bench_pytorch.py [--train]
+        python3 tools/bench_pytorch.py [--train] [--device cpu|cuda] [--layers] [--backbones 64,224]
 """
+import argparse
 import json
 import statistics
-import sys
 import time
 
 import torch
+
+DEVICE = torch.device("cpu")
+
+
+def synchronize():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def median_secs(fn, reps):
     for _ in range(2):
         fn()
+    synchronize()
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def main():
+def describe():
+    if DEVICE.type == "cuda":
+        return f"pytorch {torch.__version__} cuda ({torch.cuda.get_device_name()}, TF32 off)"
+    return f"pytorch {torch.__version__} cpu ({torch.get_num_threads()} threads)"
+
+
+def rand(*shape, channels_last=False):
+    x = torch.rand(*shape, device=DEVICE) - 0.5
+    return x.to(memory_format=torch.channels_last) if channels_last else x
+
+
+def conv(cin, cout, groups=1, bias=False):
+    layer = torch.nn.Conv2d(cin, cout, 3, padding=1, groups=groups, bias=bias)
+    return layer.to(DEVICE, memory_format=torch.channels_last)
+
+
+# The layers of `bench --layers`: (name, batch, height = width, input channels, output channels).
+LAYERS = [
+    ("VGG16 block1_conv2", 2, 224, 64, 64),
+    ("VGG16 block3_conv2", 8, 56, 256, 256),
+    ("VGG16 block4_conv2", 8, 28, 512, 512),
+    ("VGG16 block5_conv2", 8, 14, 512, 512),
+    ("small CNN conv2", 32, 13, 32, 64),
+]
+
+
+def layers(reps):
+    rows = []
+    for name, batch, size, c, o in LAYERS:
+        x = rand(batch, c, size, size, channels_last=True).requires_grad_(True)
+        layer = conv(c, o)
+        y = layer(x)
+        dy = torch.rand_like(y)
+        forward = median_secs(lambda: layer(x), reps)
+        input_grad = median_secs(
+            lambda: torch.autograd.grad(layer(x), x, dy)[0], reps) - forward
+        kernel_grad = median_secs(
+            lambda: torch.autograd.grad(layer(x), layer.weight, dy)[0], reps) - forward
+        rows.append({
+            "layer": f"{name} (b={batch}, {size}²×{c}→{o})",
+            "forward_ms": forward * 1e3,
+            "input_grad_ms": input_grad * 1e3,
+            "kernel_grad_ms": kernel_grad * 1e3,
+        })
+    return rows
+
+
+def backbones(batch, size, reps):
+    import torchvision
+    x = rand(batch, 3, size, size, channels_last=True)
+    rows = []
+    for name, make in [("VGG16", torchvision.models.vgg16),
+                       ("MobileNetV2", torchvision.models.mobilenet_v2)]:
+        model = make().features.to(DEVICE, memory_format=torch.channels_last).eval()
+        with torch.no_grad():
+            t = median_secs(lambda: model(x), reps)
+        rows.append({"name": f"{name} forward (b={batch}, {size}²)", "forward_ms": t * 1e3})
+    return rows
+
+
+def main(args):
     torch.manual_seed(0)
     reps = 15
     with torch.no_grad():
-        a = torch.rand(1024, 1024) - 0.5
-        b = torch.rand(1024, 1024) - 0.5
+        a = rand(1024, 1024)
+        b = rand(1024, 1024)
         t = median_secs(lambda: a @ b, reps)
         matmul = 2 * 1024**3 / t / 1e9
 
-        x = (torch.rand(8, 256, 56, 56) - 0.5).to(memory_format=torch.channels_last)
-        conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
-        t_conv = median_secs(lambda: conv(x), reps)
+        x = rand(8, 256, 56, 56, channels_last=True)
+        layer = conv(256, 256)
+        t_conv = median_secs(lambda: layer(x), reps)
         flops = 2 * 8 * 56 * 56 * 256 * 3 * 3 * 256
 
-        xd = (torch.rand(8, 32, 112, 112) - 0.5).to(memory_format=torch.channels_last)
-        dw = torch.nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False).to(memory_format=torch.channels_last)
+        xd = rand(8, 32, 112, 112, channels_last=True)
+        dw = conv(32, 32, groups=32)
         t_dw = median_secs(lambda: dw(xd), reps)
         nbytes = (2 * 8 * 112 * 112 * 32 + 9 * 32) * 4
 
-    print(json.dumps({
-        "device": f"pytorch {torch.__version__} cpu ({torch.get_num_threads()} threads)",
+    out = {
+        "device": describe(),
         "matmul_1024_gflops": matmul,
         "vgg_block3_conv_gflops": flops / t_conv / 1e9,
         "vgg_block3_conv_ms": t_conv * 1e3,
         "depthwise_gbps": nbytes / t_dw / 1e9,
         "depthwise_ms": t_dw * 1e3,
-    }))
+    }
+    if args.layers:
+        out["layers"] = layers(5)
+    if args.backbones:
+        batch, size = args.backbones
+        out["backbones"] = backbones(batch, size, 5)
+    print(json.dumps(out))
 
 
 def sgd_step(loss, params, lr):
@@ -66,9 +143,9 @@ def sgd_step(loss, params, lr):
 def train():
     torch.manual_seed(0)
     reps = 11
-    x = (torch.rand(8, 64, 56, 56) - 0.5).to(memory_format=torch.channels_last)
-    c1 = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
-    c2 = torch.nn.Conv2d(64, 64, 3, padding=1).to(memory_format=torch.channels_last)
+    x = rand(8, 64, 56, 56, channels_last=True)
+    c1 = conv(64, 64, bias=True)
+    c2 = conv(64, 64, bias=True)
     params = list(c1.parameters()) + list(c2.parameters())
 
     def vgg_step():
@@ -77,10 +154,10 @@ def train():
 
     t_vgg = median_secs(vgg_step, reps)
 
-    features = torch.rand(32, 7, 7, 512) - 0.5  # NHWC, flattened as keel does
-    labels = torch.arange(32) % 3
-    d1 = torch.nn.Linear(7 * 7 * 512, 256)
-    d2 = torch.nn.Linear(256, 3)
+    features = rand(32, 7, 7, 512)  # NHWC, flattened as keel does
+    labels = torch.arange(32, device=DEVICE) % 3
+    d1 = torch.nn.Linear(7 * 7 * 512, 256).to(DEVICE)
+    d2 = torch.nn.Linear(256, 3).to(DEVICE)
     head = list(d1.parameters()) + list(d2.parameters())
 
     def head_step():
@@ -89,14 +166,24 @@ def train():
 
     t_head = median_secs(head_step, reps)
     print(json.dumps({
-        "device": f"pytorch {torch.__version__} cpu ({torch.get_num_threads()} threads)",
+        "device": describe(),
         "vgg_block_step_ms": t_vgg * 1e3,
         "dense_head_step_ms": t_head * 1e3,
     }))
 
 
 if __name__ == "__main__":
-    if "--train" in sys.argv[1:]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", action="store_true", help="time bench_train's steps")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--layers", action="store_true", help="also the convolution layers")
+    parser.add_argument("--backbones", type=lambda v: [int(p) for p in v.split(",")],
+                        help="BATCH,SIZE: also whole VGG16 and MobileNetV2 forward passes")
+    args = parser.parse_args()
+    DEVICE = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    if args.train:
         train()
     else:
-        main()
+        main(args)
