@@ -120,6 +120,26 @@ fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
+// PCG's output hash (src/op.rs, pcg_hash).
+fn pcg_hash(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+// The inverted-dropout mask (src/op.rs, mask_value): seed in op (low) and rank (high) bits,
+// rate in scalar_a, the kept value in scalar_b, element numbers from index_base.
+@compute @workgroup_size(256)
+fn dropout_mask(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = linear_index(gid, nwg);
+    if (i < p.len) {
+        let stream = pcg_hash(pcg_hash(p.op) ^ p.rank);
+        let bits = pcg_hash(stream ^ pcg_hash(p.index_base + i));
+        let u = f32(bits >> 8u) / 16777216.0;
+        dst[p.out_offset + i] = select(p.scalar_b, 0.0, u < p.scalar_a);
+    }
+}
+
 @compute @workgroup_size(256)
 fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_index(gid, nwg);

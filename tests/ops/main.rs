@@ -30,6 +30,7 @@ fn main() {
         ("reductions", reductions),
         ("argmax", argmax),
         ("dtype_conversion", dtype_conversion),
+        ("dropout_mask", dropout_mask),
         ("softmax", softmax),
         ("layout", layout),
         ("batch_norm", batch_norm),
@@ -677,6 +678,47 @@ fn dtype_conversion(t: &mut Runner, rng: &mut Rng) {
         |v| v[0].to_dtype(keel::DType::I32)?.to_dtype(keel::DType::F32),
         &exp(vec![5, 13], back),
     );
+}
+
+/// The dropout mask: the same counter-based hash on every device (written again here from
+/// O'Neill's PCG hash), and the rate it was asked for.
+fn dropout_mask(t: &mut Runner, _rng: &mut Rng) {
+    fn pcg(v: u32) -> u32 {
+        let state = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+        let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
+        (word >> 22) ^ word
+    }
+    for (seed, rate, n) in [(7u64, 0.3f32, 100_003usize), (u64::MAX - 5, 0.5, 4099)] {
+        let keep = 1.0 / (1.0 - rate);
+        let stream = pcg(pcg(seed as u32) ^ (seed >> 32) as u32);
+        let want: Vec<f64> = (0..n as u32)
+            .map(|i| {
+                let u = (pcg(stream ^ pcg(i)) >> 8) as f32 / (1 << 24) as f32;
+                if u < rate {
+                    0.0
+                } else {
+                    f64::from(keep)
+                }
+            })
+            .collect();
+        let kept = want.iter().filter(|&&v| v > 0.0).count() as f64 / n as f64;
+        t.expect(
+            (kept - f64::from(1.0 - rate)).abs() < 0.02,
+            &format!("rate {rate}: the fraction kept"),
+            || format!("{kept}"),
+        );
+        for device in t.devices().to_vec() {
+            let got = keel::Tensor::dropout_mask(rate, seed, [n], &device).and_then(|m| m.to_vec());
+            let same = got
+                .as_ref()
+                .is_ok_and(|g| g.iter().zip(&want).all(|(&a, &b)| f64::from(a) == b));
+            t.expect(
+                same,
+                &format!("{device}: seed {seed}, rate {rate}, {n} elements"),
+                || format!("{:?}", got.map(|g| g[..8].to_vec())),
+            );
+        }
+    }
 }
 
 fn softmax(t: &mut Runner, rng: &mut Rng) {

@@ -671,9 +671,9 @@ pub fn killed_writes(t: &mut Runner, rng: &mut Rng) {
     );
 }
 
-/// On wgpu no training step waits for the GPU: with the progress bar off, `fit` reads the loss
-/// and accuracy sums back once per epoch for training and once for validation, whatever the
-/// number of steps.
+/// On wgpu no training step waits for the GPU (nor uploads a dropout mask): with the progress
+/// bar off, `fit` reads the loss and accuracy sums back once per epoch for training and once
+/// for validation, whatever the number of steps.
 pub fn readbacks_per_epoch(t: &mut Runner, rng: &mut Rng) {
     let dev = match Device::wgpu() {
         Ok(d) => d,
@@ -685,7 +685,6 @@ pub fn readbacks_per_epoch(t: &mut Runner, rng: &mut Rng) {
             return;
         }
     };
-    let m = model(&dev, None).expect("model");
     let data = dataset(rng, 48);
     let config = FitConfig {
         epochs: 2,
@@ -693,17 +692,27 @@ pub fn readbacks_per_epoch(t: &mut Runner, rng: &mut Rng) {
         cache_features: false,
         ..quiet()
     };
-    let before = dev.counters();
-    let outcome = fit(&m, &mut Adam::new(0.01), &loss(), &data, &config, &dev);
-    let used = dev.counters().since(&before);
-    t.expect(outcome.is_ok(), "fit on wgpu", || {
-        format!("{:?}", outcome.err())
-    });
-    // 36 training samples in 9 steps of 4 per epoch: 18 steps, 18 batches uploaded with their
-    // labels, 2 readbacks per epoch.
+    let mut counts = Vec::new();
+    for dropout in [None, Some(0.5)] {
+        let m = model(&dev, dropout).expect("model");
+        let before = dev.counters();
+        let outcome = fit(&m, &mut Adam::new(0.01), &loss(), &data, &config, &dev);
+        counts.push(dev.counters().since(&before));
+        t.expect(outcome.is_ok(), "fit on wgpu", || {
+            format!("{:?}", outcome.err())
+        });
+    }
+    // 36 training samples in 9 steps of 4 per epoch: 18 steps, each uploading its batch and
+    // labels; 2 readbacks per epoch.
+    let used = counts[0];
     t.expect(
         used.readbacks == 4 && used.uploads >= 36,
         "2 epochs of 9 steps: 4 readbacks (training and validation sums per epoch)",
         || format!("{used:?}"),
+    );
+    t.expect(
+        counts[1].uploads == used.uploads && counts[1].readbacks == used.readbacks,
+        "dropout masks are made on the device: no upload or readback more",
+        || format!("{counts:?}"),
     );
 }

@@ -3,7 +3,7 @@
 
 use crate::backward::Rule;
 use crate::{Result, Var};
-use keel_tensor::{Conv2dOptions, DType, Pool2dOptions, PoolOp, Shape, Tensor};
+use keel_tensor::{Conv2dOptions, DType, Pool2dOptions, PoolOp, Tensor};
 
 /// Batch statistics of one training-mode batch normalisation, for the running averages
 /// (updated outside the graph).
@@ -162,7 +162,7 @@ impl Var {
         if rate == 0.0 {
             return Ok(self.clone());
         }
-        let mask = dropout_mask(self.shape(), rate, seed, self.tensor())?;
+        let mask = Tensor::dropout_mask(rate, seed, self.shape().clone(), self.tensor().device())?;
         self.mul(&Var::constant(mask))
     }
 }
@@ -177,26 +177,4 @@ pub fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
         .to_dtype(DType::F32)?
         .reshape([n, 1])?
         .equal(&index)?)
-}
-
-/// The scaled keep-mask of inverted dropout, from a SplitMix64 stream seeded with `seed`.
-fn dropout_mask(shape: &Shape, rate: f32, seed: u64, like: &Tensor) -> Result<Tensor> {
-    let keep = 1.0 / (1.0 - rate);
-    let mut state = seed;
-    let values: Vec<f32> = (0..shape.elem_count())
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            let u = (z >> 40) as f32 / (1u64 << 24) as f32;
-            if u < rate {
-                0.0
-            } else {
-                keep
-            }
-        })
-        .collect();
-    Ok(Tensor::from_vec(values, shape.clone(), like.device())?)
 }

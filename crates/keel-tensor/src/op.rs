@@ -30,6 +30,29 @@ pub(crate) fn ranks_above(v: f32, best: f32) -> bool {
     (v > best) | (v.is_nan() & !best.is_nan())
 }
 
+/// PCG's output hash of a 32-bit value (O'Neill's `pcg_hash`): the mixing step of
+/// [`mask_value`], the same in `shaders/elementwise.wgsl`.
+#[inline(always)]
+fn pcg_hash(v: u32) -> u32 {
+    let state = v.wrapping_mul(747_796_405).wrapping_add(2_891_336_453);
+    let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277_803_737);
+    (word >> 22) ^ word
+}
+
+/// Element `index` of the inverted-dropout mask of `seed`: 0 with probability `rate`, else
+/// `keep` (1 / (1 − rate)). Counter-based, so every device makes the same mask in parallel.
+#[inline(always)]
+pub(crate) fn mask_value(seed: u64, index: u32, rate: f32, keep: f32) -> f32 {
+    let stream = pcg_hash(pcg_hash(seed as u32) ^ (seed >> 32) as u32);
+    let bits = pcg_hash(stream ^ pcg_hash(index));
+    let u = (bits >> 8) as f32 / (1u32 << 24) as f32;
+    if u < rate {
+        0.0
+    } else {
+        keep
+    }
+}
+
 /// Elementwise functions of one tensor (and scalar ops, which carry their scalars).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum UnaryOp {

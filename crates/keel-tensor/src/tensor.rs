@@ -135,6 +135,51 @@ impl Tensor {
         }
     }
 
+    /// The scaled keep-mask of inverted dropout: each element 0 with probability `rate`, else
+    /// 1 / (1 − `rate`). Made on the device from a counter-based hash of (`seed`, element), so
+    /// every device gives the same mask and nothing is uploaded.
+    pub fn dropout_mask(
+        rate: f32,
+        seed: u64,
+        shape: impl Into<Shape>,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        shape.check_usable("dropout_mask")?;
+        if !(0.0..1.0).contains(&rate) {
+            return Err(Error::invalid(
+                "dropout_mask",
+                format!("a rate of {rate}: it must be in [0, 1)"),
+            ));
+        }
+        let keep = 1.0 / (1.0 - rate);
+        let n = shape.elem_count();
+        if n > u32::MAX as usize {
+            return Err(Error::invalid(
+                "dropout_mask",
+                format!("{n} elements: a mask holds at most 2^32 − 1"),
+            ));
+        }
+        match &device.0 {
+            DeviceKind::Cpu => {
+                let values = (0..n as u32)
+                    .map(|i| crate::op::mask_value(seed, i, rate, keep))
+                    .collect();
+                Tensor::from_vec(values, shape, device)
+            }
+            DeviceKind::Wgpu(ctx) => {
+                let buf = ctx.alloc("dropout_mask", n as u64 * 4)?;
+                crate::gpu::ops::dropout_mask(&buf, seed, rate, keep)?;
+                Ok(Tensor::from_storage(
+                    Storage::Gpu(buf),
+                    shape,
+                    DType::F32,
+                    device.clone(),
+                ))
+            }
+        }
+    }
+
     /// A tensor of zeros.
     pub fn zeros(shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
         Tensor::full(0.0, shape, device)

@@ -246,6 +246,31 @@ pub(crate) fn fill(out: &GpuBuffer, value: f32) -> Result<()> {
     )
 }
 
+/// Fills `out` with the dropout mask of `seed` ([`crate::op::mask_value`]).
+pub(crate) fn dropout_mask(out: &GpuBuffer, seed: u64, rate: f32, keep: f32) -> Result<()> {
+    let len = (out.bytes() / 4) as usize;
+    over_flat_chunks(
+        "dropout_mask",
+        "dropout_mask",
+        None,
+        out,
+        len,
+        &[],
+        |start, n, _, out_offset| {
+            Ok(ElementwiseParams {
+                len: u32_of("dropout_mask", n)?,
+                op: seed as u32,
+                rank: (seed >> 32) as u32,
+                scalar_a: rate,
+                scalar_b: keep,
+                out_offset,
+                index_base: u32_of("dropout_mask", start)?,
+                ..Default::default()
+            })
+        },
+    )
+}
+
 /// y = op(x), elementwise.
 pub(crate) fn unary(x: &GpuBuffer, len: usize, op: UnaryOp) -> Result<GpuBuffer> {
     let (code, scalar_a, scalar_b) = op.code();
