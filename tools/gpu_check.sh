@@ -6,6 +6,9 @@
 #       Builds the release binaries here (the test suites ops, autograd, layers and train;
 #       devices, bench, bench_train, predict, transfer, cnn), stripped and packed into
 #       DIR/keel-bins.tar.xz (small enough to carry), with the repository path they were built in.
+#   tools/gpu_check.sh debs DEBS
+#       Downloads the Vulkan loader packages (Debian amd64 .deb files) into DEBS, for a machine
+#       without them.
 #   tools/gpu_check.sh run DIR OUT [--small] [--debs DEBS]
 #       Unpacks the binaries and the Vulkan loader packages in DEBS (.deb files; default .gl),
 #       then lists the adapters, runs every test suite on the wgpu adapter (KEEL_REQUIRE_WGPU=1),
@@ -13,6 +16,9 @@
 #       the main job on wgpu, and tools/bench_pytorch.py on CUDA where PyTorch has it. Writes
 #       OUT/gpu_check.json and OUT/gpu_check.md (tools/gpu_check_report.py), with every log.
 #       --small: smaller backbone runs and a tiny main job, for a software adapter (lavapipe).
+#
+# On a GPU machine with the repository copied over: build .gpu and debs .gl here (both ignored
+# by git, e.g. in .git/info/exclude), carry them, and run `tools/gpu_check.sh run .gpu OUT`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -42,6 +48,15 @@ for line in sys.stdin:
     rm -rf "$bins"
     # Binaries find assets and fixtures under the path they were built in.
     echo "$REPO" >"$dir/built-in"
+    ls -la "$dir"
+}
+
+debs() {
+    local dir=$1
+    mkdir -p "$dir" /tmp/amd64/partial
+    local o=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64)
+    apt-get "${o[@]}" update
+    (cd "$dir" && apt-get "${o[@]}" download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
     ls -la "$dir"
 }
 
@@ -80,6 +95,10 @@ run() {
     fi
     # The Vulkan loader, where the machine has none.
     if ! ldconfig -p | grep -q libvulkan.so.1; then
+        if ! ls "$debs"/*.deb >/dev/null 2>&1; then
+            echo "no Vulkan loader here and no .deb files in $debs (tools/gpu_check.sh debs $debs)" >&2
+            exit 1
+        fi
         for f in "$debs"/*.deb; do dpkg -x "$f" /; done
         ldconfig
     fi
@@ -132,6 +151,7 @@ run() {
 
 case ${1:-} in
 build) build "${2:?build DIR}" ;;
+debs) debs "${2:?debs DIR}" ;;
 run) run "${2:?run DIR OUT}" "${3:?run DIR OUT}" "${@:4}" ;;
-*) sed -n '2,17p' "$0"; exit 2 ;;
+*) sed -n '2,23p' "$0"; exit 2 ;;
 esac
