@@ -9,7 +9,7 @@ use keel::layers::layers::{batch_norm, conv2d, dense, dropout, global_avg_pool2d
 use keel::layers::{load_model, save_model, sequential, Layer, ModelInfo, Sequential};
 use keel::train::{
     extract_features, fit, Adam, EarlyStopping, FeatureOptions, FitConfig, History, Loss,
-    MemoryBudget, Validation,
+    MemoryBudget, Precision, Validation,
 };
 use keel::{Device, Padding};
 use std::path::Path;
@@ -715,4 +715,56 @@ pub fn readbacks_per_epoch(t: &mut Runner, rng: &mut Rng) {
         "dropout masks are made on the device: no upload or readback more",
         || format!("{counts:?}"),
     );
+}
+
+/// Features kept in f16 take half the bytes, in memory and on disk, and read back as the f32
+/// features rounded to 11 significant bits.
+pub fn half_precision_features(t: &mut Runner, rng: &mut Rng) {
+    let root = image_folder(rng, "half", 30);
+    let images =
+        Images::from_folder(&root, &ImageOptions::new(8, Preset::Torchvision)).expect("index");
+    let dev = Device::cpu();
+    let m = model(&dev, None).expect("model");
+    let prefix: Vec<&dyn Layer> = m.layers()[..2].iter().map(|l| l.as_ref()).collect();
+    let opts = |budget, precision| FeatureOptions {
+        budget: MemoryBudget::new(budget),
+        progress: false,
+        precision,
+        ..FeatureOptions::default()
+    };
+    let batches = BatchOptions::new(4);
+    let extract = |budget, precision| {
+        extract_features(
+            &prefix,
+            &images,
+            &opts(budget, precision),
+            &batches,
+            &dev,
+            "images",
+        )
+        .expect("features")
+    };
+    let full = extract(1 << 20, Precision::F32);
+    for (budget, place) in [(1u64 << 20, "memory"), (100, "disk")] {
+        let half = extract(budget, Precision::F16);
+        let (mut a, mut b) = (vec![0.0; 8], vec![0.0; 8]);
+        let mut worst = 0f32;
+        for i in 0..full.len() {
+            full.read(i, &mut a).expect("read");
+            half.read(i, &mut b).expect("read");
+            for (x, y) in a.iter().zip(&b) {
+                worst = worst.max((x - y).abs() / x.abs().max(1e-3));
+            }
+        }
+        t.expect(
+            half.bytes() * 2 == full.bytes() && half.in_memory() == (place == "memory"),
+            &format!("f16 features in {place}: half the bytes"),
+            || format!("{} and {} bytes", half.bytes(), full.bytes()),
+        );
+        t.expect(
+            worst <= 1.0 / 2048.0 && worst > 0.0,
+            &format!("f16 features in {place}: within 2^-11 of f32"),
+            || format!("largest relative difference {worst:e}"),
+        );
+    }
 }

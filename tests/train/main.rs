@@ -38,6 +38,10 @@ fn main() {
         ),
         ("fit_bad_input", fitting::bad_input),
         ("fit_readbacks_per_epoch", fitting::readbacks_per_epoch),
+        (
+            "fit_half_precision_features",
+            fitting::half_precision_features,
+        ),
         ("checkpoint_killed_writes", fitting::killed_writes),
         ("data_image_folder", data::image_folder),
         (

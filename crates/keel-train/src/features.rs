@@ -64,6 +64,9 @@ pub struct FeatureOptions {
     pub dir: PathBuf,
     /// Show a progress bar.
     pub progress: bool,
+    /// How each value is kept: f32, or f16 for half the memory, disk and reading (values are
+    /// rounded to 11 significant bits; training still computes in f32).
+    pub precision: Precision,
 }
 
 impl Default for FeatureOptions {
@@ -72,13 +75,62 @@ impl Default for FeatureOptions {
             budget: MemoryBudget::new(1 << 30),
             dir: std::env::temp_dir(),
             progress: true,
+            precision: Precision::F32,
         }
     }
 }
 
-/// Where the values are.
+/// How a feature value is stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// 4 bytes, as computed.
+    #[default]
+    F32,
+    /// 2 bytes (IEEE half): a relative error of at most 2^-11 for values up to 65,504; larger
+    /// ones become infinite, which training reports as a non-finite loss.
+    F16,
+}
+
+impl Precision {
+    /// Bytes per value.
+    pub fn bytes(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        }
+    }
+
+    /// `values` as stored bytes.
+    fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            Precision::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Precision::F16 => values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+        }
+    }
+
+    /// Stored bytes back into `out`.
+    fn decode(self, bytes: &[u8], out: &mut [f32]) {
+        match self {
+            Precision::F32 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            Precision::F16 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+        }
+    }
+}
+
+/// Where the values are, as stored bytes.
 enum Store {
-    Memory(Vec<f32>),
+    Memory(Vec<u8>),
     File(File),
 }
 
@@ -86,6 +138,7 @@ enum Store {
 /// samples they came from, and the [`Provenance`] that ties them to the layers that made them.
 pub struct Features {
     store: Store,
+    precision: Precision,
     labels: Vec<i32>,
     shape: Vec<usize>,
     classes: Vec<String>,
@@ -101,9 +154,9 @@ impl Features {
         matches!(self.store, Store::Memory(_))
     }
 
-    /// Bytes of feature values.
+    /// Bytes of feature values, as stored.
     pub fn bytes(&self) -> u64 {
-        (self.labels.len() * self.sample_len() * 4) as u64
+        (self.labels.len() * self.sample_len() * self.precision.bytes()) as u64
     }
 
     /// Seconds it took to compute them.
@@ -130,16 +183,20 @@ impl Samples for Features {
         self.labels[index]
     }
     fn read(&self, index: usize, out: &mut [f32]) -> keel_data::Result<bool> {
-        let n = self.sample_len();
+        let width = self.sample_len() * self.precision.bytes();
         match &self.store {
-            Store::Memory(values) => out.copy_from_slice(&values[index * n..(index + 1) * n]),
+            Store::Memory(bytes) => self
+                .precision
+                .decode(&bytes[index * width..(index + 1) * width], out),
             Store::File(file) => {
-                read_at(file, bytemuck::cast_slice_mut(out), (index * n * 4) as u64).map_err(
-                    |e| keel_data::Error::Io {
+                let mut bytes = vec![0u8; width];
+                read_at(file, &mut bytes, (index * width) as u64).map_err(|e| {
+                    keel_data::Error::Io {
                         path: PathBuf::from("<feature scratch file>"),
                         source: e,
-                    },
-                )?
+                    }
+                })?;
+                self.precision.decode(&bytes, out);
             }
         }
         Ok(true)
@@ -223,10 +280,11 @@ pub fn extract_features(
     };
     let shape = last.output_shape().to_vec();
     let n: usize = shape.iter().product();
-    let bytes = (data.len() * n * 4) as u64;
+    let precision = options.precision;
+    let bytes = (data.len() * n * precision.bytes()) as u64;
     let reservation = options.budget.reserve(bytes);
     let mut store = match reservation {
-        Some(_) => Store::Memory(Vec::with_capacity(data.len() * n)),
+        Some(_) => Store::Memory(Vec::with_capacity(bytes as usize)),
         None => Store::File(scratch_file(&options.dir)?),
     };
     let names: Vec<&str> = layers.iter().map(|l| l.name()).collect();
@@ -247,15 +305,15 @@ pub fn extract_features(
             let count = batch.labels.len() as u64;
             labels.extend(&batch.labels);
             let values = infer(layers.iter().copied(), batch, device)?.to_vec()?;
+            let encoded = precision.encode(&values);
             match &mut store {
-                Store::Memory(all) => all.extend_from_slice(&values),
+                Store::Memory(all) => all.extend_from_slice(&encoded),
                 Store::File(file) => {
-                    file.write_all(bytemuck::cast_slice(&values)).map_err(|e| {
-                        keel_layers::Error::Io {
+                    file.write_all(&encoded)
+                        .map_err(|e| keel_layers::Error::Io {
                             path: options.dir.clone(),
                             source: e,
-                        }
-                    })?
+                        })?
                 }
             }
             progress.inc(count);
@@ -265,6 +323,7 @@ pub fn extract_features(
     progress.finish_and_clear();
     Ok(Features {
         store,
+        precision,
         labels,
         shape,
         classes: data.classes().to_vec(),

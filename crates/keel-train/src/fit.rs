@@ -570,7 +570,7 @@ pub fn fit(
     let feature_bytes = if prefix > start {
         let per_sample: usize = model.layers()[prefix - 1].output_shape().iter().product();
         let samples = train.len() + validation.map_or(0, |v| v.len());
-        (samples * per_sample * 4) as u64
+        (samples * per_sample * config.features.precision.bytes()) as u64
     } else {
         0
     };

@@ -17,7 +17,9 @@ mod schedule;
 mod sums;
 
 pub use error::{Error, Result};
-pub use features::{extract_features, fingerprint, FeatureOptions, Features, MemoryBudget};
+pub use features::{
+    extract_features, fingerprint, FeatureOptions, Features, MemoryBudget, Precision,
+};
 pub use fit::{
     cacheable_prefix, check_learning_rate, evaluate, fit, predict, EarlyStopping, EpochLog,
     Evaluation, FitConfig, History, Predictions, Validation,
