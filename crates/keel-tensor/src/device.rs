@@ -18,8 +18,9 @@ pub(crate) enum DeviceKind {
 /// Which GEMM kernels (matmul and the forward convolution) a wgpu device runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmKernels {
-    /// The subgroup kernels on CPU adapters with 8-wide subgroups (lavapipe), where they are
-    /// several times faster; the workgroup-tiled kernels everywhere else.
+    /// Where the adapter runs both designs (8-wide subgroups: lavapipe, say), the faster of
+    /// the subgroup and the workgroup-tiled kernels, measured once when the device opens; the
+    /// workgroup-tiled kernels everywhere else.
     Auto,
     /// The workgroup-tiled kernels on every adapter.
     Tiled,
@@ -34,7 +35,11 @@ static WGPU_TILED: SharedContext = OnceLock::new();
 
 fn open_once(slot: &SharedContext, gemm: GemmKernels) -> Result<Arc<GpuContext>> {
     slot.get_or_init(|| {
-        GpuContext::open(gemm).map(Arc::new).map_err(|e| match e {
+        let opened = GpuContext::open(gemm).map(Arc::new).and_then(|ctx| {
+            crate::autotune::choose_gemm(&ctx)?;
+            Ok(ctx)
+        });
+        opened.map_err(|e| match e {
             Error::NoAdapter(reason) => reason,
             other => other.to_string(),
         })

@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+mod autotune;
 mod counters;
 mod cpu;
 pub mod cpu_cache;

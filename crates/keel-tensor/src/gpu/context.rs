@@ -3,6 +3,7 @@
 
 use crate::{Error, GemmKernels, Result};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use super::buffer::BufferPool;
@@ -18,9 +19,11 @@ pub(crate) struct GpuContext {
     pub(super) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     pub(super) limits: wgpu::Limits,
-    /// Matmul and the forward convolution run the subgroup GEMMs (`shaders/subgroup_tile.wgsl`)
-    /// instead of the workgroup-tiled ones.
-    pub(super) subgroup_gemm: bool,
+    /// The adapter can run the subgroup GEMMs (`shaders/subgroup_tile.wgsl`): 8-wide subgroups.
+    subgroup_capable: bool,
+    /// Matmul and the forward convolution run the subgroup GEMMs instead of the workgroup-tiled
+    /// ones (chosen by measuring both, see `Device::wgpu`).
+    subgroup_gemm: AtomicBool,
     /// Errors wgpu reported outside an error scope; surfaced at the next wait.
     errors: Arc<Mutex<Vec<String>>>,
     recorder: Mutex<Recorder>,
@@ -57,12 +60,11 @@ fn adapter_rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-/// The subgroup GEMMs are made for CPU implementations of Vulkan whose subgroups are the 8
-/// lanes of a vector register (see `shaders/subgroup_tile.wgsl`).
-fn subgroup_gemm_suits(adapter: &wgpu::Adapter) -> bool {
+/// The subgroup GEMMs are written for subgroups of exactly 8 lanes (CPU implementations of
+/// Vulkan, whose subgroups are a vector register; see `shaders/subgroup_tile.wgsl`).
+fn subgroup_gemm_runs(adapter: &wgpu::Adapter) -> bool {
     let info = adapter.get_info();
-    info.device_type == wgpu::DeviceType::Cpu
-        && adapter.features().contains(wgpu::Features::SUBGROUP)
+    adapter.features().contains(wgpu::Features::SUBGROUP)
         && info.subgroup_min_size == 8
         && info.subgroup_max_size == 8
 }
@@ -93,10 +95,10 @@ impl GpuContext {
             })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let subgroup_gemm = gemm == GemmKernels::Auto && subgroup_gemm_suits(&adapter);
+        let subgroup_capable = gemm == GemmKernels::Auto && subgroup_gemm_runs(&adapter);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("keel"),
-            required_features: if subgroup_gemm {
+            required_features: if subgroup_capable {
                 wgpu::Features::SUBGROUP
             } else {
                 wgpu::Features::empty()
@@ -116,7 +118,8 @@ impl GpuContext {
             queue,
             info,
             limits,
-            subgroup_gemm,
+            subgroup_capable,
+            subgroup_gemm: AtomicBool::new(subgroup_capable),
             errors,
             recorder: Mutex::new(Recorder::default()),
             pipelines: Mutex::new(HashMap::new()),
@@ -127,7 +130,18 @@ impl GpuContext {
 
     /// True when matmul and the forward convolution run the subgroup GEMMs.
     pub(crate) fn subgroup_gemm(&self) -> bool {
+        self.subgroup_gemm.load(Ordering::Relaxed)
+    }
+
+    /// Whether both GEMM designs run here, so that one is chosen by measuring them.
+    pub(crate) fn subgroup_capable(&self) -> bool {
+        self.subgroup_capable
+    }
+
+    /// Runs the subgroup GEMMs (`true`) or the workgroup-tiled ones from now on.
+    pub(crate) fn set_subgroup_gemm(&self, subgroup: bool) {
         self.subgroup_gemm
+            .store(subgroup && self.subgroup_capable, Ordering::Relaxed);
     }
 
     /// True for a real GPU (not a software rasteriser such as lavapipe).
@@ -138,7 +152,7 @@ impl GpuContext {
     /// Adapter name, backend, driver and GEMM kernels, for logs.
     pub fn describe(&self) -> String {
         let driver = format!("{} {}", self.info.driver, self.info.driver_info);
-        let gemm = if self.subgroup_gemm {
+        let gemm = if self.subgroup_gemm() {
             "subgroup"
         } else {
             "tiled"

@@ -450,7 +450,7 @@ pub(crate) fn matmul(a: &GpuBuffer, b: &GpuBuffer, d: MatmulDims) -> Result<GpuB
         Binding::whole(3, &out),
     ];
     let batch = u32_of(OP, d.batch)?;
-    let (shader, groups) = if ctx.subgroup_gemm {
+    let (shader, groups) = if ctx.subgroup_gemm() {
         (
             Shader::MatmulSubgroup,
             ctx.subgroup_grid(OP, d.m, d.n, batch)?,
@@ -608,7 +608,7 @@ pub(crate) fn conv2d(x: &GpuBuffer, w: &GpuBuffer, g: &WindowGeometry) -> Result
             ctx.launch(OP, Shader::Depthwise, entry, &p, &bindings, grid)
         } else {
             let rows = p.rows as usize;
-            let (shader, grid) = if ctx.subgroup_gemm {
+            let (shader, grid) = if ctx.subgroup_gemm() {
                 let grid = ctx.subgroup_grid(OP, rows, g.out_per_group(), p.groups)?;
                 (Shader::Conv2dSubgroup, grid)
             } else {
