@@ -2,8 +2,9 @@
 //! MobileNet depthwise 3×3 layer. Medians after warm-up; see docs/performance.md.
 //!
 //! `--layers` adds forward and gradient times of more 3×3 convolutions (VGG16 blocks 1, 3, 4, 5
-//! and a small CNN's second layer); `--backbones BATCH,SIZE` the forward pass of whole VGG16
-//! and MobileNetV2 backbones (without top, inference) on BATCH images of SIZE×SIZE.
+//! and a small CNN's second layer); `--backbones BATCH,SIZE` the forward pass of whole VGG16,
+//! MobileNet and MobileNetV2 backbones (without top, inference) on BATCH images of SIZE×SIZE,
+//! and a full training step of MobileNetV2 with a GAP head on twice as many.
 //!
 //! `cargo run --release --example bench -- [--device auto|wgpu|cpu] [--json] [--gemm-crates]
 //! [--layers] [--backbones 64,224]`
@@ -12,8 +13,10 @@ mod common;
 
 use clap::Parser;
 use common::{median_secs, random};
-use keel::layers::{backbones, BackboneOptions};
+use keel::layers::{backbones, gap_head, with_head, BackboneOptions, Layer};
+use keel::train::{Adam, Loss, Optimizer};
 use keel::{Conv2dOptions, Device, GemmKernels, Padding, Shape};
+use keel::{Tensor, Var};
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -134,18 +137,56 @@ fn measure_backbones(
     let models = [
         ("VGG16", backbones::vgg16(&options, device).map_err(e)?),
         (
+            "MobileNet",
+            backbones::mobilenet(&options, device).map_err(e)?,
+        ),
+        (
             "MobileNetV2",
             backbones::mobilenet_v2(&options, device).map_err(e)?,
         ),
     ];
     let x = random(&[batch, size, size, 3], 40, device).map_err(|e| e.to_string())?;
-    models
+    let mut rows = models
         .iter()
         .map(|(name, model)| {
             let t = median_secs(reps, device, || model.predict(&x)).map_err(e)?;
             Ok((format!("{name} forward (b={batch}, {size}²)"), t * 1e3))
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    rows.push(training_step(device, 2 * batch, size, reps)?);
+    Ok(rows)
+}
+
+/// Median milliseconds of one training step of MobileNetV2 with a GAP head and Dense(10), every
+/// layer trainable, Adam, on `batch` images of `size`×`size`: forward, loss, backward, update.
+fn training_step(
+    device: &Device,
+    batch: usize,
+    size: usize,
+    reps: usize,
+) -> Result<(String, f64), String> {
+    let e = |e: keel::train::Error| e.to_string();
+    let options = BackboneOptions::default().input(size, size);
+    let backbone = backbones::mobilenet_v2(&options, device).map_err(|e| e.to_string())?;
+    let model = with_head(backbone, &gap_head(10), device, 1).map_err(|e| e.to_string())?;
+    let params = model.trainable_params();
+    let mut adam = Adam::new(1e-3);
+    let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
+    let x = Var::constant(random(&[batch, size, size, 3], 41, device).map_err(|e| e.to_string())?);
+    let labels: Vec<i32> = (0..batch as i32).map(|i| i % 10).collect();
+    let y = Tensor::from_i32(labels, [batch], device).map_err(|e| e.to_string())?;
+    let mut step = || -> Result<Tensor, keel::train::Error> {
+        let out = model.forward(&x, true)?;
+        let l = loss.compute(&out, &y)?;
+        l.backward()?;
+        adam.step(&params)?;
+        Ok(l.tensor().clone())
+    };
+    let t = median_secs(reps, device, &mut step).map_err(e)?;
+    Ok((
+        format!("MobileNetV2 + GAP + Dense(10) training step (b={batch}, {size}², Adam)"),
+        t * 1e3,
+    ))
 }
 
 /// GFLOP/s of the `gemm` and `matrixmultiply` crates on 1024³ with all threads (median of 20).
@@ -262,7 +303,7 @@ fn run() -> Result<(), String> {
             if !whole.is_empty() {
                 obj["backbones"] = whole
                     .iter()
-                    .map(|(name, ms)| serde_json::json!({"name": name, "forward_ms": ms}))
+                    .map(|(name, ms)| serde_json::json!({"name": name, "ms": ms}))
                     .collect();
             }
             if args.layers {

@@ -84,16 +84,49 @@ def layers(reps):
     return rows
 
 
+def mobilenet_v1():
+    """Keras' MobileNet (alpha 1) without top: torchvision has none."""
+    def conv_bn(cin, cout, stride, groups=1, kernel=3):
+        return [torch.nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+                torch.nn.BatchNorm2d(cout, eps=1e-3), torch.nn.ReLU6()]
+    layers = conv_bn(3, 32, 2)
+    widths = [(32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2), (256, 256, 1),
+              (256, 512, 2)] + [(512, 512, 1)] * 5 + [(512, 1024, 2), (1024, 1024, 1)]
+    for cin, cout, stride in widths:
+        layers += conv_bn(cin, cin, stride, groups=cin) + conv_bn(cin, cout, 1, kernel=1)
+    return torch.nn.Sequential(*layers)
+
+
 def backbones(batch, size, reps):
+    """Forward passes of whole backbones (inference), and a full MobileNetV2 training step with
+    a GAP head on twice the batch, with the names `bench --backbones` gives them."""
     import torchvision
     x = rand(batch, 3, size, size, channels_last=True)
     rows = []
-    for name, make in [("VGG16", torchvision.models.vgg16),
-                       ("MobileNetV2", torchvision.models.mobilenet_v2)]:
-        model = make().features.to(DEVICE, memory_format=torch.channels_last).eval()
-        with torch.no_grad():
+    for name, make in [("VGG16", lambda: torchvision.models.vgg16().features),
+                       ("MobileNet", mobilenet_v1),
+                       ("MobileNetV2", lambda: torchvision.models.mobilenet_v2().features)]:
+        model = make().to(DEVICE, memory_format=torch.channels_last).eval()
+        with torch.inference_mode():
             t = median_secs(lambda: model(x), reps)
-        rows.append({"name": f"{name} forward (b={batch}, {size}²)", "forward_ms": t * 1e3})
+        rows.append({"name": f"{name} forward (b={batch}, {size}²)", "ms": t * 1e3})
+    n = 2 * batch
+    model = torch.nn.Sequential(torchvision.models.mobilenet_v2().features,
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(1280, 10))
+    model = model.to(DEVICE, memory_format=torch.channels_last).train()
+    adam = torch.optim.Adam(model.parameters(), lr=1e-3)
+    xs = rand(n, 3, size, size, channels_last=True)
+    labels = torch.arange(n, device=DEVICE) % 10
+
+    def step():
+        adam.zero_grad()
+        torch.nn.functional.cross_entropy(model(xs), labels).backward()
+        adam.step()
+
+    t = median_secs(step, reps)
+    rows.append({"name": f"MobileNetV2 + GAP + Dense(10) training step (b={n}, {size}², Adam)",
+                 "ms": t * 1e3})
     return rows
 
 

@@ -41,7 +41,7 @@ def rows(keel, torch, keel_train, torch_train):
             out.append((f"{layer['layer']} {what}", layer[key], other.get(key)))
     torch_backbones = {b["name"]: b for b in t.get("backbones", [])}
     for b in keel.get("backbones", []):
-        out.append((b["name"], b["forward_ms"], torch_backbones.get(b["name"], {}).get("forward_ms")))
+        out.append((b["name"], b["ms"], torch_backbones.get(b["name"], {}).get("ms")))
     tt = torch_train or {}
     if keel_train:
         out.append(("VGG block training step (2×conv 64ch, 56², b=8)",
