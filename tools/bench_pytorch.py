@@ -4,7 +4,8 @@
 
 Gives PyTorch its best setting (channels_last; all cores on the CPU; on CUDA f32 with TF32 off,
 as keel computes) and prints one JSON object with the same keys as the example's --json output.
-`--layers` and `--backbones BATCH,SIZE` add what the example's flags of the same names add.
+`--layers` and `--backbones BATCH,SIZE` add what the example's flags of the same names add;
+`--compile` runs the backbones through torch.compile (compiled before the timed runs).
 For the fastest CPU figures run it as
     GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184 \
         python3 tools/bench_pytorch.py [--train] [--device cpu|cuda] [--layers] [--backbones 64,224]
@@ -97,7 +98,7 @@ def mobilenet_v1():
     return torch.nn.Sequential(*layers)
 
 
-def backbones(batch, size, reps):
+def backbones(batch, size, reps, compile_models=False):
     """Forward passes of whole backbones (inference), and a full MobileNetV2 training step with
     a GAP head on twice the batch, with the names `bench --backbones` gives them."""
     import torchvision
@@ -107,6 +108,8 @@ def backbones(batch, size, reps):
                        ("MobileNet", mobilenet_v1),
                        ("MobileNetV2", lambda: torchvision.models.mobilenet_v2().features)]:
         model = make().to(DEVICE, memory_format=torch.channels_last).eval()
+        if compile_models:
+            model = torch.compile(model)
         with torch.inference_mode():
             t = median_secs(lambda: model(x), reps)
         rows.append({"name": f"{name} forward (b={batch}, {size}²)", "ms": t * 1e3})
@@ -116,6 +119,8 @@ def backbones(batch, size, reps):
                                 torch.nn.Linear(1280, 10))
     model = model.to(DEVICE, memory_format=torch.channels_last).train()
     adam = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if compile_models:
+        model = torch.compile(model)
     xs = rand(n, 3, size, size, channels_last=True)
     labels = torch.arange(n, device=DEVICE) % 10
 
@@ -161,7 +166,9 @@ def main(args):
         out["layers"] = layers(5)
     if args.backbones:
         batch, size = args.backbones
-        out["backbones"] = backbones(batch, size, 5)
+        out["backbones"] = backbones(batch, size, 5, args.compile)
+        if args.compile:
+            out["device"] += ", torch.compile"
     print(json.dumps(out))
 
 
@@ -211,7 +218,9 @@ if __name__ == "__main__":
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--layers", action="store_true", help="also the convolution layers")
     parser.add_argument("--backbones", type=lambda v: [int(p) for p in v.split(",")],
-                        help="BATCH,SIZE: also whole VGG16 and MobileNetV2 forward passes")
+                        help="BATCH,SIZE: also whole backbones' forward passes and a training step")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the --backbones models through torch.compile")
     args = parser.parse_args()
     DEVICE = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False
