@@ -21,7 +21,7 @@ use keel::layers::{
     BackboneOptions, HeadSpec, Layer, LoadOptions, ModelInfo, Sequential,
 };
 use keel::train::{
-    cacheable_prefix, check_learning_rate, evaluate, extract_features, fit,
+    cacheable_prefix, check_learning_rate, evaluate, extract_features, feature_memory, fit,
     metrics::confusion_matrix, training_memory, update_memory, Adam, FeatureOptions, Features,
     FitConfig, History, Loss, MemoryBudget, Precision, Validation,
 };
@@ -673,14 +673,7 @@ fn check_memory(
     cached_layers: usize,
     samples: usize,
 ) -> Result<(), String> {
-    let features = match cached_layers {
-        0 => 0,
-        n => {
-            let per_sample: usize = models[0].layers()[n - 1].output_shape().iter().product();
-            ((samples * per_sample * feature_options(args).precision.bytes()) as u64)
-                .min(args.feature_memory << 20)
-        }
-    };
+    let features = feature_memory(&models[0], cached_layers, samples, &feature_options(args));
     for (head, model) in heads.iter().zip(models) {
         training_memory(
             model,

@@ -272,21 +272,20 @@ impl Tensor {
 
     /// Converts between f32 and i32 (f32 → i32 truncates toward zero). Goes through the host.
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if self.dtype == dtype {
+            return Ok(self.clone());
+        }
         if let Storage::Gpu(buf) = &*self.storage {
-            if self.dtype == dtype {
-                return Ok(self.clone());
-            }
             let out = crate::gpu::ops::convert(buf, self.elem_count(), dtype)?;
             return Ok(self.with_gpu(out, self.shape.clone(), dtype));
         }
-        match (self.dtype, dtype) {
-            (a, b) if a == b => Ok(self.clone()),
-            (DType::I32, DType::F32) => Tensor::from_vec(
+        match dtype {
+            DType::F32 => Tensor::from_vec(
                 self.to_vec_i32()?.into_iter().map(|v| v as f32).collect(),
                 self.shape.clone(),
                 &self.device,
             ),
-            _ => Tensor::from_i32(
+            DType::I32 => Tensor::from_i32(
                 self.to_vec()?.into_iter().map(|v| v as i32).collect(),
                 self.shape.clone(),
                 &self.device,

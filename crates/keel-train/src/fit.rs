@@ -6,7 +6,7 @@
 use crate::checkpoint::{self, TrainingState};
 use crate::features::{extract_features, fingerprint, FeatureOptions, Features};
 use crate::loss::Loss;
-use crate::memory::training_memory;
+use crate::memory::{feature_memory, training_memory};
 use crate::metrics::accuracy;
 use crate::optimizer::Optimizer;
 use crate::schedule::Schedule;
@@ -368,12 +368,13 @@ fn evaluate_layers(
         labels.extend(&batch.labels);
         let out = Var::constant(infer(as_layers(layers), batch, device)?);
         let l = no_grad(|| loss.compute(&out, &targets(loss, &y, &out)?))?;
+        let values = out.tensor().to_vec()?;
         let value = l.tensor().to_scalar()?;
         if !value.is_finite() {
-            return Err(non_finite_outputs(data, &batch_indices, &out)?);
+            return Err(non_finite_outputs(data, &batch_indices, &values));
         }
         total += f64::from(value) * y.elem_count() as f64;
-        outputs.extend(out.tensor().to_vec()?);
+        outputs.extend(values);
         Ok::<(), Error>(())
     })?;
     if labels.is_empty() {
@@ -453,10 +454,9 @@ pub fn predict(
     };
     for_each_batch(data, &order, &batches, &Augment::none(), 0, |batch| {
         let indices = batch.indices.clone();
-        let outputs = Var::constant(infer(as_layers(layers), batch, device)?);
-        let values = outputs.tensor().to_vec()?;
+        let values = infer(as_layers(layers), batch, device)?.to_vec()?;
         if values.iter().any(|v| !v.is_finite()) {
-            return Err(non_finite_outputs(data, &indices, &outputs)?);
+            return Err(non_finite_outputs(data, &indices, &values));
         }
         predictions.indices.extend(indices);
         predictions.outputs.extend(values);
@@ -465,18 +465,18 @@ pub fn predict(
     Ok(predictions)
 }
 
-/// The error for a batch whose outputs hold NaN or ±∞: which sample, and what that means.
-fn non_finite_outputs(data: &dyn Samples, indices: &[usize], outputs: &Var) -> Result<Error> {
-    let values = outputs.tensor().to_vec()?;
+/// The error for a batch whose outputs (`values`, row-major) hold NaN or ±∞: which sample,
+/// and what that means.
+fn non_finite_outputs(data: &dyn Samples, indices: &[usize], values: &[f32]) -> Error {
     let per_sample = values.len() / indices.len().max(1);
     let row = values
         .chunks(per_sample.max(1))
         .position(|r| r.iter().any(|v| !v.is_finite()));
     let culprit = row.map_or_else(|| "a sample".to_string(), |r| data.describe(indices[r]));
-    Ok(Error::Mismatch(format!(
+    Error::Mismatch(format!(
         "the model's outputs for {culprit} are not finite (NaN or ±∞): a weight of the model or \
          a value of the input is"
-    )))
+    ))
 }
 
 /// What the model file of a checkpoint says besides the weights.
@@ -567,21 +567,13 @@ pub fn fit(
     } else {
         start
     };
-    let feature_bytes = if prefix > start {
-        let per_sample: usize = model.layers()[prefix - 1].output_shape().iter().product();
-        let samples = train.len() + validation.map_or(0, |v| v.len());
-        (samples * per_sample * config.features.precision.bytes()) as u64
-    } else {
-        0
+    let samples = train.len() + validation.map_or(0, |v| v.len());
+    let features = match prefix > start {
+        true => feature_memory(model, prefix, samples, &config.features),
+        false => 0,
     };
-    training_memory(
-        model,
-        optimizer,
-        config.batch_size,
-        prefix,
-        feature_bytes.min(config.features.budget.remaining()),
-    )
-    .check(&format!("training `{}`", model.name()))?;
+    training_memory(model, optimizer, config.batch_size, prefix, features)
+        .check(&format!("training `{}`", model.name()))?;
     let cached: Option<(Features, Option<Features>)> =
         if prefix > start && !state.finished(config.epochs) {
             let layers: Vec<&dyn Layer> = model.layers()[start..prefix]

@@ -25,6 +25,6 @@ pub use fit::{
     Evaluation, FitConfig, History, Predictions, Validation,
 };
 pub use loss::Loss;
-pub use memory::{training_memory, update_memory};
+pub use memory::{feature_memory, training_memory, update_memory};
 pub use optimizer::{Adam, Clip, Optimizer, OptimizerState, Sgd};
 pub use schedule::Schedule;

@@ -1,6 +1,7 @@
 //! What training will allocate on top of the model, estimated before any of it is: gradients,
 //! optimizer state, the optimizer's scratch, activations at the batch size and cached features.
 
+use crate::features::FeatureOptions;
 use crate::optimizer::Optimizer;
 use keel_layers::{Layer, Sequential};
 use keel_tensor::memory::MemoryEstimate;
@@ -48,6 +49,21 @@ pub fn update_memory(trainable: &[u64], optimizer: &dyn Optimizer) -> MemoryEsti
             total * optimizer.state_slots() as u64 * F32,
         )
         .add("optimizer scratch", largest * 4 * F32)
+}
+
+/// Bytes of `samples` features of `model`'s first `layers` layers that `options` keeps in
+/// memory: all of them up to what its budget has left (0 when no layer is cached).
+pub fn feature_memory(
+    model: &Sequential,
+    layers: usize,
+    samples: usize,
+    options: &FeatureOptions,
+) -> u64 {
+    let Some(last) = layers.checked_sub(1).and_then(|i| model.layers().get(i)) else {
+        return 0;
+    };
+    let per_sample: usize = last.output_shape().iter().product();
+    ((samples * per_sample * options.precision.bytes()) as u64).min(options.budget.remaining())
 }
 
 /// Values one sample makes in `layer`: its output, or its layers' outputs for a block.
