@@ -92,6 +92,10 @@ struct Args {
     /// Keep the backbone's features in f16: half the memory and disk (training stays in f32).
     #[arg(long)]
     f16_features: bool,
+    /// Keep the frozen backbone's kernels in f16 on a GPU with f16 storage (SHADER_F16): half
+    /// their memory and bandwidth, f32 arithmetic. Other devices keep f32 and say so.
+    #[arg(long)]
+    f16_weights: bool,
     /// Where features beyond --feature-memory go (default: the system's temporary folder).
     #[arg(long)]
     feature_dir: Option<PathBuf>,
@@ -259,7 +263,20 @@ fn model_with_head(
         .add("head weights", sizes.iter().sum::<u64>() * 4)
         .check(&format!("training the {head} head"))
         .map_err(|e| e.to_string())?;
-    with_head(backbone, &spec, device, args.seed).map_err(|e| e.to_string())
+    let model = with_head(backbone, &spec, device, args.seed).map_err(|e| e.to_string())?;
+    if args.f16_weights {
+        let done = model.keep_frozen_weights_f16().map_err(|e| e.to_string())?;
+        if done.kernels == 0 {
+            println!("--f16-weights: {device} has no f16 storage; the kernels stay f32");
+        } else {
+            println!(
+                "{head} model: {} frozen kernels kept in f16 ({:.1} MB less)",
+                done.kernels,
+                done.bytes_saved as f64 / 1e6
+            );
+        }
+    }
+    Ok(model)
 }
 
 /// The training, validation and test sets one stage trains and evaluates on: images, or the
@@ -439,6 +456,8 @@ fn train_head(
     .map_err(e)?;
     let mut last = first;
     if args.fine_tune > 0 {
+        // Layers about to be trained need f32 kernels.
+        model.f32_weights().map_err(|e| e.to_string())?;
         let backbone = &model.layers()[0];
         let children = backbone.children();
         backbone.set_trainable(true);

@@ -75,7 +75,7 @@ fn weight(kk: u32, col: u32, group: u32) -> f32 {
     if (kk >= p.depth || col >= p.out_per_group) {
         return 0.0;
     }
-    return w[kk * p.out_c + group * p.out_per_group + col];
+    return w_at(kk * p.out_c + group * p.out_per_group + col);
 }
 
 // ---- Gradients, as implicit GEMMs on the same tiles ----
@@ -108,7 +108,7 @@ fn input_grad_b(kk: u32, ci: u32, group: u32) -> f32 {
     }
     let co = kk % p.out_per_group;
     let tap = kk / p.out_per_group;
-    return w[(tap * p.in_per_group + ci) * p.out_c + group * p.out_per_group + co];
+    return w_at((tap * p.in_per_group + ci) * p.out_c + group * p.out_per_group + co);
 }
 
 @compute @workgroup_size(8, 8)

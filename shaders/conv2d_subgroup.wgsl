@@ -42,7 +42,7 @@ fn conv2d(
             var a_at = p.x_offset + ((n * p.in_h + h) * p.in_w + w_) * p.in_c + group * p.in_per_group;
             for (var ci = 0u; ci < p.in_per_group; ci++) {
                 let a_k = select(vec2<f32>(0.0), vec2<f32>(x[a_at.x], x[a_at.y]), inside);
-                let b_k = vec4<f32>(w[b_at.x], w[b_at.y], w[b_at.z], w[b_at.w]);
+                let b_k = vec4<f32>(w_at(b_at.x), w_at(b_at.y), w_at(b_at.z), w_at(b_at.w));
                 a_at += 1u;
                 b_at += p.out_c;
                 rank1_update(&acc, a_k, b_k);

@@ -1,6 +1,7 @@
 // Shared by conv2d.wgsl and depthwise.wgsl (prepended to each): the geometry of one convolution
 // and its bindings. Forward passes read x and w and write out; gradient passes read dy with x
-// (kernel gradient) or with w (input gradient) and write out.
+// (kernel gradient) or with w (input gradient) and write out. w (binding 2) is declared by
+// operand_f32.wgsl or operand_f16.wgsl, prepended before this file, and read through w_at.
 
 struct Params {
     batch: u32,
@@ -31,7 +32,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 

@@ -73,7 +73,7 @@ fn depthwise(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     for (var kh = 0u; kh < p.kernel_h; kh++) {
         let x_row = input_row(r.n, i32(r.oh * p.stride_h + kh * p.dilation_h) - i32(p.pad_top), r.c);
         for (var kw = 0u; kw < p.kernel_w; kw++) {
-            let wv = w[(kh * p.kernel_w + kw) * p.out_c + r.oc];
+            let wv = w_at((kh * p.kernel_w + kw) * p.out_c + r.oc);
             let iw0 = i32(r.ow0 * p.stride_w + kw * p.dilation_w) - i32(p.pad_left);
             let sw = i32(p.stride_w);
             lo.x = fma(input_at(x_row, iw0), wv, lo.x);
@@ -109,9 +109,9 @@ fn depthwise_3x3(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let oh = (pair % pairs) * 2u;
     let top = Run(oc, oc / p.out_per_group, n, oh, (run % runs_per_row) * RUN, n * p.out_h + oh);
     // The kernel's rows, taps along x, y, z.
-    let k0 = vec3<f32>(w[oc], w[p.out_c + oc], w[2u * p.out_c + oc]);
-    let k1 = vec3<f32>(w[3u * p.out_c + oc], w[4u * p.out_c + oc], w[5u * p.out_c + oc]);
-    let k2 = vec3<f32>(w[6u * p.out_c + oc], w[7u * p.out_c + oc], w[8u * p.out_c + oc]);
+    let k0 = vec3<f32>(w_at(oc), w_at(p.out_c + oc), w_at(2u * p.out_c + oc));
+    let k1 = vec3<f32>(w_at(3u * p.out_c + oc), w_at(4u * p.out_c + oc), w_at(5u * p.out_c + oc));
+    let k2 = vec3<f32>(w_at(6u * p.out_c + oc), w_at(7u * p.out_c + oc), w_at(8u * p.out_c + oc));
     var top_sums = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
     var bottom_sums = array<vec4<f32>, 2>(vec4<f32>(0.0), vec4<f32>(0.0));
     // Input row oh + t − pad_top meets kernel row t of the top output row and t − 1 of the bottom.
@@ -186,7 +186,7 @@ fn depthwise_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @buil
             let grad = ((n * p.out_h + u32(oh)) * p.out_w + u32(ow)) * p.out_c + c * mult;
             let taps = (kh * p.kernel_w + kw) * p.out_c + c * mult;
             for (var m = 0u; m < mult; m++) {
-                acc = fma(dy[p.dy_offset + grad + m], w[taps + m], acc);
+                acc = fma(dy[p.dy_offset + grad + m], w_at(taps + m), acc);
             }
         }
     }

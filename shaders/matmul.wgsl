@@ -68,5 +68,5 @@ fn b_value(base: u32, k: u32, c: u32) -> f32 {
     if (k >= p.k || c >= p.n) {
         return 0.0;
     }
-    return b[base + select(k * p.n + c, c * p.k + k, p.trans_b != 0u)];
+    return w_at(base + select(k * p.n + c, c * p.k + k, p.trans_b != 0u));
 }

@@ -27,7 +27,7 @@ fn matmul(
     var acc: array<vec4<f32>, 16>;
     for (var k = 0u; k < p.k; k++) {
         let a_k = vec2<f32>(a[a_at.x], a[a_at.y]);
-        let b_k = vec4<f32>(b[b_at.x], b[b_at.y], b[b_at.z], b[b_at.w]);
+        let b_k = vec4<f32>(w_at(b_at.x), w_at(b_at.y), w_at(b_at.z), w_at(b_at.w));
         a_at += a_step;
         b_at += b_step;
         rank1_update(&acc, a_k, b_k);

@@ -2,6 +2,7 @@
 //! f64 reference, on random inputs of awkward shapes. Run with `cargo test --test ops`;
 //! a name filter runs only matching tests (`cargo test --test ops -- conv`).
 
+mod half;
 mod harness;
 mod non_finite;
 mod reference;
@@ -44,6 +45,9 @@ fn main() {
         ("non_finite_pool", non_finite::pool),
         ("non_finite_reductions", non_finite::reductions),
         ("non_finite_batch_norm", non_finite::batch_norm),
+        ("f16_matmul", half::matmul),
+        ("f16_conv2d", half::conv2d),
+        ("f16_refusals", half::refusals),
     ];
     run_tests(tests, 7919);
 }

@@ -703,11 +703,16 @@ pub fn readbacks_per_epoch(t: &mut Runner, rng: &mut Rng) {
         });
     }
     // 36 training samples in 9 steps of 4 per epoch: 18 steps, each uploading its batch and
-    // labels; 2 readbacks per epoch.
+    // labels and submitted when it ends; 2 readbacks per epoch and no other wait.
     let used = counts[0];
     t.expect(
-        used.readbacks == 4 && used.uploads >= 36,
-        "2 epochs of 9 steps: 4 readbacks (training and validation sums per epoch)",
+        used.readbacks == 4 && used.waits == 4 && used.uploads >= 36,
+        "2 epochs of 9 steps: 4 readbacks (training and validation sums per epoch), no other wait",
+        || format!("{used:?}"),
+    );
+    t.expect(
+        used.submits >= 18,
+        "each step is submitted when it ends, so the GPU runs it while the next batch uploads",
         || format!("{used:?}"),
     );
     t.expect(
@@ -765,6 +770,81 @@ pub fn half_precision_features(t: &mut Runner, rng: &mut Rng) {
             worst <= 1.0 / 2048.0 && worst > 0.0,
             &format!("f16 features in {place}: within 2^-11 of f32"),
             || format!("largest relative difference {worst:e}"),
+        );
+    }
+}
+
+/// A frozen backbone's kernels kept in f16 where the device has f16 storage: the outputs are
+/// those of the f32 model with f16-rounded kernels, training the head works, training the
+/// backbone is refused until its weights are f32 again; elsewhere nothing changes.
+pub fn half_frozen_weights(t: &mut Runner, rng: &mut Rng) {
+    let data = dataset(rng, 24);
+    let x = keel::Tensor::from_slice(&data.images[..4 * 8 * 8 * 3], [4, 8, 8, 3], &Device::cpu())
+        .expect("input");
+    let mut devices = vec![Device::cpu()];
+    devices.extend(Device::wgpu().ok());
+    let config = FitConfig {
+        epochs: 1,
+        ..quiet()
+    };
+    for dev in devices {
+        let m = model(&dev, None).expect("model");
+        let x = x.to_device(&dev).expect("input");
+        let outputs = |m: &Sequential| {
+            m.predict(&x)
+                .and_then(|y| Ok(y.to_vec()?))
+                .expect("predict")
+        };
+        let full = outputs(&m);
+        let done = m.keep_frozen_weights_f16().expect("f16 weights");
+        let half = outputs(&m);
+        if !dev.has_f16() {
+            t.expect(
+                done.kernels == 0 && half == full,
+                "no f16 storage: nothing changes",
+                || format!("{done:?} on {dev}"),
+            );
+            continue;
+        }
+        t.expect(
+            done.kernels == 2 && done.bytes_saved == (3 * 3 * 3 * 6 + 3 * 3 * 6 * 8) * 2,
+            "the two backbone kernels are kept in f16, the head's in f32",
+            || format!("{done:?} on {dev}"),
+        );
+        let close = half
+            .iter()
+            .zip(&full)
+            .all(|(h, f)| (h - f).abs() <= 1e-2 * f.abs().max(1.0));
+        t.expect(
+            close && half != full,
+            "f16 kernels: within f16's rounding of f32",
+            || format!("{half:?} vs {full:?} on {dev}"),
+        );
+        let head = fit(&m, &mut Adam::new(0.01), &loss(), &data, &config, &dev);
+        t.expect(head.is_ok(), "training the head over f16 kernels", || {
+            format!("{:?} on {dev}", head.err())
+        });
+        m.layers()[0].set_trainable(true);
+        let refused = fit(&m, &mut Adam::new(0.01), &loss(), &data, &config, &dev)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        t.expect(
+            refused.contains("f16") && refused.contains("f32_weights"),
+            "training an f16 kernel is refused, naming the way out",
+            || refused.clone(),
+        );
+        let trained = outputs(&m);
+        m.f32_weights().expect("f32 again");
+        let rounded = outputs(&m);
+        let same = rounded
+            .iter()
+            .zip(&trained)
+            .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0));
+        t.expect(
+            same,
+            "f32 kernels holding the f16 values give the f16 outputs",
+            || format!("{rounded:?} vs {trained:?} on {dev}"),
         );
     }
 }

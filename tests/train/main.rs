@@ -42,6 +42,7 @@ fn main() {
             "fit_half_precision_features",
             fitting::half_precision_features,
         ),
+        ("fit_half_frozen_weights", fitting::half_frozen_weights),
         ("checkpoint_killed_writes", fitting::killed_writes),
         ("data_image_folder", data::image_folder),
         (

@@ -82,7 +82,7 @@ pub fn write_model_file(
         .collect();
     tensors.extend(extra);
     let bytes = serialize(path, tensors, Some(metadata))?;
-    crate::files::write_atomic(path, &bytes)
+    Ok(keel_tensor::write_atomic(path, &bytes)?)
 }
 
 /// A model file read into memory: its metadata, tensors and description.

@@ -2,10 +2,10 @@
 //! A model is itself a layer, so a backbone nests inside a model with a head after it.
 
 use crate::config::LayerConfig;
-use crate::layer::{BuildContext, Layer, LayerSpec, Weight};
+use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
 use crate::{Error, Result};
 use keel_autograd::{no_grad, Param, Var};
-use keel_tensor::{Device, Tensor};
+use keel_tensor::{DType, Device, Tensor};
 use std::collections::HashMap;
 
 /// A model's configuration: named layer specs, built in order by [`build`](SequentialSpec::build).
@@ -142,6 +142,46 @@ impl Sequential {
         }
     }
 
+    /// Keeps the kernels of the frozen layers at the start of the model (a frozen backbone:
+    /// every layer before the first with a trainable weight) as f16 where the device has f16
+    /// storage ([`Device::has_f16`]): half their memory and bandwidth, f32 arithmetic, outputs
+    /// within f16's rounding of the f32 model's. Biases and batch-norm values stay f32. On
+    /// other devices nothing changes and `kernels` is 0. No gradient flows through these
+    /// layers; to train one of them, call [`f32_weights`](Self::f32_weights) first.
+    pub fn keep_frozen_weights_f16(&self) -> Result<HalfWeights> {
+        let mut done = HalfWeights::default();
+        let frozen = self
+            .layers
+            .iter()
+            .take_while(|l| l.weights().iter().all(|w| !w.trainable()));
+        for weight in frozen.flat_map(|l| l.weights()) {
+            let value = weight.param.value();
+            let kernel = matches!(
+                weight.role,
+                Role::ConvKernel | Role::DepthwiseKernel | Role::DenseKernel
+            );
+            if !kernel || value.dtype() != DType::F32 || !value.device().has_f16() {
+                continue;
+            }
+            weight.param.set_value(value.to_dtype(DType::F16)?)?;
+            done.kernels += 1;
+            done.bytes_saved += value.elem_count() as u64 * 2;
+        }
+        Ok(done)
+    }
+
+    /// Keeps every weight as f32 again (after [`keep_frozen_weights_f16`](Self::keep_frozen_weights_f16),
+    /// before unfreezing those layers). The values stay f16-rounded.
+    pub fn f32_weights(&self) -> Result<()> {
+        for weight in self.weights() {
+            let value = weight.param.value();
+            if value.dtype() == DType::F16 {
+                weight.param.set_value(value.to_dtype(DType::F32)?)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the model on a batch [N, ...input shape] for inference: no graph, dropout off,
     /// batch normalisation on its moving statistics.
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
@@ -173,6 +213,15 @@ fn join(dims: &[usize]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What [`Sequential::keep_frozen_weights_f16`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HalfWeights {
+    /// Kernels now kept as f16 (0 on a device that keeps f32).
+    pub kernels: usize,
+    /// Device memory they no longer take, in bytes.
+    pub bytes_saved: u64,
 }
 
 impl Layer for Sequential {

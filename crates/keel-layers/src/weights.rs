@@ -63,7 +63,7 @@ pub fn save_weights(model: &dyn Layer, path: impl AsRef<Path>) -> Result<()> {
         .map(|w| (w.keras_key(), w.param.value()))
         .collect();
     let bytes = serialize(path, named, None)?;
-    crate::files::write_atomic(path, &bytes)
+    Ok(keel_tensor::write_atomic(path, &bytes)?)
 }
 
 /// The safetensors bytes of `tensors` (as f32) with `metadata`.

@@ -13,6 +13,8 @@ pub struct DeviceCounters {
     pub uploads: u64,
     /// Bytes of those tensors.
     pub upload_bytes: u64,
+    /// Times the host waited for the GPU to finish (each readback and each synchronize).
+    pub waits: u64,
     /// Tensors read back to the host (each one waits for the GPU).
     pub readbacks: u64,
     /// Bytes read back.
@@ -32,6 +34,7 @@ impl DeviceCounters {
             submits: self.submits - earlier.submits,
             uploads: self.uploads - earlier.uploads,
             upload_bytes: self.upload_bytes - earlier.upload_bytes,
+            waits: self.waits - earlier.waits,
             readbacks: self.readbacks - earlier.readbacks,
             readback_bytes: self.readback_bytes - earlier.readback_bytes,
             pipeline_compilations: self.pipeline_compilations - earlier.pipeline_compilations,
@@ -47,6 +50,7 @@ pub(crate) struct Counters {
     pub submits: AtomicU64,
     pub uploads: AtomicU64,
     pub upload_bytes: AtomicU64,
+    pub waits: AtomicU64,
     pub readbacks: AtomicU64,
     pub readback_bytes: AtomicU64,
     pub pipeline_compilations: AtomicU64,
@@ -67,6 +71,7 @@ impl Counters {
             submits: get(&self.submits),
             uploads: get(&self.uploads),
             upload_bytes: get(&self.upload_bytes),
+            waits: get(&self.waits),
             readbacks: get(&self.readbacks),
             readback_bytes: get(&self.readback_bytes),
             pipeline_compilations: get(&self.pipeline_compilations),

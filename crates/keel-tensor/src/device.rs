@@ -130,6 +130,24 @@ impl Device {
         }
     }
 
+    /// Whether tensors may be kept as f16 here ([`DType::F16`](crate::DType::F16)): a wgpu
+    /// adapter with `SHADER_F16`. The CPU backend keeps f32.
+    pub fn has_f16(&self) -> bool {
+        match &self.0 {
+            DeviceKind::Cpu => false,
+            DeviceKind::Wgpu(ctx) => ctx.shader_f16(),
+        }
+    }
+
+    /// Starts the GPU on everything recorded so far and returns at once. Work is otherwise
+    /// submitted in batches of dispatches; a training step ends with this so that the GPU runs
+    /// it while the host prepares and uploads the next batch.
+    pub fn flush(&self) {
+        if let DeviceKind::Wgpu(ctx) = &self.0 {
+            ctx.submit();
+        }
+    }
+
     /// Same device? (Two wgpu handles are the same if they share one context.)
     pub fn same_as(&self, other: &Device) -> bool {
         match (&self.0, &other.0) {

@@ -82,6 +82,14 @@ pub enum Error {
         /// The memory available.
         available: String,
     },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// An error reported by wgpu (validation, out of memory, device lost), caught instead of aborting.
     #[error("wgpu: {0}")]
     Gpu(String),

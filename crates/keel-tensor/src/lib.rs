@@ -25,6 +25,7 @@ pub mod debug;
 mod device;
 mod dtype;
 mod error;
+pub mod files;
 mod geometry;
 mod gpu;
 pub mod memory;
@@ -37,6 +38,7 @@ pub use counters::DeviceCounters;
 pub use device::{Device, GemmKernels};
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use files::{scratch_file, write_atomic};
 pub use geometry::{
     conv2d_output_shape, pool2d_output_shape, Conv2dOptions, Padding, Pool2dOptions,
 };

@@ -220,8 +220,18 @@ impl Tensor {
         &self.device
     }
 
-    /// The elements as f32, row-major (waits for pending GPU work).
+    /// The elements as f32, row-major (waits for pending GPU work); f16 elements widened.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
+        if self.dtype == DType::F16 {
+            let Storage::Gpu(buf) = &*self.storage else {
+                unreachable!("f16 tensors live on wgpu devices only")
+            };
+            let bytes = buf.read()?;
+            return Ok(bytes[..self.elem_count() * 2]
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect());
+        }
         self.expect_dtype("to_vec", DType::F32)?;
         match &*self.storage {
             Storage::Cpu(CpuData::F32(v)) => Ok(v.clone()),
@@ -267,30 +277,92 @@ impl Tensor {
         match self.dtype {
             DType::F32 => Tensor::from_vec(self.to_vec()?, self.shape.clone(), device),
             DType::I32 => Tensor::from_i32(self.to_vec_i32()?, self.shape.clone(), device),
+            DType::F16 => {
+                Tensor::from_vec(self.to_vec()?, self.shape.clone(), device)?.to_dtype(DType::F16)
+            }
         }
     }
 
-    /// Converts between f32 and i32 (f32 → i32 truncates toward zero). Goes through the host.
+    /// Converts between f32 and i32 (f32 → i32 truncates toward zero, on the device), or
+    /// between f32 and f16 storage (through the host, rounding to nearest even). f16 needs a
+    /// wgpu device with `SHADER_F16` ([`Device::has_f16`]), and every value within f16's
+    /// finite range (±65504): anything else is an error naming the first value at fault.
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if self.dtype == dtype {
             return Ok(self.clone());
+        }
+        match (self.dtype, dtype) {
+            (DType::F32, DType::F16) => return self.to_f16(),
+            (DType::F16, DType::F32) => {
+                return Tensor::from_vec(self.to_vec()?, self.shape.clone(), &self.device)
+            }
+            (DType::F16, _) | (_, DType::F16) => {
+                return Err(Error::invalid(
+                    "to_dtype",
+                    format!(
+                        "{} to {dtype}: f16 converts to and from f32 only",
+                        self.dtype
+                    ),
+                ))
+            }
+            _ => {}
         }
         if let Storage::Gpu(buf) = &*self.storage {
             let out = crate::gpu::ops::convert(buf, self.elem_count(), dtype)?;
             return Ok(self.with_gpu(out, self.shape.clone(), dtype));
         }
-        match dtype {
-            DType::F32 => Tensor::from_vec(
+        if dtype == DType::F32 {
+            return Tensor::from_vec(
                 self.to_vec_i32()?.into_iter().map(|v| v as f32).collect(),
                 self.shape.clone(),
                 &self.device,
-            ),
-            DType::I32 => Tensor::from_i32(
-                self.to_vec()?.into_iter().map(|v| v as i32).collect(),
-                self.shape.clone(),
-                &self.device,
-            ),
+            );
         }
+        Tensor::from_i32(
+            self.to_vec()?.into_iter().map(|v| v as i32).collect(),
+            self.shape.clone(),
+            &self.device,
+        )
+    }
+
+    /// This f32 tensor kept as f16 on its (f16-capable wgpu) device.
+    fn to_f16(&self) -> Result<Tensor> {
+        const OP: &str = "to_dtype";
+        let DeviceKind::Wgpu(ctx) = &self.device.0 else {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "f16 storage needs a wgpu adapter with SHADER_F16; {} keeps f32",
+                    self.device
+                ),
+            ));
+        };
+        if !ctx.shader_f16() {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "f16 storage needs SHADER_F16, which {} does not have; keep f32",
+                    self.device
+                ),
+            ));
+        }
+        let values = self.to_vec()?;
+        let mut bytes = Vec::with_capacity(values.len() * 2);
+        for (i, &v) in values.iter().enumerate() {
+            let h = f16::from_f32(v);
+            if v.is_finite() && !h.is_finite() {
+                return Err(Error::invalid(
+                    OP,
+                    format!(
+                        "element {i} of the {} tensor is {v}, beyond the largest f16 (±65504)",
+                        self.shape
+                    ),
+                ));
+            }
+            bytes.extend_from_slice(&h.to_le_bytes());
+        }
+        let buf = ctx.upload(OP, &bytes)?;
+        Ok(self.with_gpu(buf, self.shape.clone(), DType::F16))
     }
 
     /// The same elements with another shape of the same element count (shares the storage).

@@ -18,7 +18,7 @@ use keel_data::{
     Samples, Subset,
 };
 use keel_layers::{save_model, Layer, ModelInfo, Sequential};
-use keel_tensor::{Device, Tensor};
+use keel_tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -556,6 +556,14 @@ pub fn fit(
             model.name()
         )));
     }
+    if let Some(p) = params.iter().find(|p| p.value().dtype() != DType::F32) {
+        return Err(Error::Mismatch(format!(
+            "parameter `{}` is trainable but kept as {} (Sequential::keep_frozen_weights_f16): \
+             call Sequential::f32_weights before training it",
+            p.name(),
+            p.value().dtype()
+        )));
+    }
     let mut history = History {
         resumed_epochs: state.history.len(),
         ..History::default()
@@ -660,6 +668,8 @@ pub fn fit(
                 sums.push(l.tensor(), out.tensor(), &y)?;
                 l.backward()?;
                 optimizer.step(&params)?;
+                // The GPU starts on this step while the next batch is read and uploaded.
+                device.flush();
                 bar.inc(n as u64);
                 // Nothing waits for the GPU within a step: the sums come back at the bar's
                 // refresh points (with the bar hidden, at the end of the epoch).

@@ -4,7 +4,7 @@
 //! every output pixel; that sum is split across workgroups (and chunks), and the partial sums
 //! are added by the reduce kernel afterwards, so small kernels still fill the device.
 
-use super::kernels::{Binding, Shader};
+use super::kernels::{Binding, Operand, Shader};
 use super::ops::{
     binary, bytes_of_elems, conv_params, over_image_chunks, pool_params, reduce, u32_of, PerImage,
 };
@@ -47,7 +47,7 @@ pub(crate) fn conv2d_backward_input(
             let grid = ctx.grid_for(OP, (in_pixels * g.in_c) as u64)?;
             ctx.launch(
                 OP,
-                Shader::Depthwise,
+                Shader::Depthwise(Operand::F32),
                 "depthwise_backward_input",
                 &p,
                 &bindings,
@@ -59,7 +59,14 @@ pub(crate) fn conv2d_backward_input(
                 in_pixels.div_ceil(64) as u32,
                 u32_of(OP, g.groups)?,
             ];
-            ctx.launch(OP, Shader::Conv2d, "backward_input", &p, &bindings, grid)
+            ctx.launch(
+                OP,
+                Shader::Conv2d(Operand::F32),
+                "backward_input",
+                &p,
+                &bindings,
+                grid,
+            )
         }
     })?;
     Ok(dx)
@@ -98,7 +105,7 @@ pub(crate) fn conv2d_backward_kernel(
             let grid = ctx.grid_for(OP, (splits * kernel_elems) as u64)?;
             ctx.launch(
                 OP,
-                Shader::Depthwise,
+                Shader::Depthwise(Operand::F32),
                 "depthwise_backward_kernel",
                 &p,
                 &bindings,
@@ -110,7 +117,14 @@ pub(crate) fn conv2d_backward_kernel(
                 depth.div_ceil(64) as u32,
                 u32_of(OP, splits * g.groups)?,
             ];
-            ctx.launch(OP, Shader::Conv2d, "backward_kernel", &p, &bindings, grid)?;
+            ctx.launch(
+                OP,
+                Shader::Conv2d(Operand::F32),
+                "backward_kernel",
+                &p,
+                &bindings,
+                grid,
+            )?;
         }
         partials.push((partial, splits));
         Ok(())

@@ -21,6 +21,8 @@ pub(crate) struct GpuContext {
     pub(super) limits: wgpu::Limits,
     /// The adapter can run the subgroup GEMMs (`shaders/subgroup_tile.wgsl`): 8-wide subgroups.
     subgroup_capable: bool,
+    /// The device was opened with `SHADER_F16`: f16 storage buffers and arithmetic in WGSL.
+    shader_f16: bool,
     /// Matmul and the forward convolution run the subgroup GEMMs instead of the workgroup-tiled
     /// ones (chosen by measuring both, see `Device::wgpu`).
     subgroup_gemm: AtomicBool,
@@ -96,13 +98,13 @@ impl GpuContext {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let subgroup_capable = gemm == GemmKernels::Auto && subgroup_gemm_runs(&adapter);
+        let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+        let mut features = wgpu::Features::empty();
+        features.set(wgpu::Features::SUBGROUP, subgroup_capable);
+        features.set(wgpu::Features::SHADER_F16, shader_f16);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("keel"),
-            required_features: if subgroup_capable {
-                wgpu::Features::SUBGROUP
-            } else {
-                wgpu::Features::empty()
-            },
+            required_features: features,
             required_limits: limits.clone(),
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
@@ -119,6 +121,7 @@ impl GpuContext {
             info,
             limits,
             subgroup_capable,
+            shader_f16,
             subgroup_gemm: AtomicBool::new(subgroup_capable),
             errors,
             recorder: Mutex::new(Recorder::default()),
@@ -136,6 +139,11 @@ impl GpuContext {
     /// Whether both GEMM designs run here, so that one is chosen by measuring them.
     pub(crate) fn subgroup_capable(&self) -> bool {
         self.subgroup_capable
+    }
+
+    /// Whether shaders may keep and read f16 values (`SHADER_F16`).
+    pub(crate) fn shader_f16(&self) -> bool {
+        self.shader_f16
     }
 
     /// Runs the subgroup GEMMs (`true`) or the workgroup-tiled ones from now on.
@@ -157,13 +165,31 @@ impl GpuContext {
         } else {
             "tiled"
         };
+        let f16 = if self.shader_f16 { ", f16" } else { "" };
         format!(
-            "{} ({:?}, {:?}, {}; {gemm} GEMM)",
+            "{} ({:?}, {:?}, {}; {gemm} GEMM{f16})",
             self.info.name,
             self.info.backend,
             self.info.device_type,
             driver.trim()
         )
+    }
+
+    /// What a measured kernel choice depends on: the adapter, its backend and driver, and the
+    /// kernels' sources (see `crate::autotune`).
+    pub(crate) fn tuning_key(&self) -> String {
+        let i = &self.info;
+        let key = format!(
+            "{} [{:04x}:{:04x}] | {:?} | {} {} | kernels {:016x}",
+            i.name,
+            i.vendor,
+            i.device,
+            i.backend,
+            i.driver,
+            i.driver_info,
+            super::kernels::gemm_kernels_fingerprint()
+        );
+        key.replace(['\t', '\n', '\r'], " ")
     }
 
     /// Largest range of a buffer one storage binding may cover.
@@ -195,8 +221,8 @@ impl GpuContext {
         rec.dispatches = 0;
     }
 
-    /// Submits whatever has been recorded.
-    pub(super) fn submit(&self) {
+    /// Submits whatever has been recorded, without waiting for it.
+    pub(crate) fn submit(&self) {
         self.submit_locked(&mut self.recorder.lock().unwrap());
     }
 
@@ -212,6 +238,7 @@ impl GpuContext {
     }
 
     fn wait(&self) -> Result<()> {
+        Counters::add(&self.counters.waits, 1);
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: None,

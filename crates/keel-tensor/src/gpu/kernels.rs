@@ -4,71 +4,142 @@ use super::{GpuBuffer, GpuContext};
 use crate::{Error, Result};
 use std::sync::Arc;
 
-/// One WGSL file of `shaders/`: a kernel family.
+/// How binding 2 of the GEMM and convolution shaders (a kernel, matmul's B) is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Operand {
+    F32,
+    /// f16, widened to f32 as it is read (adapters with `SHADER_F16`).
+    F16,
+}
+
+impl Operand {
+    /// The operand of a tensor of `dtype` (f32 unless it is f16).
+    pub fn of(dtype: crate::DType) -> Operand {
+        match dtype {
+            crate::DType::F16 => Operand::F16,
+            _ => Operand::F32,
+        }
+    }
+
+    /// The declaration of binding 2 and its reader `w_at`, put before the rest of the shader.
+    fn source(self) -> &'static str {
+        match self {
+            Operand::F32 => include_str!("../../../../shaders/operand_f32.wgsl"),
+            Operand::F16 => include_str!("../../../../shaders/operand_f16.wgsl"),
+        }
+    }
+}
+
+/// One WGSL kernel family of `shaders/`; the GEMM and convolution families with the storage of
+/// their second operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Shader {
     Elementwise,
     Layout,
-    Matmul,
-    MatmulSubgroup,
-    Conv2d,
-    Conv2dSubgroup,
-    Depthwise,
+    Matmul(Operand),
+    MatmulSubgroup(Operand),
+    Conv2d(Operand),
+    Conv2dSubgroup(Operand),
+    Depthwise(Operand),
     Pool,
     Reduce,
     Softmax,
 }
 
 impl Shader {
-    fn source(self) -> &'static str {
-        match self {
-            Shader::Elementwise => concat!(
-                include_str!("../../../../shaders/non_finite.wgsl"),
-                include_str!("../../../../shaders/elementwise.wgsl")
+    fn source(self) -> String {
+        let (operand, body) = match self {
+            Shader::Elementwise => (
+                None,
+                concat!(
+                    include_str!("../../../../shaders/non_finite.wgsl"),
+                    include_str!("../../../../shaders/elementwise.wgsl")
+                ),
             ),
-            Shader::Layout => include_str!("../../../../shaders/layout.wgsl"),
-            Shader::Matmul => concat!(
-                include_str!("../../../../shaders/gemm_dest.wgsl"),
-                include_str!("../../../../shaders/gemm_tile.wgsl"),
-                include_str!("../../../../shaders/matmul_common.wgsl"),
-                include_str!("../../../../shaders/matmul.wgsl")
+            Shader::Layout => (None, include_str!("../../../../shaders/layout.wgsl")),
+            Shader::Matmul(o) => (
+                Some(o),
+                concat!(
+                    include_str!("../../../../shaders/gemm_dest.wgsl"),
+                    include_str!("../../../../shaders/gemm_tile.wgsl"),
+                    include_str!("../../../../shaders/matmul_common.wgsl"),
+                    include_str!("../../../../shaders/matmul.wgsl")
+                ),
             ),
-            Shader::MatmulSubgroup => concat!(
-                include_str!("../../../../shaders/gemm_dest.wgsl"),
-                include_str!("../../../../shaders/subgroup_tile.wgsl"),
-                include_str!("../../../../shaders/matmul_common.wgsl"),
-                include_str!("../../../../shaders/matmul_subgroup.wgsl")
+            Shader::MatmulSubgroup(o) => (
+                Some(o),
+                concat!(
+                    include_str!("../../../../shaders/gemm_dest.wgsl"),
+                    include_str!("../../../../shaders/subgroup_tile.wgsl"),
+                    include_str!("../../../../shaders/matmul_common.wgsl"),
+                    include_str!("../../../../shaders/matmul_subgroup.wgsl")
+                ),
             ),
-            Shader::Conv2d => concat!(
-                include_str!("../../../../shaders/gemm_dest.wgsl"),
-                include_str!("../../../../shaders/gemm_tile.wgsl"),
-                include_str!("../../../../shaders/conv_common.wgsl"),
-                include_str!("../../../../shaders/conv2d.wgsl")
+            Shader::Conv2d(o) => (
+                Some(o),
+                concat!(
+                    include_str!("../../../../shaders/gemm_dest.wgsl"),
+                    include_str!("../../../../shaders/gemm_tile.wgsl"),
+                    include_str!("../../../../shaders/conv_common.wgsl"),
+                    include_str!("../../../../shaders/conv2d.wgsl")
+                ),
             ),
-            Shader::Conv2dSubgroup => concat!(
-                include_str!("../../../../shaders/gemm_dest.wgsl"),
-                include_str!("../../../../shaders/subgroup_tile.wgsl"),
-                include_str!("../../../../shaders/conv_common.wgsl"),
-                include_str!("../../../../shaders/conv2d_subgroup.wgsl")
+            Shader::Conv2dSubgroup(o) => (
+                Some(o),
+                concat!(
+                    include_str!("../../../../shaders/gemm_dest.wgsl"),
+                    include_str!("../../../../shaders/subgroup_tile.wgsl"),
+                    include_str!("../../../../shaders/conv_common.wgsl"),
+                    include_str!("../../../../shaders/conv2d_subgroup.wgsl")
+                ),
             ),
-            Shader::Depthwise => concat!(
-                include_str!("../../../../shaders/conv_common.wgsl"),
-                include_str!("../../../../shaders/depthwise.wgsl")
+            Shader::Depthwise(o) => (
+                Some(o),
+                concat!(
+                    include_str!("../../../../shaders/conv_common.wgsl"),
+                    include_str!("../../../../shaders/depthwise.wgsl")
+                ),
             ),
-            Shader::Pool => concat!(
-                include_str!("../../../../shaders/non_finite.wgsl"),
-                include_str!("../../../../shaders/pool.wgsl")
+            Shader::Pool => (
+                None,
+                concat!(
+                    include_str!("../../../../shaders/non_finite.wgsl"),
+                    include_str!("../../../../shaders/pool.wgsl")
+                ),
             ),
-            Shader::Reduce => concat!(
-                include_str!("../../../../shaders/non_finite.wgsl"),
-                include_str!("../../../../shaders/reduce.wgsl")
+            Shader::Reduce => (
+                None,
+                concat!(
+                    include_str!("../../../../shaders/non_finite.wgsl"),
+                    include_str!("../../../../shaders/reduce.wgsl")
+                ),
             ),
-            Shader::Softmax => concat!(
-                include_str!("../../../../shaders/non_finite.wgsl"),
-                include_str!("../../../../shaders/softmax.wgsl")
+            Shader::Softmax => (
+                None,
+                concat!(
+                    include_str!("../../../../shaders/non_finite.wgsl"),
+                    include_str!("../../../../shaders/softmax.wgsl")
+                ),
             ),
-        }
+        };
+        operand.map_or("", Operand::source).to_string() + body
     }
+}
+
+/// A fingerprint of the GEMM kernels' sources (FNV-1a), so that a measured choice between
+/// them is not reused once they change.
+pub(crate) fn gemm_kernels_fingerprint() -> u64 {
+    [
+        Shader::Matmul(Operand::F32),
+        Shader::MatmulSubgroup(Operand::F32),
+        Shader::Conv2d(Operand::F32),
+        Shader::Conv2dSubgroup(Operand::F32),
+    ]
+    .iter()
+    .flat_map(|s| s.source().into_bytes())
+    .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Pipelines are cached per (file, entry point).

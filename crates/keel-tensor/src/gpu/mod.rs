@@ -9,3 +9,4 @@ pub(crate) mod ops;
 
 pub(crate) use buffer::GpuBuffer;
 pub(crate) use context::GpuContext;
+pub(crate) use kernels::Operand;

@@ -3,7 +3,7 @@
 //! Tensors larger than one storage binding are processed in chunks where the kernel allows it
 //! (elementwise ops along the flat index, convolution and pooling along the batch).
 
-use super::kernels::{Binding, Shader};
+use super::kernels::{Binding, Operand, Shader};
 use super::GpuBuffer;
 use crate::geometry::WindowGeometry;
 use crate::op::{Activation, BinaryOp, MatmulDims, PoolOp, ReduceOp, UnaryOp};
@@ -285,8 +285,8 @@ const F32_TO_I32: u32 = 16;
 /// makes NaN 0, as Rust's `as`) on the device.
 pub(crate) fn convert(x: &GpuBuffer, len: usize, to: DType) -> Result<GpuBuffer> {
     let code = match to {
-        DType::F32 => I32_TO_F32,
         DType::I32 => F32_TO_I32,
+        _ => I32_TO_F32,
     };
     unary_code(x, len, code, 0.0, 0.0)
 }
@@ -430,7 +430,12 @@ pub(crate) fn copy_strided(
 }
 
 /// C[batch, m, n] = op(A) · op(B).
-pub(crate) fn matmul(a: &GpuBuffer, b: &GpuBuffer, d: MatmulDims) -> Result<GpuBuffer> {
+pub(crate) fn matmul(
+    a: &GpuBuffer,
+    b: &GpuBuffer,
+    operand: Operand,
+    d: MatmulDims,
+) -> Result<GpuBuffer> {
     const OP: &str = "matmul";
     let ctx = a.context();
     let out = ctx.alloc(OP, bytes_of_elems(d.batch * d.m * d.n))?;
@@ -452,12 +457,12 @@ pub(crate) fn matmul(a: &GpuBuffer, b: &GpuBuffer, d: MatmulDims) -> Result<GpuB
     let batch = u32_of(OP, d.batch)?;
     let (shader, groups) = if ctx.subgroup_gemm() {
         (
-            Shader::MatmulSubgroup,
+            Shader::MatmulSubgroup(operand),
             ctx.subgroup_grid(OP, d.m, d.n, batch)?,
         )
     } else {
         let groups = [d.n.div_ceil(64) as u32, d.m.div_ceil(64) as u32, batch];
-        (Shader::Matmul, groups)
+        (Shader::Matmul(operand), groups)
     };
     ctx.launch(OP, shader, "matmul", &p, &bindings, groups)?;
     Ok(out)
@@ -586,7 +591,12 @@ fn over_batch_chunks(
 
 /// Convolution by implicit GEMM (any groups), or the direct depthwise kernel when every group
 /// has one input channel.
-pub(crate) fn conv2d(x: &GpuBuffer, w: &GpuBuffer, g: &WindowGeometry) -> Result<GpuBuffer> {
+pub(crate) fn conv2d(
+    x: &GpuBuffer,
+    w: &GpuBuffer,
+    operand: Operand,
+    g: &WindowGeometry,
+) -> Result<GpuBuffer> {
     const OP: &str = "conv2d";
     let ctx = x.context();
     let out = ctx.alloc(OP, bytes_of_elems(g.out_shape().elem_count()))?;
@@ -605,19 +615,19 @@ pub(crate) fn conv2d(x: &GpuBuffer, w: &GpuBuffer, g: &WindowGeometry) -> Result
             };
             let runs = n * rows * g.out_w.div_ceil(8) * g.out_c;
             let grid = ctx.grid_for(OP, runs as u64)?;
-            ctx.launch(OP, Shader::Depthwise, entry, &p, &bindings, grid)
+            ctx.launch(OP, Shader::Depthwise(operand), entry, &p, &bindings, grid)
         } else {
             let rows = p.rows as usize;
             let (shader, grid) = if ctx.subgroup_gemm() {
                 let grid = ctx.subgroup_grid(OP, rows, g.out_per_group(), p.groups)?;
-                (Shader::Conv2dSubgroup, grid)
+                (Shader::Conv2dSubgroup(operand), grid)
             } else {
                 let grid = [
                     g.out_per_group().div_ceil(64) as u32,
                     rows.div_ceil(64) as u32,
                     p.groups,
                 ];
-                (Shader::Conv2d, grid)
+                (Shader::Conv2d(operand), grid)
             };
             ctx.launch(OP, shader, "conv2d", &p, &bindings, grid)
         }

@@ -7,17 +7,21 @@ use crate::{cpu, gpu, DType, Error, Result, Shape, Tensor};
 
 impl Tensor {
     /// Convolves an NHWC batch with an HWIO kernel of shape
-    /// [kernel_h, kernel_w, in_channels / groups, out_channels].
+    /// [kernel_h, kernel_w, in_channels / groups, out_channels]. The kernel may be kept as f16
+    /// ([`DType::F16`]); the arithmetic is f32 either way.
     pub fn conv2d(&self, kernel: &Tensor, options: &Conv2dOptions) -> Result<Tensor> {
         const OP: &str = "conv2d";
         self.same_device(OP, kernel)?;
         self.expect_dtype(OP, DType::F32)?;
-        kernel.expect_dtype(OP, DType::F32)?;
+        if kernel.dtype() != DType::F16 {
+            kernel.expect_dtype(OP, DType::F32)?;
+        }
         let g = conv2d_geometry(self.shape(), kernel.shape(), options)?;
         let shape = g.out_shape();
         match (self.storage(), kernel.storage()) {
             (Storage::Gpu(x), Storage::Gpu(w)) => {
-                Ok(self.with_gpu(gpu::ops::conv2d(x, w, &g)?, shape, DType::F32))
+                let operand = gpu::Operand::of(kernel.dtype());
+                Ok(self.with_gpu(gpu::ops::conv2d(x, w, operand, &g)?, shape, DType::F32))
             }
             _ => Ok(self.with_cpu(cpu::conv2d(self.cpu_f32(), kernel.cpu_f32(), &g), shape)),
         }

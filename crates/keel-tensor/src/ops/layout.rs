@@ -13,6 +13,9 @@ enum Assembly {
     Gpu(GpuBuffer),
 }
 
+/// Why an op refuses an f16 tensor.
+pub(crate) const F16_ONLY_AS_OPERAND: &str = "f16 tensors are kept for the kernels of convolutions and the right operand of matmul only; convert with to_dtype(DType::F32) first";
+
 impl Assembly {
     /// Storage for `shape`; `fill` is written first where not every element will be copied into.
     fn new(
@@ -25,9 +28,10 @@ impl Assembly {
         let n = shape.elem_count();
         let value = fill.unwrap_or(0.0);
         match &device.0 {
+            _ if dtype == DType::F16 => Err(Error::invalid(op, F16_ONLY_AS_OPERAND)),
             crate::device::DeviceKind::Cpu => Ok(Assembly::Cpu(match dtype {
-                DType::F32 => CpuData::F32(cpu::filled(n, value)),
                 DType::I32 => CpuData::I32(vec![value as i32; n]),
+                _ => CpuData::F32(cpu::filled(n, value)),
             })),
             crate::device::DeviceKind::Wgpu(ctx) => {
                 let buf = ctx.alloc(op, n as u64 * 4)?;

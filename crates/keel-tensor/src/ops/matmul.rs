@@ -12,12 +12,15 @@ impl Tensor {
     }
 
     /// Like [`matmul`](Self::matmul) with either operand read transposed (no copy is made):
-    /// `trans_a` reads self as [..., k, m], `trans_b` reads rhs as [..., n, k].
+    /// `trans_a` reads self as [..., k, m], `trans_b` reads rhs as [..., n, k]. rhs may be kept
+    /// as f16 ([`DType::F16`]); the arithmetic is f32 either way.
     pub fn matmul_t(&self, rhs: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
         const OP: &str = "matmul";
         self.same_device(OP, rhs)?;
         self.expect_dtype(OP, DType::F32)?;
-        rhs.expect_dtype(OP, DType::F32)?;
+        if rhs.dtype() != DType::F16 {
+            rhs.expect_dtype(OP, DType::F32)?;
+        }
         let (a, b) = (self.dims(), rhs.dims());
         if a.len() < 2 || b.len() < 2 {
             return Err(Error::shapes(
@@ -69,7 +72,8 @@ impl Tensor {
         let shape = Shape::new(out_dims);
         match (self.storage(), rhs.storage()) {
             (Storage::Gpu(x), Storage::Gpu(y)) => {
-                Ok(self.with_gpu(gpu::ops::matmul(x, y, d)?, shape, DType::F32))
+                let operand = gpu::Operand::of(rhs.dtype());
+                Ok(self.with_gpu(gpu::ops::matmul(x, y, operand, d)?, shape, DType::F32))
             }
             _ => Ok(self.with_cpu(cpu::matmul(self.cpu_f32(), rhs.cpu_f32(), d), shape)),
         }
