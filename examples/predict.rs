@@ -29,7 +29,7 @@ struct Args {
     model: Option<PathBuf>,
     /// Images or folders of images to classify with --model.
     images: Vec<PathBuf>,
-    /// ImageNet MobileNetV2 weights (safetensors, torchvision or keel layout).
+    /// ImageNet MobileNetV2 weights (safetensors or PyTorch .pth, torchvision or keel layout).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mobilenet_v2_imagenet_f16.safetensors"))]
     weights: PathBuf,
     /// The image for the ImageNet model (resized to 256, centre-cropped to 224, torchvision

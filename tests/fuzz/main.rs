@@ -1,5 +1,6 @@
-//! Bounded fuzzing of the readers of files that come from outside: the safetensors weights
-//! reader, the idx reader, the image-folder indexer (with decoding) and the saved-model loader.
+//! Bounded fuzzing of the readers of files that come from outside: the safetensors and PyTorch
+//! `.pth` weights readers, the idx reader, the image-folder indexer (with decoding) and the
+//! saved-model loader.
 //! Each target starts from real files keel writes or reads, mutates them (truncations, bit
 //! flips, overwritten bytes, cut or doubled chunks, and lying lengths, shapes, offsets and
 //! sizes) and feeds them in for a fixed time. Every input must give a result or an error:
@@ -16,7 +17,7 @@ mod harness;
 use harness::Rng;
 use keel::data::{idx::read_idx, ImageOptions, Images, Preset, Samples};
 use keel::layers::layers::{batch_norm, conv2d, dense, flatten, Activation};
-use keel::layers::{load_model, load_weights, save_model, save_weights, sequential};
+use keel::layers::{load_model, load_weights, read_tensors, save_model, save_weights, sequential};
 use keel::layers::{LoadOptions, ModelInfo, Sequential};
 use keel::{Device, Padding};
 use std::io::Write;
@@ -264,6 +265,33 @@ fn safetensors_target(dir: &Path) -> Target {
     }
 }
 
+/// PyTorch files: the zip and legacy fixtures, a wrapped state dict and a refused pickle.
+fn pth_target() -> Target {
+    let fixture = |name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        std::fs::read(path).expect("fixture")
+    };
+    Target {
+        name: "pth",
+        seeds: [
+            "torch_small_zip.pth",
+            "torch_small_legacy.pth",
+            "torch_small_wrapped.pth",
+            "torch_evil.pth",
+        ]
+        .map(fixture)
+        .to_vec(),
+        file: "weights.pth",
+        run: Box::new(|p| {
+            read_tensors(p, &Device::cpu())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }),
+    }
+}
+
 fn idx_target(dir: &Path) -> Target {
     // Images (rank 3) and labels (rank 1), raw and gzip'd.
     let mut images = vec![0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 4, 0, 0, 0, 3];
@@ -362,6 +390,7 @@ fn main() {
     let seeds = scratch("seeds");
     let targets = [
         safetensors_target(&seeds),
+        pth_target(),
         idx_target(&seeds),
         folder_target(&seeds),
         model_target(&seeds),

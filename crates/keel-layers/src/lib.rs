@@ -29,6 +29,7 @@ pub mod layers;
 mod model_file;
 mod sequential;
 mod summary;
+mod torch_file;
 mod weights;
 
 pub use backbones::BackboneOptions;
@@ -40,4 +41,4 @@ pub use layer::{BuildContext, Layer, LayerSpec, Role, Weight};
 pub use model_file::{load_model, save_model, write_model_file, ModelFile, ModelInfo, SavedModel};
 pub use sequential::{sequential, HalfWeights, Prebuilt, Sequential, SequentialSpec};
 pub use summary::{summary, Summary, SummaryRow};
-pub use weights::{load_weights, save_weights, Layout, LoadOptions, LoadReport};
+pub use weights::{load_weights, read_tensors, save_weights, Layout, LoadOptions, LoadReport};

@@ -5,7 +5,9 @@
 
 use crate::config::LayerConfig;
 use crate::sequential::Sequential;
-use crate::weights::{load_from, parse, read_tensor, serialize, summarize, weights_error};
+use crate::weights::{
+    load_from, parse, read_tensor, safetensors_tensors, serialize, summarize, weights_error,
+};
 use crate::{Error, Layer, Layout, LoadOptions, Result};
 use keel_tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -158,15 +160,10 @@ impl ModelFile {
 
     /// Every tensor whose name starts with `prefix`, on `device`, by name.
     pub fn tensors(&self, prefix: &str, device: &Device) -> Result<HashMap<String, Tensor>> {
-        let file = parse(&self.path, &self.bytes)?;
+        let file = safetensors_tensors(&parse(&self.path, &self.bytes)?);
         file.iter()
             .filter(|(name, _)| name.starts_with(prefix))
-            .map(|(name, view)| {
-                Ok((
-                    name.to_string(),
-                    read_tensor(&self.path, name, &view, device)?,
-                ))
-            })
+            .map(|(name, view)| Ok((name.clone(), read_tensor(&self.path, name, view, device)?)))
             .collect()
     }
 
@@ -198,7 +195,7 @@ impl ModelFile {
                 ),
             ));
         }
-        let file = parse(&self.path, &self.bytes)?;
+        let file = safetensors_tensors(&parse(&self.path, &self.bytes)?);
         let options = LoadOptions {
             layout: Layout::Keras,
             ..LoadOptions::default()

@@ -1,13 +1,39 @@
-//! Saving and loading weights as safetensors: keel's own (Keras layout and names,
-//! `block1_conv1/kernel`), and PyTorch checkpoints (torchvision/timm names and layouts,
-//! `features.0.0.weight`), converted on load. f32, f16 and bf16 files load; saving is atomic.
+//! Saving weights as safetensors, and loading them from safetensors or PyTorch `.pth` files:
+//! keel's own (Keras layout and names, `block1_conv1/kernel`), and PyTorch checkpoints
+//! (torchvision/timm names and layouts, `features.0.0.weight`), converted on load. f32, f64,
+//! f16 and bf16 tensors load; saving is atomic.
 
 use crate::layer::{Layer, Role, Weight};
 use crate::{Error, Result};
 use keel_tensor::{Device, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+
+/// One tensor of a weights file: element type, shape and little-endian bytes, row-major.
+pub(crate) struct FileTensor<'a> {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: Cow<'a, [u8]>,
+}
+
+/// The tensors of a weights file by name, whatever its format.
+pub(crate) type FileTensors<'a> = BTreeMap<String, FileTensor<'a>>;
+
+/// The tensors of a safetensors file (borrowing its bytes).
+pub(crate) fn safetensors_tensors<'a>(file: &SafeTensors<'a>) -> FileTensors<'a> {
+    file.iter()
+        .map(|(name, view)| {
+            let tensor = FileTensor {
+                dtype: view.dtype(),
+                shape: view.shape().to_vec(),
+                data: Cow::Borrowed(view.data()),
+            };
+            (name.to_string(), tensor)
+        })
+        .collect()
+}
 
 /// Which naming and layout a weights file uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -100,7 +126,9 @@ pub(crate) fn serialize(
     safetensors::serialize(views, metadata).map_err(|e| weights_error(path, e.to_string()))
 }
 
-/// Loads the weights of `model` from a safetensors file.
+/// Loads the weights of `model` from a safetensors file or a PyTorch `.pth` / `.pt` file (a
+/// state dict saved by `torch.save`, zip or legacy format, told apart by their first bytes).
+/// A `.pth` file is read by a restricted unpickler that never runs anything from the file.
 pub fn load_weights(
     model: &dyn Layer,
     path: impl AsRef<Path>,
@@ -111,8 +139,31 @@ pub fn load_weights(
         path: path.to_path_buf(),
         source,
     })?;
-    let file = parse(path, &bytes)?;
-    load_from(model, &file, path, options)
+    load_from(model, &file_tensors(path, &bytes)?, path, options)
+}
+
+/// Every floating-point tensor (f32, f64, f16, bf16) of a safetensors or PyTorch file, as f32
+/// on `device`, by name. Integer tensors (PyTorch's `num_batches_tracked`) are left out.
+pub fn read_tensors(path: impl AsRef<Path>, device: &Device) -> Result<BTreeMap<String, Tensor>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    file_tensors(path, &bytes)?
+        .iter()
+        .filter(|(_, t)| matches!(t.dtype, Dtype::F32 | Dtype::F64 | Dtype::F16 | Dtype::BF16))
+        .map(|(name, t)| Ok((name.clone(), read_tensor(path, name, t, device)?)))
+        .collect()
+}
+
+/// The tensors of a safetensors or PyTorch file, told apart by their first bytes.
+fn file_tensors<'a>(path: &Path, bytes: &'a [u8]) -> Result<FileTensors<'a>> {
+    if crate::torch_file::is_torch_file(bytes) {
+        crate::torch_file::read(path, bytes)
+    } else {
+        Ok(safetensors_tensors(&parse(path, bytes)?))
+    }
 }
 
 /// `bytes` as a safetensors file, or an error naming `path` (and the tensor at fault, where one
@@ -172,11 +223,11 @@ fn header_fault(bytes: &[u8]) -> Option<String> {
 /// Loads the weights of `model` from the parsed safetensors `file` read from `path`.
 pub(crate) fn load_from(
     model: &dyn Layer,
-    file: &SafeTensors<'_>,
+    file: &FileTensors<'_>,
     path: &Path,
     options: LoadOptions,
 ) -> Result<LoadReport> {
-    let names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
+    let names: Vec<String> = file.keys().cloned().collect();
     let layout = match options.layout {
         Layout::Auto if names.iter().any(|n| n.contains('/')) => Layout::Keras,
         Layout::Auto => Layout::Torch,
@@ -236,9 +287,9 @@ pub(crate) fn load_from(
         let Some(k) = file_name_of.get(&key(w)) else {
             continue;
         };
-        let Ok(view) = file.tensor(k) else { continue };
+        let Some(view) = file.get(k) else { continue };
         let current = w.param.value();
-        let t = read_tensor(path, k, &view, current.device())?;
+        let t = read_tensor(path, k, view, current.device())?;
         let t = if layout == Layout::Torch {
             from_torch(path, k, w, t)?
         } else {
@@ -247,7 +298,7 @@ pub(crate) fn load_from(
         if t.shape() != current.shape() {
             return Err(weights_error(
                 path,
-                shape_mismatch(k, view.shape(), w, current.dims(), layout),
+                shape_mismatch(k, &view.shape, w, current.dims(), layout),
             ));
         }
         values.push((w.param.clone(), t));
@@ -312,11 +363,15 @@ pub(crate) fn summarize<S: AsRef<str>>(names: &[S]) -> String {
 pub(crate) fn read_tensor(
     path: &Path,
     key: &str,
-    view: &TensorView<'_>,
+    view: &FileTensor<'_>,
     device: &Device,
 ) -> Result<Tensor> {
-    let data = view.data();
-    let values: Vec<f32> = match view.dtype() {
+    let data = &view.data[..];
+    let values: Vec<f32> = match view.dtype {
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
         Dtype::F32 => data
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -332,7 +387,7 @@ pub(crate) fn read_tensor(
         other => {
             return Err(weights_error(
                 path,
-                format!("tensor `{key}` is {other:?}; keel reads F32, F16 and BF16"),
+                format!("tensor `{key}` is {other:?}; keel reads F32, F64, F16 and BF16"),
             ))
         }
     };
@@ -347,7 +402,7 @@ pub(crate) fn read_tensor(
             ),
         ));
     }
-    Tensor::from_vec(values, view.shape().to_vec(), device)
+    Tensor::from_vec(values, view.shape.clone(), device)
         .map_err(|e| weights_error(path, format!("tensor `{key}`: {e}")))
 }
 
