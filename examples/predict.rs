@@ -5,11 +5,13 @@
 //!  [--device auto|wgpu|cpu]` classifies each image (a folder: every image file under it) with
 //! the saved model, its class names and its preprocessing.
 //!
-//! `cargo run --release --example predict -- [--weights FILE] [--image IMAGE]
-//!  [--input-tensor FILE.safetensors] [--top 5] [--json]` runs the ImageNet MobileNetV2; the
-//! defaults are the committed f16 torchvision weights and `assets/china.jpg`. `--input-tensor`
+//! `cargo run --release --example predict -- [--backbone NAME] [--weights FILE] [--image IMAGE]
+//!  [--input-tensor FILE.safetensors] [--top 5] [--json]` runs an ImageNet backbone; the
+//! defaults are MobileNetV2 with the committed f16 torchvision weights and `assets/china.jpg`. `--input-tensor`
 //! replaces the image with one already preprocessed NHWC f32 tensor, so that logits can be
 //! compared exactly with another framework.
+
+mod common;
 
 use clap::Parser;
 use keel::data::{load_image, ImageOptions, Images, Preset, Samples};
@@ -22,18 +24,22 @@ use std::path::{Path, PathBuf};
 const LABELS: &str = include_str!("../assets/imagenet_classes.txt");
 
 #[derive(Parser)]
-#[command(about = "Classifies images with a saved model or the ImageNet MobileNetV2")]
+#[command(about = "Classifies images with a saved model or an ImageNet backbone")]
 struct Args {
     /// A model saved by `transfer --save` (classifies IMAGES with it).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Images or folders of images to classify with --model.
     images: Vec<PathBuf>,
-    /// ImageNet MobileNetV2 weights (safetensors or PyTorch .pth, torchvision or keel layout).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mobilenet_v2_imagenet_f16.safetensors"))]
-    weights: PathBuf,
-    /// The image for the ImageNet model (resized to 256, centre-cropped to 224, torchvision
-    /// normalisation).
+    /// The ImageNet backbone: mobilenet_v2 or efficientnet_lite0 (with its classifier).
+    #[arg(long, default_value = "mobilenet_v2")]
+    backbone: String,
+    /// Its weights (safetensors or PyTorch .pth, the architecture's or keel's layout); by
+    /// default the committed MobileNetV2 ones.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// The image for the ImageNet model (resized to 256, centre-cropped to 224, normalised as
+    /// the backbone expects).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/china.jpg"))]
     image: PathBuf,
     /// A safetensors file holding one preprocessed NHWC f32 tensor [1, 224, 224, 3], used
@@ -188,13 +194,25 @@ fn predict_saved(args: &Args, path: &Path, device: &Device) -> Result<(), String
     Ok(())
 }
 
-/// Classifies one image with the ImageNet MobileNetV2.
+/// Classifies one image with an ImageNet backbone.
 fn predict_imagenet(args: &Args, device: &Device) -> Result<(), String> {
-    let model = backbones::mobilenet_v2(&BackboneOptions::default().include_top(1000), device)
-        .map_err(|e| e.to_string())?;
+    let weights = match (&args.weights, args.backbone.as_str()) {
+        (Some(w), _) => w.clone(),
+        (None, "mobilenet_v2") => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/mobilenet_v2_imagenet_f16.safetensors"
+        )),
+        (None, other) => {
+            return Err(format!(
+                "no weights for {other} are committed: pass --weights FILE"
+            ))
+        }
+    };
+    let options = BackboneOptions::default().include_top(1000);
+    let model = backbones::by_name(&args.backbone, &options, device).map_err(|e| e.to_string())?;
     let report_loaded = load_weights(
         &model,
-        &args.weights,
+        &weights,
         LoadOptions {
             strict: true,
             ..LoadOptions::default()
@@ -204,7 +222,8 @@ fn predict_imagenet(args: &Args, device: &Device) -> Result<(), String> {
     let input = match &args.input_tensor {
         Some(path) => read_input_tensor(path, device)?,
         None => {
-            load_image(&args.image, 224, Preset::Torchvision, device).map_err(|e| e.to_string())?
+            let preset = common::backbone_preset(&args.backbone);
+            load_image(&args.image, 224, preset, device).map_err(|e| e.to_string())?
         }
     };
     let logits = model.predict(&input).map_err(|e| e.to_string())?;
@@ -218,7 +237,7 @@ fn predict_imagenet(args: &Args, device: &Device) -> Result<(), String> {
         println!(
             "on {device} ({} weights loaded from {})",
             report_loaded.loaded,
-            args.weights.display()
+            weights.display()
         );
     }
     let outputs = logits.to_vec().map_err(|e| e.to_string())?;

@@ -1,6 +1,6 @@
 //! Prints the Keras-style summary of a backbone with a Flatten or GAP head.
 //!
-//! `cargo run --release --example summary -- --backbone vgg16|mobilenet|mobilenet_v2
+//! `cargo run --release --example summary -- --backbone vgg16|mobilenet|mobilenet_v2|efficientnet_lite0
 //!  --head flatten|gap [--hidden 1024,1024,512] --classes 3 [--input 224] [--trainable-backbone]
 //!  [--device auto|wgpu|cpu]`
 
@@ -11,7 +11,7 @@ use keel::Device;
 #[derive(Parser)]
 #[command(about = "Prints the summary of a backbone with a head")]
 struct Args {
-    /// vgg16, mobilenet or mobilenet_v2.
+    /// vgg16, mobilenet, mobilenet_v2 or efficientnet_lite0.
     #[arg(long, default_value = "vgg16")]
     backbone: String,
     /// flatten or gap.
@@ -38,15 +38,7 @@ fn run() -> keel::layers::Result<()> {
     let args = Args::parse();
     let device = Device::from_name(&args.device)?;
     let options = BackboneOptions::default().input(args.input, args.input);
-    let backbone = match args.backbone.as_str() {
-        "vgg16" => backbones::vgg16(&options, &device)?,
-        "mobilenet" => backbones::mobilenet(&options, &device)?,
-        "mobilenet_v2" => backbones::mobilenet_v2(&options, &device)?,
-        other => {
-            eprintln!("error: unknown backbone `{other}` (vgg16, mobilenet, mobilenet_v2)");
-            std::process::exit(2);
-        }
-    };
+    let backbone = backbones::by_name(&args.backbone, &options, &device)?;
     backbone.set_trainable(args.trainable_backbone);
     let head = match args.head.as_str() {
         "flatten" => flatten_head(args.classes),

@@ -44,10 +44,11 @@ struct Args {
     /// used). Default: the committed Fashion-MNIST subset.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// mobilenet_v2 (ImageNet weights committed), mobilenet or vgg16 (pass --weights).
+    /// mobilenet_v2 (ImageNet weights committed), efficientnet_lite0, mobilenet or vgg16 (pass
+    /// --weights).
     #[arg(long, default_value = "mobilenet_v2")]
     backbone: String,
-    /// Backbone weights (safetensors, keel or PyTorch layout).
+    /// Backbone weights (safetensors or PyTorch .pth, keel or PyTorch layout).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// flatten, gap or both.
@@ -195,17 +196,7 @@ fn class_difference(a_dir: &Path, a: &Images, b_dir: &Path, b: &Images) -> Strin
 /// The frozen backbone with its pretrained weights.
 fn backbone(args: &Args, device: &Device) -> Result<Sequential, String> {
     let options = BackboneOptions::default().input(args.image_size, args.image_size);
-    let model = match args.backbone.as_str() {
-        "mobilenet_v2" => backbones::mobilenet_v2(&options, device),
-        "mobilenet" => backbones::mobilenet(&options, device),
-        "vgg16" => backbones::vgg16(&options, device),
-        other => {
-            return Err(format!(
-                "unknown backbone `{other}` (mobilenet_v2, mobilenet, vgg16)"
-            ))
-        }
-    }
-    .map_err(|e| e.to_string())?;
+    let model = backbones::by_name(&args.backbone, &options, device).map_err(|e| e.to_string())?;
     let weights = match (&args.weights, args.backbone.as_str()) {
         (Some(w), _) => Some(w.clone()),
         (None, "mobilenet_v2") => Some(PathBuf::from(DEFAULT_WEIGHTS)),
@@ -229,14 +220,6 @@ fn backbone(args: &Args, device: &Device) -> Result<Sequential, String> {
     }
     model.set_trainable(false);
     Ok(model)
-}
-
-fn preset(backbone: &str) -> Preset {
-    match backbone {
-        "vgg16" => Preset::Caffe,
-        "mobilenet" => Preset::Tf,
-        _ => Preset::Torchvision,
-    }
 }
 
 /// The head called `head` (flatten or gap) for `classes` classes.
@@ -513,7 +496,7 @@ fn train_head(
     if let Some(path) = &saved {
         let info = ModelInfo {
             classes: images.train.classes().to_vec(),
-            preprocessing: Some(preset(&args.backbone).name().to_string()),
+            preprocessing: Some(common::backbone_preset(&args.backbone).name().to_string()),
         };
         save_model(&model, &info, path).map_err(|e| e.to_string())?;
     }
@@ -750,7 +733,7 @@ fn run() -> Result<(), String> {
     // The backbone and its weights before the data: a bad weights file or input size fails in
     // seconds, whatever the size of the data.
     let mut first_backbone = Some(backbone(&args, &device)?);
-    let data = load_data(&args, preset(&args.backbone))?;
+    let data = load_data(&args, common::backbone_preset(&args.backbone))?;
     let (train, val): (Subset<'_>, Subset<'_>) = split(&data.train_all, data.validation, args.seed);
     check_data(&args, &data, &train, &val)?;
     let classes = data.train_all.classes().to_vec();

@@ -14,6 +14,10 @@ floating-point rounding. `--torch-rng` draws both from PyTorch's generator inste
 
     pip install torch torchvision safetensors pillow
     python3 tools/transfer_pytorch.py [--seeds 42,43,44] [--torch-rng]
+        [--backbone efficientnet_lite0 --weights target/checkpoints/efficientnet-lite0-57934424.pth]
+
+`--backbone efficientnet_lite0` runs the same job over EfficientNet-Lite0 (its network in
+efficientnet_lite0_reference.py, inputs scaled to [-1, 1]) with the given checkpoint.
 
 Prints one JSON line per head and seed, and the mean test accuracy per head.
 """
@@ -86,11 +90,11 @@ def read_idx(name):
     return dims, data[4 + 4 * rank:]
 
 
-def images(split, size):
+def images(split, size, mean, std):
     (n, h, w), pixels = read_idx(f"{split}-images-idx3-ubyte")
     _, labels = read_idx(f"{split}-labels-idx1-ubyte")
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor(mean).view(1, 3, 1, 1)
+    std = torch.tensor(std).view(1, 3, 1, 1)
     out = torch.empty(n, 3, size, size)
     for i in range(n):
         img = Image.frombytes("L", (w, h), pixels[i * h * w:(i + 1) * h * w]).convert("RGB")
@@ -137,17 +141,25 @@ def main():
     parser.add_argument("--seeds", default="42")
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--torch-rng", action="store_true", help="initial kernel and batch order from PyTorch's generator")
+    parser.add_argument("--backbone", default="mobilenet_v2", choices=["mobilenet_v2", "efficientnet_lite0"])
+    parser.add_argument("--weights", help="the backbone's checkpoint (efficientnet_lite0)")
     args = parser.parse_args()
-    model = torchvision.models.mobilenet_v2()
-    state = {k: v.float() for k, v in load_file(WEIGHTS).items()}
-    model.load_state_dict(state, strict=False)
-    model.eval()
+    if args.backbone == "mobilenet_v2":
+        model = torchvision.models.mobilenet_v2()
+        state = {k: v.float() for k, v in load_file(WEIGHTS).items()}
+        model.load_state_dict(state, strict=False)
+        model.eval()
+        backbone, mean, std = model.features, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    else:
+        import efficientnet_lite0_reference as lite
+        state = lite.load(args.weights)
+        backbone, mean, std = (lambda x: lite.features(state, x)), lite.MEAN, lite.STD
     start = time.perf_counter()
-    x, y = images("train", args.size)
-    xt, yt = images("t10k", args.size)
+    x, y = images("train", args.size, mean, std)
+    xt, yt = images("t10k", args.size, mean, std)
     with torch.no_grad():
-        feats = torch.cat([model.features(x[i:i + 64]) for i in range(0, len(x), 64)])
-        test_feats = torch.cat([model.features(xt[i:i + 64]) for i in range(0, len(xt), 64)])
+        feats = torch.cat([backbone(x[i:i + 64]) for i in range(0, len(x), 64)])
+        test_feats = torch.cat([backbone(xt[i:i + 64]) for i in range(0, len(xt), 64)])
     cache_seconds = time.perf_counter() - start
     results = {"gap": [], "flatten": []}
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -159,7 +171,7 @@ def main():
             val_acc, test_acc, seconds, losses = train_head(head, feats[train_idx], y[train_idx], (feats[val_idx], y[val_idx]), (test_feats, yt), seed,
                                                  args.torch_rng)
             results[head].append(test_acc)
-            print(json.dumps({"framework": f"pytorch {torch.__version__}", "head": head, "seed": seed, "val_accuracy": val_acc,
+            print(json.dumps({"framework": f"pytorch {torch.__version__}", "backbone": args.backbone, "head": head, "seed": seed, "val_accuracy": val_acc,
                               "test_accuracy": test_acc, "head_train_seconds": seconds,
                               "epoch_losses": losses, "features_seconds": cache_seconds}))
     for head, accs in results.items():

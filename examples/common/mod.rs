@@ -66,3 +66,13 @@ pub fn check_output_folder(path: &std::path::Path, flag: &str) -> Result<(), Str
         _ => Ok(()),
     }
 }
+
+/// The preprocessing a pretrained backbone's weights expect (see `keel::layers::backbones`).
+pub fn backbone_preset(backbone: &str) -> keel::data::Preset {
+    use keel::data::Preset;
+    match backbone {
+        "vgg16" => Preset::Caffe,
+        "mobilenet" | "efficientnet_lite0" => Preset::Tf,
+        _ => Preset::Torchvision,
+    }
+}

