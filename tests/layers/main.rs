@@ -8,6 +8,7 @@ mod golden;
 #[path = "../ops/harness.rs"]
 mod harness;
 mod model_files;
+mod seeded;
 mod weights_files;
 
 use harness::{run_tests, Rng, Runner, Test};
@@ -50,6 +51,10 @@ fn main() {
         (
             "golden_imagenet_efficientnet_lite0",
             golden::imagenet_efficientnet_lite0,
+        ),
+        (
+            "golden_seeded_torchvision",
+            seeded::torchvision_architectures,
         ),
     ];
     run_tests(tests, 31);
@@ -163,6 +168,22 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
             "EfficientNet-Lite0 output 7×7×1280",
             || format!("{:?}", lite_top_free.output_shape()),
         );
+        for (name, with_top, output) in [
+            ("resnet18", 11_689_512, [7, 7, 512]),
+            ("resnet50", 25_557_032, [7, 7, 2048]),
+        ] {
+            let top = backbones::by_name(name, &opts.clone().include_top(1000), &dev)?;
+            count(
+                t,
+                &format!("{name} with top: trainable (torchvision's)"),
+                summary(&top).trainable,
+                with_top,
+            );
+            let free = backbones::by_name(name, &opts, &dev)?;
+            t.expect(free.output_shape() == output, "ResNet outputs", || {
+                format!("{name}: {:?}", free.output_shape())
+            });
+        }
         for name in backbones::NAMES {
             t.expect(
                 backbones::by_name(name, &opts, &dev).is_ok(),

@@ -51,6 +51,12 @@ fn every_layer(dev: &Device) -> keel::layers::Result<Sequential> {
                 .add(conv2d(12, 1).dilation(1).name("block_conv"))
                 .add(activation(Activation::Sigmoid)),
         ))
+        .add(
+            residual(
+                sequential("widen").add(conv2d(5, 3).padding(Padding::Same).name("widen_conv")),
+            )
+            .projection(sequential("widen_shortcut").add(conv2d(5, 1).name("widen_projection"))),
+        )
         .add(max_pool2d(2).strides(1))
         .add(avg_pool2d(2).padding(Padding::Same))
         .add(flatten())

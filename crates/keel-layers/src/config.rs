@@ -193,6 +193,9 @@ pub enum LayerConfig {
         body: Box<LayerConfig>,
         /// Whether the shortcut is dropped when the block changes the shape.
         only_if_same_shape: bool,
+        /// The shortcut's own layers (a `Sequential`), when it is not the identity.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        projection: Option<Box<LayerConfig>>,
     },
     /// A [`Sequential`](crate::Sequential) model or block.
     Sequential {
@@ -347,12 +350,17 @@ impl LayerConfig {
             LayerConfig::Residual {
                 body,
                 only_if_same_shape,
+                projection,
             } => {
                 let body = body.to_sequential_spec();
-                if only_if_same_shape {
-                    Box::new(residual_if_same_shape(body))
+                let spec = if only_if_same_shape {
+                    residual_if_same_shape(body)
                 } else {
-                    Box::new(residual(body))
+                    residual(body)
+                };
+                match projection {
+                    Some(p) => Box::new(spec.projection(p.to_sequential_spec())),
+                    None => Box::new(spec),
                 }
             }
             LayerConfig::Sequential { .. } => Box::new(self.to_sequential_spec()),

