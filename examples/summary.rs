@@ -1,6 +1,6 @@
 //! Prints the Keras-style summary of a backbone with a Flatten or GAP head.
 //!
-//! `cargo run --release --example summary -- --backbone vgg16|mobilenet|mobilenet_v2|efficientnet_lite0
+//! `cargo run --release --example summary -- --backbone NAME (keel::layers::backbones::NAMES)
 //!  --head flatten|gap [--hidden 1024,1024,512] --classes 3 [--input 224] [--trainable-backbone]
 //!  [--device auto|wgpu|cpu]`
 
@@ -11,7 +11,8 @@ use keel::Device;
 #[derive(Parser)]
 #[command(about = "Prints the summary of a backbone with a head")]
 struct Args {
-    /// vgg16, mobilenet, mobilenet_v2 or efficientnet_lite0.
+    /// vgg16, mobilenet, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, resnet18,
+    /// resnet50, efficientnet_b0 or efficientnet_lite0.
     #[arg(long, default_value = "vgg16")]
     backbone: String,
     /// flatten or gap.

@@ -86,10 +86,13 @@ fn apply_unary(op: u32, x: f32) -> f32 {
         case 12u: { return pow_any(x, p.scalar_a); }
         case 13u: { return select(0.0, 1.0, x > p.scalar_a); }
         case 14u: { return select(sign(x), x, is_nan(x)); }
+        case 15u: { return x * stable_sigmoid(x); }
+        case 16u: { return min_nan(max_nan(x + 3.0, 0.0), 6.0) / 6.0; }
+        case 17u: { return x * min_nan(max_nan(x + 3.0, 0.0), 6.0) / 6.0; }
         // dtype conversions (src/gpu/ops.rs): i32 bits to f32, f32 to i32 bits (toward zero,
         // saturating, NaN to 0, as Rust's `as`).
-        case 15u: { return f32(bitcast<i32>(x)); }
-        case 16u: {
+        case 30u: { return f32(bitcast<i32>(x)); }
+        case 31u: {
             // 2147483520 is the largest f32 below 2^31.
             var r = i32(clamp(x, -2147483648.0, 2147483520.0));
             r = select(r, 2147483647, x >= 2147483648.0);

@@ -29,6 +29,9 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ARCHS = {
     "resnet18": torchvision.models.resnet18,
     "resnet50": torchvision.models.resnet50,
+    "efficientnet_b0": torchvision.models.efficientnet_b0,
+    "mobilenet_v3_large": torchvision.models.mobilenet_v3_large,
+    "mobilenet_v3_small": torchvision.models.mobilenet_v3_small,
 }
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 

@@ -184,7 +184,7 @@ fn elementwise(t: &mut Runner, rng: &mut Rng) {
 fn unary(t: &mut Runner, rng: &mut Rng) {
     type F = fn(&Var) -> keel::autograd::Result<Var>;
     type G = fn(f64) -> f64;
-    let ops: [(&str, F, G, f32, f32); 13] = [
+    let ops: [(&str, F, G, f32, f32); 16] = [
         ("relu", |x| x.relu(), |x| x.max(0.0), -2.0, 2.0),
         ("relu6", |x| x.relu6(), |x| x.clamp(0.0, 6.0), -3.0, 9.0),
         (
@@ -216,6 +216,21 @@ fn unary(t: &mut Runner, rng: &mut Rng) {
             1.0,
         ),
         ("powf 3", |x| x.powf(3.0), |x| x * x * x, -1.5, 1.5),
+        ("silu", |x| x.silu(), |x| x / (1.0 + (-x).exp()), -4.0, 4.0),
+        (
+            "hard_sigmoid",
+            |x| x.hard_sigmoid(),
+            |x| (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            -5.0,
+            5.0,
+        ),
+        (
+            "hard_swish",
+            |x| x.hard_swish(),
+            |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            -5.0,
+            5.0,
+        ),
     ];
     for (name, op, f, lo, hi) in ops {
         for shape in [&[1][..], &[3, 7]] {

@@ -171,6 +171,9 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
         for (name, with_top, output) in [
             ("resnet18", 11_689_512, [7, 7, 512]),
             ("resnet50", 25_557_032, [7, 7, 2048]),
+            ("efficientnet_b0", 5_288_548, [7, 7, 1280]),
+            ("mobilenet_v3_large", 5_483_032, [7, 7, 960]),
+            ("mobilenet_v3_small", 2_542_856, [7, 7, 576]),
         ] {
             let top = backbones::by_name(name, &opts.clone().include_top(1000), &dev)?;
             count(
@@ -180,9 +183,11 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
                 with_top,
             );
             let free = backbones::by_name(name, &opts, &dev)?;
-            t.expect(free.output_shape() == output, "ResNet outputs", || {
-                format!("{name}: {:?}", free.output_shape())
-            });
+            t.expect(
+                free.output_shape() == output,
+                "torchvision backbones' outputs",
+                || format!("{name}: {:?}", free.output_shape()),
+            );
         }
         for name in backbones::NAMES {
             t.expect(

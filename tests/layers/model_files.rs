@@ -7,8 +7,8 @@ use crate::harness::{Rng, Runner};
 use keel::autograd::Var;
 use keel::layers::layers::{
     activation, avg_pool2d, batch_norm, conv2d, dense, depthwise_conv2d, dropout, flatten,
-    global_max_pool2d, max_pool2d, normalization, relu6, rescaling, residual, zero_padding2d,
-    Activation,
+    global_max_pool2d, max_pool2d, normalization, relu6, rescaling, residual, squeeze_excite,
+    zero_padding2d, Activation,
 };
 use keel::layers::{
     backbones, flatten_head, gap_head, load_model, save_model, save_weights, sequential, with_head,
@@ -57,6 +57,12 @@ fn every_layer(dev: &Device) -> keel::layers::Result<Sequential> {
             )
             .projection(sequential("widen_shortcut").add(conv2d(5, 1).name("widen_projection"))),
         )
+        .add(
+            squeeze_excite(2)
+                .activation(Activation::Silu)
+                .gate(Activation::HardSigmoid),
+        )
+        .add(activation(Activation::HardSwish))
         .add(max_pool2d(2).strides(1))
         .add(avg_pool2d(2).padding(Padding::Same))
         .add(flatten())

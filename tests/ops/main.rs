@@ -204,7 +204,7 @@ fn binary_broadcast(t: &mut Runner, rng: &mut Rng) {
 fn unary(t: &mut Runner, rng: &mut Rng) {
     type F = fn(&Tensor) -> keel::Result<Tensor>;
     type G = fn(f64) -> f64;
-    let ops: [(&str, F, G, f32, f32); 9] = [
+    let ops: [(&str, F, G, f32, f32); 12] = [
         ("relu", Tensor::relu, |x| x.max(0.0), -3.0, 3.0),
         ("relu6", Tensor::relu6, |x| x.clamp(0.0, 6.0), -8.0, 8.0),
         (
@@ -220,6 +220,27 @@ fn unary(t: &mut Runner, rng: &mut Rng) {
         ("sqrt", Tensor::sqrt, f64::sqrt, 0.0, 10.0),
         ("neg", Tensor::neg, |x| -x, -3.0, 3.0),
         ("abs", Tensor::abs, f64::abs, -3.0, 3.0),
+        (
+            "silu",
+            Tensor::silu,
+            |x| x / (1.0 + (-x).exp()),
+            -90.0,
+            90.0,
+        ),
+        (
+            "hard_sigmoid",
+            Tensor::hard_sigmoid,
+            |x| (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            -5.0,
+            5.0,
+        ),
+        (
+            "hard_swish",
+            Tensor::hard_swish,
+            |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            -5.0,
+            5.0,
+        ),
     ];
     for (name, op, f, lo, hi) in ops {
         for shape in [&[1][..], &[3, 7], &[5, 13, 3]] {

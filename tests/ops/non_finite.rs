@@ -22,7 +22,7 @@ fn exp(shape: Vec<usize>, data: Vec<f64>) -> Expected {
 pub fn unary(t: &mut Runner, rng: &mut Rng) {
     type F = fn(&Tensor) -> keel::Result<Tensor>;
     type G = fn(f64) -> f64;
-    let ops: [(&str, F, G); 17] = [
+    let ops: [(&str, F, G); 20] = [
         ("relu", Tensor::relu, |x| r::nan_max(x, 0.0)),
         ("relu6", Tensor::relu6, |x| {
             r::nan_min(r::nan_max(x, 0.0), 6.0)
@@ -58,6 +58,14 @@ pub fn unary(t: &mut Runner, rng: &mut Rng) {
             |x| f64::from(u8::from(x > 0.25)),
         ),
         ("sign", Tensor::sign, f64::signum),
+        // PyTorch: silu(−∞) and hard_swish(−∞) are NaN (−∞ · 0).
+        ("silu", Tensor::silu, |x| x * (1.0 / (1.0 + (-x).exp()))),
+        ("hard_sigmoid", Tensor::hard_sigmoid, |x| {
+            r::nan_min(r::nan_max(x + 3.0, 0.0), 6.0) / 6.0
+        }),
+        ("hard_swish", Tensor::hard_swish, |x| {
+            x * r::nan_min(r::nan_max(x + 3.0, 0.0), 6.0) / 6.0
+        }),
     ];
     for (name, op, f) in ops {
         let x = Input::with_non_finite(rng, &[7, 13], FRACTION);

@@ -291,6 +291,9 @@ pub(crate) fn unary_saves_output(op: UnaryOp) -> Option<bool> {
             Some(true)
         }
         UnaryOp::Relu6
+        | UnaryOp::Silu
+        | UnaryOp::HardSigmoid
+        | UnaryOp::HardSwish
         | UnaryOp::Log
         | UnaryOp::Abs
         | UnaryOp::PowScalar(_)
@@ -318,5 +321,25 @@ fn unary_grad(op: UnaryOp, saved: Option<&Tensor>, g: &Tensor) -> keel_tensor::R
         UnaryOp::MaxScalar(v) => g.mul(&s().above(v)?),
         UnaryOp::MinScalar(v) => g.mul(&s().above(v)?.affine(-1.0, 1.0)?),
         UnaryOp::Above(_) | UnaryOp::Sign => g.mul_scalar(0.0),
+        // s · (1 + x · (1 − s)), s = sigmoid(x).
+        UnaryOp::Silu => {
+            let sig = s().sigmoid()?;
+            let inner = s().mul(&sig.affine(-1.0, 1.0)?)?.add_scalar(1.0)?;
+            g.mul(&sig.mul(&inner)?)
+        }
+        // 1/6 inside (−3, 3), 0 outside.
+        UnaryOp::HardSigmoid => g.mul(
+            &s().above(-3.0)?
+                .sub(&s().above(3.0)?)?
+                .mul_scalar(1.0 / 6.0)?,
+        ),
+        // 0 below −3, x/3 + 1/2 up to 3, 1 above (PyTorch's hardswish_backward).
+        UnaryOp::HardSwish => {
+            let inside = s().above(-3.0)?.sub(&s().above(3.0)?)?;
+            let slope = inside
+                .mul(&s().affine(1.0 / 3.0, 0.5)?)?
+                .add(&s().above(3.0)?)?;
+            g.mul(&slope)
+        }
     }
 }

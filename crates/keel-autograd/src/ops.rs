@@ -25,6 +25,21 @@ impl Var {
     pub fn relu6(&self) -> Result<Var> {
         self.unary(UnaryOp::Relu6)
     }
+
+    /// x · sigmoid(x) (SiLU, swish).
+    pub fn silu(&self) -> Result<Var> {
+        self.unary(UnaryOp::Silu)
+    }
+
+    /// min(max(x + 3, 0), 6) / 6.
+    pub fn hard_sigmoid(&self) -> Result<Var> {
+        self.unary(UnaryOp::HardSigmoid)
+    }
+
+    /// x · min(max(x + 3, 0), 6) / 6 (hard-swish).
+    pub fn hard_swish(&self) -> Result<Var> {
+        self.unary(UnaryOp::HardSwish)
+    }
     /// 1 / (1 + e^-x)
     pub fn sigmoid(&self) -> Result<Var> {
         self.unary(UnaryOp::Sigmoid)

@@ -5,8 +5,8 @@
 use crate::layer::LayerSpec;
 use crate::layers::{
     activation, batch_norm, conv2d, dense, depthwise_conv2d, dropout, flatten, global_avg_pool2d,
-    global_max_pool2d, normalization, rescaling, residual, residual_if_same_shape, zero_padding2d,
-    Activation, PoolSpec,
+    global_max_pool2d, normalization, rescaling, residual, residual_if_same_shape, squeeze_excite,
+    zero_padding2d, Activation, PoolSpec,
 };
 use crate::sequential::{sequential, SequentialSpec};
 use keel_tensor::{Conv2dOptions, Padding, Pool2dOptions, PoolOp};
@@ -197,6 +197,17 @@ pub enum LayerConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         projection: Option<Box<LayerConfig>>,
     },
+    /// [`squeeze_excite`]
+    SqueezeExcite {
+        /// Layer name.
+        name: String,
+        /// Channels in the middle.
+        squeeze: usize,
+        /// Between the two convolutions.
+        activation: Activation,
+        /// On the scale.
+        gate: Activation,
+    },
     /// A [`Sequential`](crate::Sequential) model or block.
     Sequential {
         /// Model name.
@@ -223,6 +234,7 @@ impl LayerConfig {
             | LayerConfig::GlobalPooling2D { name, .. }
             | LayerConfig::Flatten { name }
             | LayerConfig::ZeroPadding2D { name, .. }
+            | LayerConfig::SqueezeExcite { name, .. }
             | LayerConfig::Sequential { name, .. } => name,
         }
     }
@@ -363,6 +375,17 @@ impl LayerConfig {
                     None => Box::new(spec),
                 }
             }
+            LayerConfig::SqueezeExcite {
+                name,
+                squeeze,
+                activation,
+                gate,
+            } => Box::new(
+                squeeze_excite(squeeze)
+                    .activation(activation)
+                    .gate(gate)
+                    .name(name),
+            ),
             LayerConfig::Sequential { .. } => Box::new(self.to_sequential_spec()),
         }
     }

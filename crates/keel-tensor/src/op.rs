@@ -91,6 +91,12 @@ pub enum UnaryOp {
     Above(f32),
     /// −1, 0 or 1 by the sign of x; NaN stays NaN
     Sign,
+    /// x · sigmoid(x) (SiLU, swish); −∞ gives NaN, as in PyTorch
+    Silu,
+    /// min(max(x + 3, 0), 6) / 6 (PyTorch's `hardsigmoid`, Keras 3's `hard_sigmoid`)
+    HardSigmoid,
+    /// x · min(max(x + 3, 0), 6) / 6 (MobileNetV3's hard-swish); −∞ gives NaN, as in PyTorch
+    HardSwish,
 }
 
 impl UnaryOp {
@@ -112,6 +118,9 @@ impl UnaryOp {
             UnaryOp::PowScalar(s) => (12, s, 0.0),
             UnaryOp::Above(s) => (13, s, 0.0),
             UnaryOp::Sign => (14, 0.0, 0.0),
+            UnaryOp::Silu => (15, 0.0, 0.0),
+            UnaryOp::HardSigmoid => (16, 0.0, 0.0),
+            UnaryOp::HardSwish => (17, 0.0, 0.0),
         }
     }
 
@@ -121,15 +130,8 @@ impl UnaryOp {
     pub(crate) fn apply(self, x: f32) -> f32 {
         match self {
             UnaryOp::Relu => nan_max(x, 0.0),
-            UnaryOp::Relu6 => nan_min(nan_max(x, 0.0), 6.0),
-            UnaryOp::Sigmoid => {
-                if x >= 0.0 {
-                    1.0 / (1.0 + (-x).exp())
-                } else {
-                    let e = x.exp();
-                    e / (1.0 + e)
-                }
-            }
+            UnaryOp::Relu6 => relu6(x),
+            UnaryOp::Sigmoid => sigmoid(x),
             UnaryOp::Tanh => x.tanh(),
             UnaryOp::Exp => x.exp(),
             UnaryOp::Log => x.ln(),
@@ -152,8 +154,28 @@ impl UnaryOp {
                     0.0
                 }
             }
+            UnaryOp::Silu => x * sigmoid(x),
+            UnaryOp::HardSigmoid => relu6(x + 3.0) / 6.0,
+            UnaryOp::HardSwish => x * relu6(x + 3.0) / 6.0,
         }
     }
+}
+
+/// 1 / (1 + e^-x) without overflow.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// min(max(x, 0), 6), NaN kept.
+#[inline(always)]
+fn relu6(x: f32) -> f32 {
+    nan_min(nan_max(x, 0.0), 6.0)
 }
 
 /// Elementwise functions of two tensors, with NumPy broadcasting.

@@ -5,7 +5,7 @@
 //! Padding is torchvision's symmetric (k − 1) / 2; batch norm uses ε = 1e-5 and PyTorch's
 //! momentum 0.1 (0.9 in Keras' convention).
 
-use super::BackboneOptions;
+use super::{make_divisible, BackboneOptions};
 use crate::layers::{
     batch_norm, conv2d, dense, depthwise_conv2d, dropout, global_avg_pool2d, relu6,
     residual_if_same_shape,
@@ -24,17 +24,6 @@ const SETTINGS: [(usize, usize, usize, usize); 7] = [
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 ];
-
-/// torchvision's `_make_divisible(v, 8)`: the nearest multiple of 8, at least 8 and not more
-/// than 10% below v.
-fn make_divisible(v: f32) -> usize {
-    let rounded = ((v + 4.0) as usize / 8 * 8).max(8);
-    if (rounded as f32) < 0.9 * v {
-        rounded + 8
-    } else {
-        rounded
-    }
-}
 
 fn pad(k: usize) -> Padding {
     Padding::uniform((k - 1) / 2)

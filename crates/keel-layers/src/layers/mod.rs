@@ -67,6 +67,7 @@ mod norm;
 mod pool;
 mod reshape;
 mod residual;
+mod squeeze_excite;
 
 pub use activation::{
     activation, relu, relu6, softmax, Activation, ActivationLayer, ActivationSpec,
@@ -84,3 +85,4 @@ pub use pool::{
 };
 pub use reshape::{flatten, zero_padding2d, Flatten, FlattenSpec, ZeroPadding2D, ZeroPaddingSpec};
 pub use residual::{residual, residual_if_same_shape, Residual, ResidualSpec};
+pub use squeeze_excite::{squeeze_excite, SqueezeExcite, SqueezeExciteSpec};

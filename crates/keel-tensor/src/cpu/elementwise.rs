@@ -29,6 +29,9 @@ pub(crate) fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
         U::PowScalar(s) => map(x, move |v| U::PowScalar(s).apply(v)),
         U::Above(s) => map(x, move |v| U::Above(s).apply(v)),
         U::Sign => map(x, |v| U::Sign.apply(v)),
+        U::Silu => map(x, |v| U::Silu.apply(v)),
+        U::HardSigmoid => map(x, |v| U::HardSigmoid.apply(v)),
+        U::HardSwish => map(x, |v| U::HardSwish.apply(v)),
     }
 }
 

@@ -278,8 +278,8 @@ pub(crate) fn unary(x: &GpuBuffer, len: usize, op: UnaryOp) -> Result<GpuBuffer>
 }
 
 /// The `unary` entry's codes for dtype conversions (after `UnaryOp::code`'s).
-const I32_TO_F32: u32 = 15;
-const F32_TO_I32: u32 = 16;
+const I32_TO_F32: u32 = 30;
+const F32_TO_I32: u32 = 31;
 
 /// The elements of `x` converted to `to` (i32 ↔ f32; f32 → i32 truncates, saturates, and
 /// makes NaN 0, as Rust's `as`) on the device.

@@ -28,6 +28,21 @@ impl Tensor {
     pub fn relu6(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Relu6)
     }
+
+    /// x · sigmoid(x) (SiLU, swish).
+    pub fn silu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Silu)
+    }
+
+    /// min(max(x + 3, 0), 6) / 6.
+    pub fn hard_sigmoid(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::HardSigmoid)
+    }
+
+    /// x · min(max(x + 3, 0), 6) / 6 (hard-swish).
+    pub fn hard_swish(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::HardSwish)
+    }
     /// Logistic sigmoid.
     pub fn sigmoid(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Sigmoid)

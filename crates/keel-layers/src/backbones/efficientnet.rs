@@ -1,0 +1,150 @@
+//! EfficientNet-B0 as torchvision builds it (`torchvision.models.efficientnet_b0`), with
+//! torchvision's module names (`features.0.0`, `features.2.1.block.2.fc1`, …, `classifier.1`):
+//! a strided 3×3 convolution to 32 channels, 16 mobile inverted-bottleneck blocks with
+//! squeeze-and-excitation, a 1×1 convolution to 1280 channels, and optionally average pooling,
+//! dropout and a classifier. SiLU throughout, torchvision's symmetric (k − 1) / 2 padding,
+//! batch norm ε = 1e-5 and PyTorch's momentum 0.1 (0.9 in Keras' convention). Stochastic depth
+//! only acts in training and is not applied.
+
+use super::BackboneOptions;
+use crate::layers::{
+    activation, batch_norm, conv2d, dense, depthwise_conv2d, dropout, global_avg_pool2d,
+    residual_if_same_shape, squeeze_excite, Activation,
+};
+use crate::sequential::{sequential, Sequential, SequentialSpec};
+use crate::{Error, Result};
+use keel_tensor::{Device, Padding};
+
+/// (expansion, kernel, first stride, output channels, repeats) of each stage, B0's table.
+const STAGES: [(usize, usize, usize, usize, usize); 7] = [
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+];
+
+/// Convolution without bias, batch norm and optionally SiLU (torchvision's
+/// `Conv2dNormActivation`), named `prefix.0`, `prefix.1`, `prefix.2`.
+fn conv_bn_silu(
+    model: SequentialSpec,
+    prefix: &str,
+    out: usize,
+    k: usize,
+    stride: usize,
+    depthwise: bool,
+    silu: bool,
+) -> SequentialSpec {
+    let padding = Padding::uniform((k - 1) / 2);
+    let conv = format!("{prefix}.0");
+    let model = if depthwise {
+        model.add(
+            depthwise_conv2d(k)
+                .strides(stride)
+                .padding(padding)
+                .use_bias(false)
+                .name(conv),
+        )
+    } else {
+        model.add(
+            conv2d(out, k)
+                .strides(stride)
+                .padding(padding)
+                .use_bias(false)
+                .name(conv),
+        )
+    };
+    let model = model.add(
+        batch_norm()
+            .epsilon(1e-5)
+            .momentum(0.9)
+            .name(format!("{prefix}.1")),
+    );
+    if silu {
+        model.add(activation(Activation::Silu).name(format!("{prefix}.2")))
+    } else {
+        model
+    }
+}
+
+/// Block `features.{stage}.{index}`.
+fn mb_conv(
+    name: &str,
+    inp: usize,
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    expand: usize,
+) -> SequentialSpec {
+    let hidden = inp * expand;
+    let mut body = sequential(name);
+    let mut part = 0;
+    if expand != 1 {
+        body = conv_bn_silu(body, &format!("{name}.block.0"), hidden, 1, 1, false, true);
+        part = 1;
+    }
+    body = conv_bn_silu(
+        body,
+        &format!("{name}.block.{part}"),
+        hidden,
+        kernel,
+        stride,
+        true,
+        true,
+    );
+    body = body.add(
+        squeeze_excite((inp / 4).max(1))
+            .activation(Activation::Silu)
+            .name(format!("{name}.block.{}", part + 1)),
+    );
+    conv_bn_silu(
+        body,
+        &format!("{name}.block.{}", part + 2),
+        out,
+        1,
+        1,
+        false,
+        false,
+    )
+}
+
+/// EfficientNet-B0. Without its top it outputs [h/32, w/32, 1280] (7×7×1280 at 224×224); with
+/// it, ImageNet logits: 5,288,548 trainable parameters. B0 is one width, so `alpha` must be 1.
+pub fn efficientnet_b0(options: &BackboneOptions, device: &Device) -> Result<Sequential> {
+    if options.alpha != 1.0 {
+        return Err(Error::layer(
+            "efficientnet_b0",
+            format!("has one width; alpha must be 1, got {}", options.alpha),
+        ));
+    }
+    let mut model = conv_bn_silu(
+        sequential("efficientnet_b0"),
+        "features.0",
+        32,
+        3,
+        2,
+        false,
+        true,
+    );
+    let mut channels = 32;
+    for (stage, (expand, kernel, stride, out, repeats)) in STAGES.into_iter().enumerate() {
+        for i in 0..repeats {
+            let stride = if i == 0 { stride } else { 1 };
+            let name = format!("features.{}.{i}", stage + 1);
+            model = model.add(residual_if_same_shape(mb_conv(
+                &name, channels, out, kernel, stride, expand,
+            )));
+            channels = out;
+        }
+    }
+    model = conv_bn_silu(model, "features.8", 1280, 1, 1, false, true);
+    if options.include_top {
+        model = model
+            .add(global_avg_pool2d().name("avgpool"))
+            .add(dropout(0.2).name("classifier.0"))
+            .add(dense(options.classes).name("classifier.1"));
+    }
+    options.build(model, device)
+}
