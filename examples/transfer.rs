@@ -45,8 +45,8 @@ struct Args {
     #[arg(long)]
     data: Option<PathBuf>,
     /// mobilenet_v2 (ImageNet weights committed), or with --weights: efficientnet_lite0,
-    /// efficientnet_b0, resnet18, resnet50, mobilenet_v3_large, mobilenet_v3_small, mobilenet,
-    /// vgg16.
+    /// efficientnet_b0, resnet18, resnet50, mobilenet_v3_large, mobilenet_v3_small,
+    /// convnext_tiny, mobilenet, vgg16.
     #[arg(long, default_value = "mobilenet_v2")]
     backbone: String,
     /// Backbone weights (safetensors or PyTorch .pth, keel or PyTorch layout).

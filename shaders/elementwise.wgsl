@@ -68,6 +68,15 @@ fn pow_any(x: f32, e: f32) -> f32 {
     return m;
 }
 
+// erf(x) to 1.5e-7 (Abramowitz and Stegun 7.1.26, as src/op.rs).
+fn erf_approx(x: f32) -> f32 {
+    let a = abs(x);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let poly = t * (0.2548296 + t * (-0.28449674 + t * (1.4214137 + t * (-1.4531521 + t * 1.0614054))));
+    let e = 1.0 - poly * exp(-a * a);
+    return select(select(e, -e, x < 0.0), x, is_nan(x));
+}
+
 // Op codes shared with src/gpu/ops.rs (UnaryOp::code).
 fn apply_unary(op: u32, x: f32) -> f32 {
     switch op {
@@ -89,6 +98,8 @@ fn apply_unary(op: u32, x: f32) -> f32 {
         case 15u: { return x * stable_sigmoid(x); }
         case 16u: { return min_nan(max_nan(x + 3.0, 0.0), 6.0) / 6.0; }
         case 17u: { return x * min_nan(max_nan(x + 3.0, 0.0), 6.0) / 6.0; }
+        case 18u: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678)); }
+        case 19u: { return 0.5 * (1.0 + erf_approx(x * 0.70710678)) + x * exp(-0.5 * x * x) * 0.3989423; }
         // dtype conversions (src/gpu/ops.rs): i32 bits to f32, f32 to i32 bits (toward zero,
         // saturating, NaN to 0, as Rust's `as`).
         case 30u: { return f32(bitcast<i32>(x)); }

@@ -32,6 +32,7 @@ ARCHS = {
     "efficientnet_b0": torchvision.models.efficientnet_b0,
     "mobilenet_v3_large": torchvision.models.mobilenet_v3_large,
     "mobilenet_v3_small": torchvision.models.mobilenet_v3_small,
+    "convnext_tiny": torchvision.models.convnext_tiny,
 }
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 

@@ -184,7 +184,7 @@ fn elementwise(t: &mut Runner, rng: &mut Rng) {
 fn unary(t: &mut Runner, rng: &mut Rng) {
     type F = fn(&Var) -> keel::autograd::Result<Var>;
     type G = fn(f64) -> f64;
-    let ops: [(&str, F, G, f32, f32); 16] = [
+    let ops: [(&str, F, G, f32, f32); 17] = [
         ("relu", |x| x.relu(), |x| x.max(0.0), -2.0, 2.0),
         ("relu6", |x| x.relu6(), |x| x.clamp(0.0, 6.0), -3.0, 9.0),
         (
@@ -224,6 +224,7 @@ fn unary(t: &mut Runner, rng: &mut Rng) {
             -5.0,
             5.0,
         ),
+        ("gelu", |x| x.gelu(), r::gelu, -3.0, 3.0),
         (
             "hard_swish",
             |x| x.hard_swish(),

@@ -31,6 +31,7 @@ fn main() {
             freezing_keeps_backbone_bit_identical,
         ),
         ("head_checks", head_checks),
+        ("layer_norm_and_scale", layer_norm_and_scale),
         ("weights_round_trip", weights_files::round_trip),
         ("weights_torch_layout", weights_files::torch_layout),
         ("weights_bad_files", weights_files::bad_files),
@@ -174,6 +175,7 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
             ("efficientnet_b0", 5_288_548, [7, 7, 1280]),
             ("mobilenet_v3_large", 5_483_032, [7, 7, 960]),
             ("mobilenet_v3_small", 2_542_856, [7, 7, 576]),
+            ("convnext_tiny", 28_589_128, [7, 7, 768]),
         ] {
             let top = backbones::by_name(name, &opts.clone().include_top(1000), &dev)?;
             count(
@@ -431,5 +433,39 @@ fn head_checks(t: &mut Runner, _rng: &mut Rng) {
         sizes == [32 * 16, 16, 16 * 3, 3],
         "a head's weights are counted without building it",
         || format!("{sizes:?}"),
+    );
+}
+
+/// Layer normalisation over the channels and a layer scale, against an f64 reference.
+fn layer_norm_and_scale(t: &mut Runner, rng: &mut Rng) {
+    use harness::{Expected, Input};
+    use keel::layers::layers::{layer_norm, layer_scale};
+    let x = Input::random_in(rng, &[2, 3, 4, 6], -3.0, 3.0);
+    let (eps, scale) = (1e-3f64, 0.5f64);
+    let want: Vec<f64> = x
+        .f64()
+        .chunks(6)
+        .flat_map(|row| {
+            let mean = row.iter().sum::<f64>() / 6.0;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 6.0;
+            row.iter()
+                .map(move |v| (v - mean) / (var + eps).sqrt() * scale)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    t.check(
+        "layer_norm then layer_scale(0.5), [2, 3, 4, 6]",
+        &[x],
+        |v: &[Tensor]| -> keel::layers::Result<Tensor> {
+            let model = keel::layers::sequential("ln")
+                .add(layer_norm())
+                .add(layer_scale(0.5))
+                .build(&[3, 4, 6], v[0].device(), 0)?;
+            model.predict(&v[0])
+        },
+        &Expected {
+            shape: vec![2, 3, 4, 6],
+            data: want,
+        },
     );
 }

@@ -7,8 +7,8 @@ use crate::harness::{Rng, Runner};
 use keel::autograd::Var;
 use keel::layers::layers::{
     activation, avg_pool2d, batch_norm, conv2d, dense, depthwise_conv2d, dropout, flatten,
-    global_max_pool2d, max_pool2d, normalization, relu6, rescaling, residual, squeeze_excite,
-    zero_padding2d, Activation,
+    global_max_pool2d, layer_norm, layer_scale, max_pool2d, normalization, relu6, rescaling,
+    residual, squeeze_excite, zero_padding2d, Activation,
 };
 use keel::layers::{
     backbones, flatten_head, gap_head, load_model, save_model, save_weights, sequential, with_head,
@@ -63,6 +63,9 @@ fn every_layer(dev: &Device) -> keel::layers::Result<Sequential> {
                 .gate(Activation::HardSigmoid),
         )
         .add(activation(Activation::HardSwish))
+        .add(layer_norm().epsilon(1e-6))
+        .add(layer_scale(0.5))
+        .add(activation(Activation::Gelu))
         .add(max_pool2d(2).strides(1))
         .add(avg_pool2d(2).padding(Padding::Same))
         .add(flatten())

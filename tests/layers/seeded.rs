@@ -38,6 +38,7 @@ fn torch_shape(w: &Weight) -> Vec<usize> {
         (Role::ConvKernel, &[h, k, i, o]) => vec![o, i, h, k],
         (Role::DepthwiseKernel, &[h, k, c, m]) => vec![c * m, 1, h, k],
         (Role::DenseKernel, &[i, o]) => vec![o, i],
+        (Role::LayerScale, &[c]) => vec![c, 1, 1],
         _ => keel,
     }
 }

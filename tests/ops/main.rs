@@ -204,7 +204,7 @@ fn binary_broadcast(t: &mut Runner, rng: &mut Rng) {
 fn unary(t: &mut Runner, rng: &mut Rng) {
     type F = fn(&Tensor) -> keel::Result<Tensor>;
     type G = fn(f64) -> f64;
-    let ops: [(&str, F, G, f32, f32); 12] = [
+    let ops: [(&str, F, G, f32, f32); 14] = [
         ("relu", Tensor::relu, |x| x.max(0.0), -3.0, 3.0),
         ("relu6", Tensor::relu6, |x| x.clamp(0.0, 6.0), -8.0, 8.0),
         (
@@ -240,6 +240,17 @@ fn unary(t: &mut Runner, rng: &mut Rng) {
             |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
             -5.0,
             5.0,
+        ),
+        ("gelu", Tensor::gelu, r::gelu, -8.0, 8.0),
+        (
+            "gelu derivative",
+            |x| x.unary(keel::tensor::UnaryOp::GeluDerivative),
+            |x| {
+                let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                0.5 * (1.0 + r::erf(x / std::f64::consts::SQRT_2)) + x * pdf
+            },
+            -8.0,
+            8.0,
         ),
     ];
     for (name, op, f, lo, hi) in ops {

@@ -22,7 +22,7 @@ fn exp(shape: Vec<usize>, data: Vec<f64>) -> Expected {
 pub fn unary(t: &mut Runner, rng: &mut Rng) {
     type F = fn(&Tensor) -> keel::Result<Tensor>;
     type G = fn(f64) -> f64;
-    let ops: [(&str, F, G); 20] = [
+    let ops: [(&str, F, G); 21] = [
         ("relu", Tensor::relu, |x| r::nan_max(x, 0.0)),
         ("relu6", Tensor::relu6, |x| {
             r::nan_min(r::nan_max(x, 0.0), 6.0)
@@ -66,6 +66,7 @@ pub fn unary(t: &mut Runner, rng: &mut Rng) {
         ("hard_swish", Tensor::hard_swish, |x| {
             x * r::nan_min(r::nan_max(x + 3.0, 0.0), 6.0) / 6.0
         }),
+        ("gelu", Tensor::gelu, r::gelu),
     ];
     for (name, op, f) in ops {
         let x = Input::with_non_finite(rng, &[7, 13], FRACTION);

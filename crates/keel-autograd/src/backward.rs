@@ -294,6 +294,8 @@ pub(crate) fn unary_saves_output(op: UnaryOp) -> Option<bool> {
         | UnaryOp::Silu
         | UnaryOp::HardSigmoid
         | UnaryOp::HardSwish
+        | UnaryOp::Gelu
+        | UnaryOp::GeluDerivative
         | UnaryOp::Log
         | UnaryOp::Abs
         | UnaryOp::PowScalar(_)
@@ -333,6 +335,16 @@ fn unary_grad(op: UnaryOp, saved: Option<&Tensor>, g: &Tensor) -> keel_tensor::R
                 .sub(&s().above(3.0)?)?
                 .mul_scalar(1.0 / 6.0)?,
         ),
+        UnaryOp::Gelu => g.mul(&s().unary(UnaryOp::GeluDerivative)?),
+        // φ(x) · (2 − x²)
+        UnaryOp::GeluDerivative => {
+            let pdf = s()
+                .mul(s())?
+                .mul_scalar(-0.5)?
+                .exp()?
+                .mul_scalar(0.398_942_3)?;
+            g.mul(&pdf.mul(&s().mul(s())?.affine(-1.0, 2.0)?)?)
+        }
         // 0 below −3, x/3 + 1/2 up to 3, 1 above (PyTorch's hardswish_backward).
         UnaryOp::HardSwish => {
             let inside = s().above(-3.0)?.sub(&s().above(3.0)?)?;

@@ -40,6 +40,11 @@ impl Var {
     pub fn hard_swish(&self) -> Result<Var> {
         self.unary(UnaryOp::HardSwish)
     }
+
+    /// The exact GELU, x · Φ(x).
+    pub fn gelu(&self) -> Result<Var> {
+        self.unary(UnaryOp::Gelu)
+    }
     /// 1 / (1 + e^-x)
     pub fn sigmoid(&self) -> Result<Var> {
         self.unary(UnaryOp::Sigmoid)

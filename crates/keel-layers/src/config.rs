@@ -5,8 +5,8 @@
 use crate::layer::LayerSpec;
 use crate::layers::{
     activation, batch_norm, conv2d, dense, depthwise_conv2d, dropout, flatten, global_avg_pool2d,
-    global_max_pool2d, normalization, rescaling, residual, residual_if_same_shape, squeeze_excite,
-    zero_padding2d, Activation, PoolSpec,
+    global_max_pool2d, layer_norm, layer_scale, normalization, rescaling, residual,
+    residual_if_same_shape, squeeze_excite, zero_padding2d, Activation, PoolSpec,
 };
 use crate::sequential::{sequential, SequentialSpec};
 use keel_tensor::{Conv2dOptions, Padding, Pool2dOptions, PoolOp};
@@ -197,6 +197,20 @@ pub enum LayerConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         projection: Option<Box<LayerConfig>>,
     },
+    /// [`layer_norm`]
+    LayerNormalization {
+        /// Layer name.
+        name: String,
+        /// Added to the variance.
+        epsilon: f32,
+    },
+    /// [`layer_scale`]
+    LayerScale {
+        /// Layer name.
+        name: String,
+        /// γ's initial value.
+        init: f32,
+    },
     /// [`squeeze_excite`]
     SqueezeExcite {
         /// Layer name.
@@ -235,6 +249,8 @@ impl LayerConfig {
             | LayerConfig::Flatten { name }
             | LayerConfig::ZeroPadding2D { name, .. }
             | LayerConfig::SqueezeExcite { name, .. }
+            | LayerConfig::LayerNormalization { name, .. }
+            | LayerConfig::LayerScale { name, .. }
             | LayerConfig::Sequential { name, .. } => name,
         }
     }
@@ -375,6 +391,10 @@ impl LayerConfig {
                     None => Box::new(spec),
                 }
             }
+            LayerConfig::LayerNormalization { name, epsilon } => {
+                Box::new(layer_norm().epsilon(epsilon).name(name))
+            }
+            LayerConfig::LayerScale { name, init } => Box::new(layer_scale(init).name(name)),
             LayerConfig::SqueezeExcite {
                 name,
                 squeeze,

@@ -57,6 +57,8 @@ pub enum Role {
     MovingMean,
     /// Batch-norm moving variance (never trainable).
     MovingVariance,
+    /// A per-channel factor (ConvNeXt's layer scale): `[C]` here, `[C, 1, 1]` in PyTorch.
+    LayerScale,
 }
 
 impl Role {
@@ -70,6 +72,7 @@ impl Role {
             Role::Beta => "beta",
             Role::MovingMean => "moving_mean",
             Role::MovingVariance => "moving_variance",
+            Role::LayerScale => "gamma",
         }
     }
 
@@ -80,6 +83,7 @@ impl Role {
             Role::Bias | Role::Beta => "bias",
             Role::MovingMean => "running_mean",
             Role::MovingVariance => "running_var",
+            Role::LayerScale => "layer_scale",
         }
     }
 

@@ -337,6 +337,7 @@ fn torch_shape(role: Role, keel: &[usize]) -> Vec<usize> {
         (Role::ConvKernel, &[h, w, i, o]) => vec![o, i, h, w],
         (Role::DepthwiseKernel, &[h, w, c, m]) => vec![c * m, 1, h, w],
         (Role::DenseKernel, &[i, o]) => vec![o, i],
+        (Role::LayerScale, &[c]) => vec![c, 1, 1],
         _ => keel.to_vec(),
     }
 }
@@ -452,6 +453,8 @@ fn from_torch(path: &Path, key: &str, w: &Weight, t: Tensor) -> Result<Tensor> {
                 _ => t.transpose(0, 1)?,
             }
         }
+        // [C, 1, 1] → [C].
+        Role::LayerScale if t.rank() == 3 && t.dims()[1..] == [1, 1] => t.reshape([t.dims()[0]])?,
         _ => t,
     })
 }

@@ -97,6 +97,11 @@ pub enum UnaryOp {
     HardSigmoid,
     /// x · min(max(x + 3, 0), 6) / 6 (MobileNetV3's hard-swish); −∞ gives NaN, as in PyTorch
     HardSwish,
+    /// x · Φ(x) = x / 2 · (1 + erf(x / √2)), the exact GELU (erf to 1.5e-7, Abramowitz and
+    /// Stegun 7.1.26); −∞ gives NaN (−∞ · 0)
+    Gelu,
+    /// GELU's derivative Φ(x) + x · φ(x), for its gradient
+    GeluDerivative,
 }
 
 impl UnaryOp {
@@ -121,6 +126,8 @@ impl UnaryOp {
             UnaryOp::Silu => (15, 0.0, 0.0),
             UnaryOp::HardSigmoid => (16, 0.0, 0.0),
             UnaryOp::HardSwish => (17, 0.0, 0.0),
+            UnaryOp::Gelu => (18, 0.0, 0.0),
+            UnaryOp::GeluDerivative => (19, 0.0, 0.0),
         }
     }
 
@@ -157,7 +164,28 @@ impl UnaryOp {
             UnaryOp::Silu => x * sigmoid(x),
             UnaryOp::HardSigmoid => relu6(x + 3.0) / 6.0,
             UnaryOp::HardSwish => x * relu6(x + 3.0) / 6.0,
+            UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            UnaryOp::GeluDerivative => {
+                let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                cdf + x * (-0.5 * x * x).exp() * 0.398_942_3 // 1 / √(2π)
+            }
         }
+    }
+}
+
+/// erf(x) to 1.5e-7 (Abramowitz and Stegun 7.1.26; `shaders/elementwise.wgsl` has the same).
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    let e = 1.0 - poly * (-a * a).exp();
+    if x.is_nan() {
+        x
+    } else {
+        e.copysign(x)
     }
 }
 

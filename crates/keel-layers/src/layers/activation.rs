@@ -31,6 +31,8 @@ pub enum Activation {
     /// x · min(max(x + 3, 0), 6) / 6 (Keras' `hard_silu`, `hard_swish`; PyTorch's `Hardswish`)
     #[serde(rename = "hard_silu")]
     HardSwish,
+    /// x · Φ(x), the exact GELU (Keras' `gelu` with `approximate=False`)
+    Gelu,
 }
 
 impl Activation {
@@ -46,6 +48,7 @@ impl Activation {
             Activation::Silu => x.silu()?,
             Activation::HardSigmoid => x.hard_sigmoid()?,
             Activation::HardSwish => x.hard_swish()?,
+            Activation::Gelu => x.gelu()?,
         })
     }
 
@@ -61,6 +64,7 @@ impl Activation {
             Activation::Silu => "silu",
             Activation::HardSigmoid => "hard_sigmoid",
             Activation::HardSwish => "hard_silu",
+            Activation::Gelu => "gelu",
         }
     }
 
@@ -81,6 +85,7 @@ impl Activation {
             Activation::Silu,
             Activation::HardSigmoid,
             Activation::HardSwish,
+            Activation::Gelu,
         ]
         .into_iter()
         .find(|a| a.keras_name() == name)

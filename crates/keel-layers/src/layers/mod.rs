@@ -63,6 +63,7 @@ mod conv;
 mod dense;
 mod dropout;
 mod kernel_bias;
+mod layer_norm;
 mod norm;
 mod pool;
 mod reshape;
@@ -75,6 +76,9 @@ pub use activation::{
 pub use conv::{conv2d, depthwise_conv2d, Conv2D, Conv2DSpec, DepthwiseConv2DSpec};
 pub use dense::{dense, Dense, DenseSpec};
 pub use dropout::{dropout, Dropout, DropoutSpec};
+pub use layer_norm::{
+    layer_norm, layer_scale, LayerNormSpec, LayerNormalization, LayerScale, LayerScaleSpec,
+};
 pub use norm::{
     batch_norm, normalization, rescaling, BatchNormSpec, BatchNormalization, Normalization,
     NormalizationSpec, Rescaling, RescalingSpec,

@@ -32,6 +32,8 @@ pub(crate) fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
         U::Silu => map(x, |v| U::Silu.apply(v)),
         U::HardSigmoid => map(x, |v| U::HardSigmoid.apply(v)),
         U::HardSwish => map(x, |v| U::HardSwish.apply(v)),
+        U::Gelu => map(x, |v| U::Gelu.apply(v)),
+        U::GeluDerivative => map(x, |v| U::GeluDerivative.apply(v)),
     }
 }
 

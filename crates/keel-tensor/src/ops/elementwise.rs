@@ -43,6 +43,11 @@ impl Tensor {
     pub fn hard_swish(&self) -> Result<Tensor> {
         self.unary(UnaryOp::HardSwish)
     }
+
+    /// The exact GELU, x · Φ(x).
+    pub fn gelu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Gelu)
+    }
     /// Logistic sigmoid.
     pub fn sigmoid(&self) -> Result<Tensor> {
         self.unary(UnaryOp::Sigmoid)
