@@ -32,6 +32,7 @@ fn main() {
         ),
         ("head_checks", head_checks),
         ("layer_norm_and_scale", layer_norm_and_scale),
+        ("stochastic_depth", stochastic_depth),
         ("weights_round_trip", weights_files::round_trip),
         ("weights_torch_layout", weights_files::torch_layout),
         ("weights_bad_files", weights_files::bad_files),
@@ -467,5 +468,62 @@ fn layer_norm_and_scale(t: &mut Runner, rng: &mut Rng) {
             shape: vec![2, 3, 4, 6],
             data: want,
         },
+    );
+}
+
+/// Stochastic depth: while training, each sample keeps its shortcut and either loses the block's
+/// output or gets it scaled by 1 / (1 − rate); the same samples on every device; inference
+/// unchanged.
+fn stochastic_depth(t: &mut Runner, rng: &mut Rng) {
+    use keel::layers::layers::{conv2d, residual};
+    let (n, rate) = (64, 0.5f32);
+    let x = rng.values(n * 2 * 2 * 3, -1.0, 1.0);
+    let mut kept_by_device = Vec::new();
+    for dev in t.devices().to_vec() {
+        let outcome = (|| -> keel::layers::Result<(Vec<f32>, Vec<f32>)> {
+            let model = keel::layers::sequential("sd")
+                .add(residual(keel::layers::sequential("body").add(conv2d(3, 1))).drop_path(rate))
+                .build(&[2, 2, 3], &dev, 9)?;
+            let input = Tensor::from_slice(&x, [n, 2, 2, 3], &dev)?;
+            let eval = model.predict(&input)?.to_vec()?;
+            let train = model
+                .forward(&Var::constant(input), true)?
+                .tensor()
+                .to_vec()?;
+            Ok((eval, train))
+        })();
+        let Ok((eval, train)) = outcome else {
+            t.expect(false, "stochastic depth runs", || {
+                format!("{:?} on {dev}", outcome.err())
+            });
+            continue;
+        };
+        let per_sample = 12;
+        let mut kept = Vec::new();
+        let mut consistent = true;
+        for i in 0..n {
+            let r = i * per_sample..(i + 1) * per_sample;
+            let branch: Vec<f32> = r.clone().map(|j| eval[j] - x[j]).collect();
+            let got: Vec<f32> = r.clone().map(|j| train[j] - x[j]).collect();
+            let dropped = got.iter().all(|v| v.abs() < 1e-6);
+            let scaled = got
+                .iter()
+                .zip(&branch)
+                .all(|(g, b)| (g - b / (1.0 - rate)).abs() < 1e-5);
+            consistent &= dropped || scaled;
+            kept.push(!dropped);
+        }
+        let count = kept.iter().filter(|k| **k).count();
+        t.expect(
+            consistent && (16..=48).contains(&count),
+            "each sample: block dropped, or kept and scaled by 2",
+            || format!("{count} of {n} kept, consistent: {consistent}, on {dev}"),
+        );
+        kept_by_device.push(kept);
+    }
+    t.expect(
+        kept_by_device.windows(2).all(|w| w[0] == w[1]),
+        "the same samples dropped on every device",
+        || "masks differ".into(),
     );
 }

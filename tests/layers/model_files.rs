@@ -46,11 +46,14 @@ fn every_layer(dev: &Device) -> keel::layers::Result<Sequential> {
         )
         .add(batch_norm().momentum(0.9).epsilon(1e-5))
         .add(relu6())
-        .add(residual(
-            sequential("block")
-                .add(conv2d(12, 1).dilation(1).name("block_conv"))
-                .add(activation(Activation::Sigmoid)),
-        ))
+        .add(
+            residual(
+                sequential("block")
+                    .add(conv2d(12, 1).dilation(1).name("block_conv"))
+                    .add(activation(Activation::Sigmoid)),
+            )
+            .drop_path(0.1),
+        )
         .add(
             residual(
                 sequential("widen").add(conv2d(5, 3).padding(Padding::Same).name("widen_conv")),

@@ -26,6 +26,11 @@ enum PaddingDef {
     },
 }
 
+/// Whether a rate is zero (and so left out of a model file).
+fn is_zero(rate: &f32) -> bool {
+    *rate == 0.0
+}
+
 /// Which pooling function, as written in a model file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -196,6 +201,9 @@ pub enum LayerConfig {
         /// The shortcut's own layers (a `Sequential`), when it is not the identity.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         projection: Option<Box<LayerConfig>>,
+        /// Stochastic depth's rate (0: none).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        drop_path: f32,
     },
     /// [`layer_norm`]
     LayerNormalization {
@@ -379,6 +387,7 @@ impl LayerConfig {
                 body,
                 only_if_same_shape,
                 projection,
+                drop_path,
             } => {
                 let body = body.to_sequential_spec();
                 let spec = if only_if_same_shape {
@@ -386,6 +395,7 @@ impl LayerConfig {
                 } else {
                     residual(body)
                 };
+                let spec = spec.drop_path(drop_path);
                 match projection {
                     Some(p) => Box::new(spec.projection(p.to_sequential_spec())),
                     None => Box::new(spec),

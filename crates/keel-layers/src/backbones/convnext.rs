@@ -4,8 +4,8 @@
 //! blocks (7×7 depthwise convolution, layer norm, a 4× wider Dense with GELU and back, a
 //! per-channel layer scale, identity shortcut) separated by layer norm and a 2×2 stride-2
 //! convolution, and optionally pooling, layer norm and the classifier. Layer norm ε = 1e-6;
-//! keel's NHWC layout makes torchvision's permutes unnecessary. Stochastic depth acts in
-//! training only and is not applied.
+//! keel's NHWC layout makes torchvision's permutes unnecessary. Stochastic depth rises from 0
+//! to 0.1 over the blocks (training only).
 
 use super::BackboneOptions;
 use crate::layers::{
@@ -25,7 +25,7 @@ fn norm(name: String) -> LayerNormSpec {
 
 /// Block `features.{stage}.{index}` of `dim` channels (its layer scale takes the block's name,
 /// as torchvision's `layer_scale` parameter belongs to the block itself).
-fn block(name: &str, dim: usize) -> ResidualSpec {
+fn block(name: &str, dim: usize, drop_path: f32) -> ResidualSpec {
     let body = sequential(format!("{name}.block"))
         .add(
             depthwise_conv2d(7)
@@ -37,7 +37,7 @@ fn block(name: &str, dim: usize) -> ResidualSpec {
         .add(activation(Activation::Gelu).name(format!("{name}.block.4")))
         .add(dense(dim).name(format!("{name}.block.5")))
         .add(layer_scale(1e-6).name(name));
-    residual(body)
+    residual(body).drop_path(drop_path)
 }
 
 /// ConvNeXt-Tiny. Without its top it outputs [h/32, w/32, 768] (7×7×768 at 224×224); with
@@ -52,17 +52,20 @@ pub fn convnext_tiny(options: &BackboneOptions, device: &Device) -> Result<Seque
     let mut model = sequential("convnext_tiny")
         .add(conv2d(STAGES[0].0, 4).strides(4).name("features.0.0"))
         .add(norm("features.0.1".into()));
+    let total: usize = STAGES.iter().map(|s| s.1).sum();
+    let mut index = 0;
     for (stage, (dim, blocks)) in STAGES.into_iter().enumerate() {
-        let index = 1 + 2 * stage;
+        let feature = 1 + 2 * stage;
         if stage > 0 {
-            model = model.add(norm(format!("features.{}.0", index - 1))).add(
-                conv2d(dim, 2)
-                    .strides(2)
-                    .name(format!("features.{}.1", index - 1)),
-            );
+            let downsample = format!("features.{}", feature - 1);
+            model = model
+                .add(norm(format!("{downsample}.0")))
+                .add(conv2d(dim, 2).strides(2).name(format!("{downsample}.1")));
         }
         for i in 0..blocks {
-            model = model.add(block(&format!("features.{index}.{i}"), dim));
+            let drop_path = 0.1 * index as f32 / (total - 1) as f32;
+            model = model.add(block(&format!("features.{feature}.{i}"), dim, drop_path));
+            index += 1;
         }
     }
     if options.include_top {

@@ -3,8 +3,8 @@
 //! a strided 3×3 convolution to 32 channels, 16 mobile inverted-bottleneck blocks with
 //! squeeze-and-excitation, a 1×1 convolution to 1280 channels, and optionally average pooling,
 //! dropout and a classifier. SiLU throughout, torchvision's symmetric (k − 1) / 2 padding,
-//! batch norm ε = 1e-5 and PyTorch's momentum 0.1 (0.9 in Keras' convention). Stochastic depth
-//! only acts in training and is not applied.
+//! batch norm ε = 1e-5 and PyTorch's momentum 0.1 (0.9 in Keras' convention), stochastic depth
+//! rising from 0 to 0.2 over the blocks (training only).
 
 use super::BackboneOptions;
 use crate::layers::{
@@ -128,14 +128,18 @@ pub fn efficientnet_b0(options: &BackboneOptions, device: &Device) -> Result<Seq
         false,
         true,
     );
-    let mut channels = 32;
+    let (mut channels, mut index) = (32, 0);
+    let blocks: usize = STAGES.iter().map(|s| s.4).sum();
     for (stage, (expand, kernel, stride, out, repeats)) in STAGES.into_iter().enumerate() {
         for i in 0..repeats {
             let stride = if i == 0 { stride } else { 1 };
             let name = format!("features.{}.{i}", stage + 1);
-            model = model.add(residual_if_same_shape(mb_conv(
-                &name, channels, out, kernel, stride, expand,
-            )));
+            let drop_path = 0.2 * index as f32 / blocks as f32;
+            index += 1;
+            model = model.add(
+                residual_if_same_shape(mb_conv(&name, channels, out, kernel, stride, expand))
+                    .drop_path(drop_path),
+            );
             channels = out;
         }
     }

@@ -7,6 +7,8 @@ use crate::layer::{BuildContext, Layer, LayerSpec, Weight};
 use crate::sequential::{Sequential, SequentialSpec};
 use crate::{Error, Result};
 use keel_autograd::Var;
+use keel_tensor::Tensor;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A block of layers with an identity shortcut around it when the shapes allow (always, or only
 /// when input and output shapes agree).
@@ -14,6 +16,7 @@ pub struct ResidualSpec {
     body: SequentialSpec,
     only_if_same_shape: bool,
     projection: Option<SequentialSpec>,
+    drop_path: f32,
 }
 
 /// x + body(x); building fails if the body changes the shape.
@@ -22,6 +25,7 @@ pub fn residual(body: SequentialSpec) -> ResidualSpec {
         body,
         only_if_same_shape: false,
         projection: None,
+        drop_path: 0.0,
     }
 }
 
@@ -32,6 +36,7 @@ pub fn residual_if_same_shape(body: SequentialSpec) -> ResidualSpec {
         body,
         only_if_same_shape: true,
         projection: None,
+        drop_path: 0.0,
     }
 }
 
@@ -42,6 +47,14 @@ impl ResidualSpec {
         self.projection = Some(shortcut);
         self
     }
+
+    /// Stochastic depth (torchvision's `StochasticDepth(rate, "row")`): while training, each
+    /// sample's block output is dropped with probability `rate` and the kept ones scaled by
+    /// 1 / (1 − rate), leaving the shortcut; inference is unchanged.
+    pub fn drop_path(mut self, rate: f32) -> Self {
+        self.drop_path = rate;
+        self
+    }
 }
 
 /// A built residual block.
@@ -50,6 +63,10 @@ pub struct Residual {
     shortcut: bool,
     only_if_same_shape: bool,
     projection: Option<Sequential>,
+    drop_path: f32,
+    seed: u64,
+    /// Training calls so far: the stochastic-depth masks' counter.
+    calls: AtomicU64,
 }
 
 impl LayerSpec for ResidualSpec {
@@ -61,6 +78,13 @@ impl LayerSpec for ResidualSpec {
     }
     fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
         let body = self.body.build_on(ctx)?;
+        if !(0.0..1.0).contains(&self.drop_path) {
+            return Err(Error::layer(
+                body.name(),
+                format!("stochastic depth rate {} must be in [0, 1)", self.drop_path),
+            ));
+        }
+        let (drop_path, seed, calls) = (self.drop_path, ctx.seed, AtomicU64::new(0));
         if let Some(spec) = self.projection {
             let projection = spec.build_on(ctx)?;
             if projection.output_shape() != body.output_shape() {
@@ -79,6 +103,9 @@ impl LayerSpec for ResidualSpec {
                 shortcut: true,
                 only_if_same_shape: false,
                 projection: Some(projection),
+                drop_path,
+                seed,
+                calls,
             }));
         }
         let same = body.output_shape() == ctx.input;
@@ -97,6 +124,9 @@ impl LayerSpec for ResidualSpec {
             shortcut: same,
             only_if_same_shape: self.only_if_same_shape,
             projection: None,
+            drop_path,
+            seed,
+            calls,
         }))
     }
 }
@@ -116,7 +146,15 @@ impl Layer for Residual {
         self.body.output_shape()
     }
     fn forward(&self, x: &Var, training: bool) -> Result<Var> {
-        let y = self.body.forward(x, training)?;
+        let mut y = self.body.forward(x, training)?;
+        if training && self.shortcut && self.drop_path > 0.0 {
+            let call = self.calls.fetch_add(1, Ordering::Relaxed);
+            let mut per_sample = vec![1; y.dims().len()];
+            per_sample[0] = y.dims()[0];
+            let seed = self.seed ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mask = Tensor::dropout_mask(self.drop_path, seed, per_sample, y.tensor().device())?;
+            y = y.mul(&Var::constant(mask))?;
+        }
         match (&self.projection, self.shortcut) {
             (Some(p), _) => Ok(p.forward(x, training)?.add(&y)?),
             (None, true) => Ok(x.add(&y)?),
@@ -144,6 +182,13 @@ impl Layer for Residual {
             body: Box::new(self.body.config()),
             only_if_same_shape: self.only_if_same_shape,
             projection: self.projection.as_ref().map(|p| Box::new(p.config())),
+            drop_path: self.drop_path,
         }
+    }
+    fn draws(&self) -> Option<u64> {
+        (self.drop_path > 0.0).then(|| self.calls.load(Ordering::Relaxed))
+    }
+    fn set_draws(&self, draws: u64) {
+        self.calls.store(draws, Ordering::Relaxed);
     }
 }
