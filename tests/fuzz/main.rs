@@ -1,5 +1,5 @@
-//! Bounded fuzzing of the readers of files that come from outside: the safetensors and PyTorch
-//! `.pth` weights readers, the idx reader, the image-folder indexer (with decoding) and the
+//! Bounded fuzzing of the readers of files that come from outside: the safetensors, PyTorch
+//! `.pth` and Keras HDF5 weights readers, the idx reader, the image-folder indexer (with decoding) and the
 //! saved-model loader.
 //! Each target starts from real files keel writes or reads, mutates them (truncations, bit
 //! flips, overwritten bytes, cut or doubled chunks, and lying lengths, shapes, offsets and
@@ -292,6 +292,28 @@ fn pth_target() -> Target {
     }
 }
 
+/// Keras HDF5 files: Keras 3's `.weights.h5` and the legacy `.h5` of `model.save`.
+fn keras_target() -> Target {
+    let fixture = |name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        std::fs::read(path).expect("fixture")
+    };
+    Target {
+        name: "keras_h5",
+        seeds: ["keras_small.weights.h5", "keras_small.h5"]
+            .map(fixture)
+            .to_vec(),
+        file: "weights.h5",
+        run: Box::new(|p| {
+            read_tensors(p, &Device::cpu())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }),
+    }
+}
+
 fn idx_target(dir: &Path) -> Target {
     // Images (rank 3) and labels (rank 1), raw and gzip'd.
     let mut images = vec![0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 4, 0, 0, 0, 3];
@@ -391,6 +413,7 @@ fn main() {
     let targets = [
         safetensors_target(&seeds),
         pth_target(),
+        keras_target(),
         idx_target(&seeds),
         folder_target(&seeds),
         model_target(&seeds),

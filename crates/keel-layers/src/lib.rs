@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod head;
 mod init;
+mod keras_file;
 mod layer;
 pub mod layers;
 mod model_file;

@@ -126,9 +126,10 @@ pub(crate) fn serialize(
     safetensors::serialize(views, metadata).map_err(|e| weights_error(path, e.to_string()))
 }
 
-/// Loads the weights of `model` from a safetensors file or a PyTorch `.pth` / `.pt` file (a
-/// state dict saved by `torch.save`, zip or legacy format, told apart by their first bytes).
-/// A `.pth` file is read by a restricted unpickler that never runs anything from the file.
+/// Loads the weights of `model` from a safetensors file, a PyTorch `.pth` / `.pt` file (a
+/// state dict saved by `torch.save`, zip or legacy format) or a Keras `.h5` / `.weights.h5`
+/// file, told apart by their first bytes. A `.pth` file is read by a restricted unpickler that
+/// never runs anything from the file; a Keras file's weights are matched by layer name.
 pub fn load_weights(
     model: &dyn Layer,
     path: impl AsRef<Path>,
@@ -139,11 +140,22 @@ pub fn load_weights(
         path: path.to_path_buf(),
         source,
     })?;
+    if crate::keras_file::is_hdf5(&bytes) {
+        let file = crate::keras_file::read(path)?;
+        let named = crate::keras_file::keras_names(path, model, file, options.rename)?;
+        let keras = LoadOptions {
+            layout: Layout::Keras,
+            rename: None,
+            ..options
+        };
+        return load_from(model, &named, path, keras);
+    }
     load_from(model, &file_tensors(path, &bytes)?, path, options)
 }
 
-/// Every floating-point tensor (f32, f64, f16, bf16) of a safetensors or PyTorch file, as f32
-/// on `device`, by name. Integer tensors (PyTorch's `num_batches_tracked`) are left out.
+/// Every floating-point tensor (f32, f64, f16, bf16) of a safetensors, PyTorch or HDF5 file,
+/// as f32 on `device`, by name (an HDF5 dataset by its path). Integer tensors (PyTorch's
+/// `num_batches_tracked`) are left out.
 pub fn read_tensors(path: impl AsRef<Path>, device: &Device) -> Result<BTreeMap<String, Tensor>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
@@ -157,9 +169,12 @@ pub fn read_tensors(path: impl AsRef<Path>, device: &Device) -> Result<BTreeMap<
         .collect()
 }
 
-/// The tensors of a safetensors or PyTorch file, told apart by their first bytes.
+/// The tensors of a safetensors, PyTorch or HDF5 file (by their paths), told apart by their
+/// first bytes.
 fn file_tensors<'a>(path: &Path, bytes: &'a [u8]) -> Result<FileTensors<'a>> {
-    if crate::torch_file::is_torch_file(bytes) {
+    if crate::keras_file::is_hdf5(bytes) {
+        crate::keras_file::read(path)
+    } else if crate::torch_file::is_torch_file(bytes) {
         crate::torch_file::read(path, bytes)
     } else {
         Ok(safetensors_tensors(&parse(path, bytes)?))

@@ -20,7 +20,7 @@ pub use mobilenet::mobilenet;
 pub use mobilenet_v2::{mobilenet_v2, mobilenet_v2_timm_key};
 pub use mobilenet_v3::{mobilenet_v3_large, mobilenet_v3_small};
 pub use resnet::{resnet18, resnet50};
-pub use vgg16::vgg16;
+pub use vgg16::{vgg16, vgg16_hed_key};
 
 /// torchvision's `_make_divisible(v, 8)`: the nearest multiple of 8, at least 8 and not more
 /// than 10% below v.

