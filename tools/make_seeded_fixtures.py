@@ -13,8 +13,10 @@ the tensor's name, and only PyTorch's logits are kept. For a tensor named NAME w
     v_i  = (z_i >> 40) / 2^24 · 2 − 1          (exactly, in f32)
 
 scaled by what the tensor is (f32 arithmetic): kernels (rank ≥ 2) × f32(1 / sqrt(fan_in)),
-`*.weight` of rank 1 (batch-norm γ) 1 + 0.25 v, `running_var` 1 + 0.25 v, every other tensor
-(biases, β, `running_mean`) 0.1 v; `num_batches_tracked` is left alone. The input `input`
+fan_in being every axis but the first in PyTorch's layout and every axis but the last in
+Keras'; `*.weight` of rank 1 (batch-norm γ) and `running_var` (Keras: `*/gamma`,
+`*/moving_variance`) 1 + 0.25 v; every other tensor (biases, β, means) 0.1 v;
+`num_batches_tracked` is left alone. The input `input`
 ([2, 3, 64, 64], NCHW) is v unscaled. PyTorch computes the logits in f64 (eval mode).
 Writes tests/fixtures/seeded_logits.safetensors: `ARCH` → logits [2, 1000], f32.
 """
@@ -53,12 +55,12 @@ def uniform(name, n):
     return (z >> np.uint64(40)).astype(np.float32) / np.float32(1 << 24) * np.float32(2) - np.float32(1)
 
 
-def seeded(name, shape):
+def seeded(name, shape, keras=False):
     v = uniform(name, int(np.prod(shape)))
     if len(shape) >= 2:
-        fan_in = int(np.prod(shape[1:]))
+        fan_in = int(np.prod(shape[:-1] if keras else shape[1:]))
         v = v * np.float32(1.0 / np.sqrt(fan_in))
-    elif name.endswith(".weight") or name.endswith("running_var"):
+    elif name.endswith((".weight", "running_var", "/gamma", "/moving_variance")):
         v = np.float32(1) + np.float32(0.25) * v
     else:
         v = np.float32(0.1) * v

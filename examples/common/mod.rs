@@ -71,7 +71,7 @@ pub fn check_output_folder(path: &std::path::Path, flag: &str) -> Result<(), Str
 pub fn backbone_preset(backbone: &str) -> keel::data::Preset {
     use keel::data::Preset;
     match backbone {
-        "vgg16" => Preset::Caffe,
+        "vgg16" | "keras_resnet50" => Preset::Caffe,
         "mobilenet" | "efficientnet_lite0" => Preset::Tf,
         _ => Preset::Torchvision,
     }

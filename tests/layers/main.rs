@@ -59,6 +59,7 @@ fn main() {
             "golden_seeded_torchvision",
             seeded::torchvision_architectures,
         ),
+        ("golden_seeded_keras", seeded::keras_architectures),
     ];
     run_tests(tests, 31);
 }
@@ -178,11 +179,12 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
             ("mobilenet_v3_large", 5_483_032, [7, 7, 960]),
             ("mobilenet_v3_small", 2_542_856, [7, 7, 576]),
             ("convnext_tiny", 28_589_128, [7, 7, 768]),
+            ("keras_resnet50", 25_583_592, [7, 7, 2048]),
         ] {
             let top = backbones::by_name(name, &opts.clone().include_top(1000), &dev)?;
             count(
                 t,
-                &format!("{name} with top: trainable (torchvision's)"),
+                &format!("{name} with top: trainable (torchvision's or Keras')"),
                 summary(&top).trainable,
                 with_top,
             );

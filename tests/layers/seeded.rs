@@ -1,7 +1,8 @@
-//! Full-size torchvision architectures against PyTorch without committing their weights: every
-//! tensor is drawn from a generator seeded by its name, the same one `tools/make_seeded_fixtures.py`
-//! implements (see there for the rule), and only PyTorch's f64 logits are committed
-//! (`tests/fixtures/seeded_logits.safetensors`).
+//! Full-size torchvision and Keras Applications architectures against PyTorch and Keras
+//! without committing their weights: every tensor is drawn from a generator seeded by its name,
+//! the same one `tools/make_seeded_fixtures.py` implements (see there for the rule), and only
+//! the reference library's outputs are committed (`tests/fixtures/seeded_logits.safetensors`,
+//! `keras_seeded_io.safetensors`).
 
 use crate::harness::{Rng, Runner};
 use keel::layers::{
@@ -43,28 +44,39 @@ fn torch_shape(w: &Weight) -> Vec<usize> {
     }
 }
 
-/// The seeded values of the tensor `name` of PyTorch shape `shape`.
-fn seeded(name: &str, shape: &[usize]) -> Vec<f32> {
+/// The seeded values of the tensor `name` of shape `shape` in `layout`: PyTorch's fan-in is
+/// over every axis but the first, Keras' over every axis but the last.
+fn seeded(name: &str, shape: &[usize], layout: Layout) -> Vec<f32> {
     let v = uniform(name, shape.iter().product());
     if shape.len() >= 2 {
-        let fan_in: usize = shape[1..].iter().product();
+        let fan_in: usize = match layout {
+            Layout::Torch => shape[1..].iter().product(),
+            _ => shape[..shape.len() - 1].iter().product(),
+        };
         let scale = (1.0 / (fan_in as f64).sqrt()) as f32;
         v.into_iter().map(|x| x * scale).collect()
-    } else if name.ends_with(".weight") || name.ends_with("running_var") {
+    } else if [".weight", "running_var", "/gamma", "/moving_variance"]
+        .iter()
+        .any(|s| name.ends_with(s))
+    {
         v.into_iter().map(|x| 1.0 + 0.25 * x).collect()
     } else {
         v.into_iter().map(|x| 0.1 * x).collect()
     }
 }
 
-/// `model`'s weights drawn by the seeded rule, as a PyTorch-layout safetensors file.
-fn seeded_file(model: &dyn Layer, path: &Path) {
+/// `model`'s weights drawn by the seeded rule, as a safetensors file in `layout` (Torch or
+/// Keras).
+fn seeded_file(model: &dyn Layer, path: &Path, layout: Layout) {
     let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = model
         .weights()
         .iter()
         .map(|w| {
-            let (key, shape) = (w.torch_key(), torch_shape(w));
-            let bytes = seeded(&key, &shape)
+            let (key, shape) = match layout {
+                Layout::Torch => (w.torch_key(), torch_shape(w)),
+                _ => (w.keras_key(), w.param.value().dims().to_vec()),
+            };
+            let bytes = seeded(&key, &shape, layout)
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
                 .collect();
@@ -86,32 +98,46 @@ fn seeded_file(model: &dyn Layer, path: &Path) {
 
 /// Each architecture on every device: PyTorch's logits within 1e-4 of the largest.
 pub fn torchvision_architectures(t: &mut Runner, _rng: &mut Rng) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let expected = keel::layers::read_tensors(
-        root.join("tests/fixtures/seeded_logits.safetensors"),
-        &Device::cpu(),
-    )
-    .expect("fixture");
-    // The input, NCHW as drawn, to NHWC.
-    let nchw = uniform("input", 2 * 3 * 64 * 64);
-    let mut x = vec![0.0; nchw.len()];
-    for (i, v) in nchw.iter().enumerate() {
-        let (n, c, hw) = (i / (3 * 64 * 64), i / (64 * 64) % 3, i % (64 * 64));
-        x[(n * 64 * 64 + hw) * 3 + c] = *v;
-    }
     let options = BackboneOptions::default().input(64, 64).include_top(1000);
+    architectures(t, "seeded_logits.safetensors", Layout::Torch, &options);
+}
+
+/// Keras Applications' forms on every device: Keras' outputs within 1e-4 of the largest.
+pub fn keras_architectures(t: &mut Runner, _rng: &mut Rng) {
+    let options = BackboneOptions::default().input(64, 64);
+    architectures(t, "keras_seeded_io.safetensors", Layout::Keras, &options);
+}
+
+/// Every architecture of `fixture` with seeded weights in `layout`, against its outputs.
+fn architectures(t: &mut Runner, fixture: &str, layout: Layout, options: &BackboneOptions) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let expected =
+        keel::layers::read_tensors(root.join("tests/fixtures").join(fixture), &Device::cpu())
+            .expect("fixture");
+    // The input: drawn NCHW for PyTorch (moved to NHWC), NHWC for Keras.
+    let drawn = uniform("input", 2 * 3 * 64 * 64);
+    let x: Vec<f32> = if layout == Layout::Torch {
+        let mut x = vec![0.0; drawn.len()];
+        for (i, v) in drawn.iter().enumerate() {
+            let (n, c, hw) = (i / (3 * 64 * 64), i / (64 * 64) % 3, i % (64 * 64));
+            x[(n * 64 * 64 + hw) * 3 + c] = *v;
+        }
+        x
+    } else {
+        drawn
+    };
     let dir = std::env::temp_dir().join(format!("keel-seeded-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch");
     for (arch, want) in &expected {
-        let want = want.to_vec().expect("logits");
+        let want = want.to_vec().expect("outputs");
         let largest = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for dev in t.devices().to_vec() {
             let outcome = (|| -> keel::layers::Result<Vec<f32>> {
-                let model = backbones::by_name(arch, &options, &dev)?;
+                let model = backbones::by_name(arch, options, &dev)?;
                 let path = dir.join(format!("{arch}.safetensors"));
-                seeded_file(&model, &path);
+                seeded_file(&model, &path, layout);
                 let strict = LoadOptions {
-                    layout: Layout::Torch,
+                    layout,
                     strict: true,
                     rename: None,
                 };
@@ -128,8 +154,8 @@ pub fn torchvision_architectures(t: &mut Runner, _rng: &mut Rng) {
                         .fold(0.0f32, f32::max);
                     t.expect(
                         got.len() == want.len() && worst <= 1e-4 * largest,
-                        "torchvision's logits within 1e-4 of the largest",
-                        || format!("{arch} on {dev}: difference {worst:.2e}, largest logit {largest:.3}"),
+                        "the reference library's outputs within 1e-4 of the largest",
+                        || format!("{arch} on {dev}: difference {worst:.2e}, largest {largest:.3}"),
                     );
                 }
                 Err(e) => t.expect(false, "the seeded architecture runs", || {

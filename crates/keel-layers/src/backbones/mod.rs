@@ -7,6 +7,7 @@
 mod convnext;
 mod efficientnet;
 mod efficientnet_lite;
+mod keras_resnet;
 mod mobilenet;
 mod mobilenet_v2;
 mod mobilenet_v3;
@@ -16,6 +17,7 @@ mod vgg16;
 pub use convnext::convnext_tiny;
 pub use efficientnet::efficientnet_b0;
 pub use efficientnet_lite::efficientnet_lite0;
+pub use keras_resnet::keras_resnet50;
 pub use mobilenet::mobilenet;
 pub use mobilenet_v2::{mobilenet_v2, mobilenet_v2_timm_key};
 pub use mobilenet_v3::{mobilenet_v3_large, mobilenet_v3_small};
@@ -34,7 +36,7 @@ pub(crate) fn make_divisible(v: f32) -> usize {
 }
 
 /// The backbones [`by_name`] builds.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 11] = [
     "mobilenet_v2",
     "mobilenet",
     "vgg16",
@@ -45,6 +47,7 @@ pub const NAMES: [&str; 10] = [
     "mobilenet_v3_large",
     "mobilenet_v3_small",
     "convnext_tiny",
+    "keras_resnet50",
 ];
 
 /// The backbone called `name` (one of [`NAMES`]).
@@ -60,6 +63,7 @@ pub fn by_name(name: &str, options: &BackboneOptions, device: &Device) -> Result
         "mobilenet_v3_large" => mobilenet_v3_large(options, device),
         "mobilenet_v3_small" => mobilenet_v3_small(options, device),
         "convnext_tiny" => convnext_tiny(options, device),
+        "keras_resnet50" => keras_resnet50(options, device),
         other => Err(Error::layer(
             other,
             format!("is not a backbone keel builds ({})", NAMES.join(", ")),
