@@ -12,7 +12,8 @@ use keel::Device;
 #[command(about = "Prints the summary of a backbone with a head")]
 struct Args {
     /// vgg16, mobilenet, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small, resnet18,
-    /// resnet50, efficientnet_b0, efficientnet_lite0, convnext_tiny or keras_resnet50.
+    /// resnet50, efficientnet_b0, efficientnet_lite0, convnext_tiny, keras_resnet50 or
+    /// keras_mobilenet_v2.
     #[arg(long, default_value = "vgg16")]
     backbone: String,
     /// flatten or gap.

@@ -46,7 +46,7 @@ struct Args {
     data: Option<PathBuf>,
     /// mobilenet_v2 (ImageNet weights committed), or with --weights: efficientnet_lite0,
     /// efficientnet_b0, resnet18, resnet50, mobilenet_v3_large, mobilenet_v3_small,
-    /// convnext_tiny, keras_resnet50, mobilenet, vgg16.
+    /// convnext_tiny, keras_resnet50, keras_mobilenet_v2, mobilenet, vgg16.
     #[arg(long, default_value = "mobilenet_v2")]
     backbone: String,
     /// Backbone weights (safetensors or PyTorch .pth, keel or PyTorch layout).

