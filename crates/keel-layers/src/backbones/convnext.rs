@@ -13,7 +13,7 @@ use crate::layers::{
     residual, Activation, LayerNormSpec, ResidualSpec,
 };
 use crate::sequential::{sequential, Sequential};
-use crate::{Error, Result};
+use crate::Result;
 use keel_tensor::{Device, Padding};
 
 /// (channels, blocks) of each stage, ConvNeXt-Tiny's table.
@@ -43,12 +43,7 @@ fn block(name: &str, dim: usize, drop_path: f32) -> ResidualSpec {
 /// ConvNeXt-Tiny. Without its top it outputs [h/32, w/32, 768] (7×7×768 at 224×224); with
 /// it, ImageNet logits: 28,589,128 trainable parameters. One width, so `alpha` must be 1.
 pub fn convnext_tiny(options: &BackboneOptions, device: &Device) -> Result<Sequential> {
-    if options.alpha != 1.0 {
-        return Err(Error::layer(
-            "convnext_tiny",
-            format!("has one width; alpha must be 1, got {}", options.alpha),
-        ));
-    }
+    options.one_width("convnext_tiny")?;
     let mut model = sequential("convnext_tiny")
         .add(conv2d(STAGES[0].0, 4).strides(4).name("features.0.0"))
         .add(norm("features.0.1".into()));

@@ -6,14 +6,14 @@
 //! batch norm ε = 1e-5 and PyTorch's momentum 0.1 (0.9 in Keras' convention), stochastic depth
 //! rising from 0 to 0.2 over the blocks (training only).
 
-use super::BackboneOptions;
+use super::{conv_norm_act, BackboneOptions};
 use crate::layers::{
-    activation, batch_norm, conv2d, dense, depthwise_conv2d, dropout, global_avg_pool2d,
-    residual_if_same_shape, squeeze_excite, Activation,
+    batch_norm, dense, dropout, global_avg_pool2d, residual_if_same_shape, squeeze_excite,
+    Activation,
 };
 use crate::sequential::{sequential, Sequential, SequentialSpec};
-use crate::{Error, Result};
-use keel_tensor::{Device, Padding};
+use crate::Result;
+use keel_tensor::Device;
 
 /// (expansion, kernel, first stride, output channels, repeats) of each stage, B0's table.
 const STAGES: [(usize, usize, usize, usize, usize); 7] = [
@@ -26,8 +26,8 @@ const STAGES: [(usize, usize, usize, usize, usize); 7] = [
     (6, 3, 1, 320, 1),
 ];
 
-/// Convolution without bias, batch norm and optionally SiLU (torchvision's
-/// `Conv2dNormActivation`), named `prefix.0`, `prefix.1`, `prefix.2`.
+/// torchvision's `Conv2dNormActivation` as EfficientNet builds it: batch norm ε 1e-5, then SiLU
+/// when `silu`.
 fn conv_bn_silu(
     model: SequentialSpec,
     prefix: &str,
@@ -37,36 +37,13 @@ fn conv_bn_silu(
     depthwise: bool,
     silu: bool,
 ) -> SequentialSpec {
-    let padding = Padding::uniform((k - 1) / 2);
-    let conv = format!("{prefix}.0");
-    let model = if depthwise {
-        model.add(
-            depthwise_conv2d(k)
-                .strides(stride)
-                .padding(padding)
-                .use_bias(false)
-                .name(conv),
-        )
+    let norm = batch_norm().epsilon(1e-5).momentum(0.9);
+    let act = if silu {
+        Activation::Silu
     } else {
-        model.add(
-            conv2d(out, k)
-                .strides(stride)
-                .padding(padding)
-                .use_bias(false)
-                .name(conv),
-        )
+        Activation::Linear
     };
-    let model = model.add(
-        batch_norm()
-            .epsilon(1e-5)
-            .momentum(0.9)
-            .name(format!("{prefix}.1")),
-    );
-    if silu {
-        model.add(activation(Activation::Silu).name(format!("{prefix}.2")))
-    } else {
-        model
-    }
+    conv_norm_act(model, prefix, out, k, stride, depthwise, norm, act)
 }
 
 /// Block `features.{stage}.{index}`.
@@ -113,12 +90,7 @@ fn mb_conv(
 /// EfficientNet-B0. Without its top it outputs [h/32, w/32, 1280] (7×7×1280 at 224×224); with
 /// it, ImageNet logits: 5,288,548 trainable parameters. B0 is one width, so `alpha` must be 1.
 pub fn efficientnet_b0(options: &BackboneOptions, device: &Device) -> Result<Sequential> {
-    if options.alpha != 1.0 {
-        return Err(Error::layer(
-            "efficientnet_b0",
-            format!("has one width; alpha must be 1, got {}", options.alpha),
-        ));
-    }
+    options.one_width("efficientnet_b0")?;
     let mut model = conv_bn_silu(
         sequential("efficientnet_b0"),
         "features.0",

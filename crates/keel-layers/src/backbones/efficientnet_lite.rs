@@ -12,7 +12,7 @@ use crate::layers::{
     residual_if_same_shape, BatchNormSpec,
 };
 use crate::sequential::{sequential, Sequential, SequentialSpec};
-use crate::{Error, Result};
+use crate::Result;
 use keel_tensor::{Device, Padding};
 
 /// (repeats, kernel, first stride, expansion, output channels) of each stage, Lite0's table.
@@ -92,12 +92,7 @@ fn mb_conv(
 /// with it, ImageNet logits (no softmax): 4,652,008 trainable parameters. Lite0 is one width
 /// and depth, so `alpha` must be 1.
 pub fn efficientnet_lite0(options: &BackboneOptions, device: &Device) -> Result<Sequential> {
-    if options.alpha != 1.0 {
-        return Err(Error::layer(
-            "efficientnet_lite0",
-            format!("has one width; alpha must be 1, got {}", options.alpha),
-        ));
-    }
+    options.one_width("efficientnet_lite0")?;
     let mut model = sequential("efficientnet_lite0")
         .add(
             conv2d(32, 3)

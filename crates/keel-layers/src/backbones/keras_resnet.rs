@@ -10,7 +10,7 @@ use crate::layers::{
     Activation, BatchNormSpec, ResidualSpec,
 };
 use crate::sequential::{sequential, Sequential, SequentialSpec};
-use crate::{Error, Result};
+use crate::Result;
 use keel_tensor::{Device, Padding};
 
 fn bn(name: String) -> BatchNormSpec {
@@ -50,12 +50,7 @@ fn block(name: &str, filters: usize, stride: usize, projection: bool) -> (Residu
 /// Keras' ResNet50. Without its top it outputs [h/32, w/32, 2048]; with it, class
 /// probabilities (a softmax `predictions` layer, as Keras): 25,583,592 trainable parameters.
 pub fn keras_resnet50(options: &BackboneOptions, device: &Device) -> Result<Sequential> {
-    if options.alpha != 1.0 {
-        return Err(Error::layer(
-            "resnet50",
-            format!("has one width; alpha must be 1, got {}", options.alpha),
-        ));
-    }
+    options.one_width("resnet50")?;
     let mut model = sequential("resnet50")
         .add(zero_padding2d((3, 3), (3, 3)).name("conv1_pad"))
         .add(conv2d(64, 7).strides(2).name("conv1_conv"))

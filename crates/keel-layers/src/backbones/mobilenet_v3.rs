@@ -6,14 +6,14 @@
 //! torchvision's symmetric (k − 1) / 2; batch norm uses ε = 1e-3 and PyTorch's momentum 0.01
 //! (0.99 in Keras' convention).
 
-use super::{make_divisible, BackboneOptions};
+use super::{conv_norm_act, make_divisible, BackboneOptions};
 use crate::layers::{
-    activation, batch_norm, conv2d, dense, depthwise_conv2d, dropout, global_avg_pool2d,
-    residual_if_same_shape, squeeze_excite, Activation,
+    activation, batch_norm, dense, dropout, global_avg_pool2d, residual_if_same_shape,
+    squeeze_excite, Activation,
 };
 use crate::sequential::{sequential, Sequential, SequentialSpec};
-use crate::{Error, Result};
-use keel_tensor::{Device, Padding};
+use crate::Result;
+use keel_tensor::Device;
 
 /// One block: (input, kernel, expanded, output channels, squeeze-and-excitation, hard-swish
 /// (else ReLU), stride), torchvision's table.
@@ -51,8 +51,7 @@ const SMALL: [Setting; 11] = [
     (96, 5, 576, 96, true, true, 1),
 ];
 
-/// Convolution without bias, batch norm and `act` (torchvision's `Conv2dNormActivation`),
-/// named `prefix.0`, `prefix.1`, `prefix.2`.
+/// torchvision's `Conv2dNormActivation` as MobileNetV3 builds it: batch norm ε 1e-3.
 fn conv_bn_act(
     model: SequentialSpec,
     prefix: &str,
@@ -62,36 +61,8 @@ fn conv_bn_act(
     depthwise: bool,
     act: Activation,
 ) -> SequentialSpec {
-    let padding = Padding::uniform((k - 1) / 2);
-    let conv = format!("{prefix}.0");
-    let model = if depthwise {
-        model.add(
-            depthwise_conv2d(k)
-                .strides(stride)
-                .padding(padding)
-                .use_bias(false)
-                .name(conv),
-        )
-    } else {
-        model.add(
-            conv2d(out, k)
-                .strides(stride)
-                .padding(padding)
-                .use_bias(false)
-                .name(conv),
-        )
-    };
-    let model = model.add(
-        batch_norm()
-            .epsilon(1e-3)
-            .momentum(0.99)
-            .name(format!("{prefix}.1")),
-    );
-    if act == Activation::Linear {
-        model
-    } else {
-        model.add(activation(act).name(format!("{prefix}.2")))
-    }
+    let norm = batch_norm().epsilon(1e-3).momentum(0.99);
+    conv_norm_act(model, prefix, out, k, stride, depthwise, norm, act)
 }
 
 /// Block `features.{index}`.
@@ -143,15 +114,7 @@ fn mobilenet_v3(
     options: &BackboneOptions,
     device: &Device,
 ) -> Result<Sequential> {
-    if options.alpha != 1.0 {
-        return Err(Error::layer(
-            name,
-            format!(
-                "is built at width 1 only; alpha must be 1, got {}",
-                options.alpha
-            ),
-        ));
-    }
+    options.one_width(name)?;
     let mut model = conv_bn_act(
         sequential(name),
         "features.0",

@@ -37,6 +37,48 @@ pub(crate) fn make_divisible(v: f32) -> usize {
     }
 }
 
+/// torchvision's `Conv2dNormActivation`: a convolution without bias (depthwise when
+/// `depthwise`) with torchvision's (k − 1) / 2 padding, the batch norm `norm`, then `act` unless
+/// it is `Linear`; named `prefix.0`, `prefix.1`, `prefix.2`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_norm_act(
+    model: SequentialSpec,
+    prefix: &str,
+    out: usize,
+    k: usize,
+    stride: usize,
+    depthwise: bool,
+    norm: crate::layers::BatchNormSpec,
+    act: crate::layers::Activation,
+) -> SequentialSpec {
+    use crate::layers::{activation, conv2d, depthwise_conv2d, Activation};
+    let padding = keel_tensor::Padding::uniform((k - 1) / 2);
+    let conv = format!("{prefix}.0");
+    let model = if depthwise {
+        model.add(
+            depthwise_conv2d(k)
+                .strides(stride)
+                .padding(padding)
+                .use_bias(false)
+                .name(conv),
+        )
+    } else {
+        model.add(
+            conv2d(out, k)
+                .strides(stride)
+                .padding(padding)
+                .use_bias(false)
+                .name(conv),
+        )
+    };
+    let model = model.add(norm.name(format!("{prefix}.1")));
+    if act == Activation::Linear {
+        model
+    } else {
+        model.add(activation(act).name(format!("{prefix}.2")))
+    }
+}
+
 /// The backbones [`by_name`] builds.
 pub const NAMES: [&str; 12] = [
     "mobilenet_v2",
@@ -126,6 +168,17 @@ impl BackboneOptions {
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
+    }
+
+    /// Fails unless `alpha` is 1, for the backbone `name` that comes in one width.
+    pub(crate) fn one_width(&self, name: &str) -> Result<()> {
+        if self.alpha != 1.0 {
+            return Err(Error::layer(
+                name,
+                format!("has one width; alpha must be 1, got {}", self.alpha),
+            ));
+        }
+        Ok(())
     }
 
     /// Builds `model` on the input size, once it is known to be one the architecture takes:

@@ -12,7 +12,7 @@ use crate::layers::{
     batch_norm, conv2d, dense, global_avg_pool2d, max_pool2d, relu, residual, BatchNormSpec,
 };
 use crate::sequential::{sequential, Sequential, SequentialSpec};
-use crate::{Error, Result};
+use crate::Result;
 use keel_tensor::{Device, Padding};
 
 /// The two kinds of residual block.
@@ -132,12 +132,7 @@ fn resnet(
     options: &BackboneOptions,
     device: &Device,
 ) -> Result<Sequential> {
-    if options.alpha != 1.0 {
-        return Err(Error::layer(
-            name,
-            format!("has one width; alpha must be 1, got {}", options.alpha),
-        ));
-    }
+    options.one_width(name)?;
     let mut model = conv_bn(sequential(name), "conv1".into(), "bn1".into(), 64, 7, 2)
         .add(relu().name("relu"))
         .add(
