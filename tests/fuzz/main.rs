@@ -242,17 +242,21 @@ fn small_model(device: &Device) -> Sequential {
         .expect("the small model builds")
 }
 
+/// The bytes of `tests/fixtures/NAME`.
+fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(path).expect("fixture")
+}
+
 fn safetensors_target(dir: &Path) -> Target {
     let device = Device::cpu();
     let model = small_model(&device);
     let path = dir.join("small.safetensors");
     save_weights(&model, &path).expect("save weights");
     let mut seeds = vec![std::fs::read(&path).expect("read weights")];
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/tiny_mobilenet_v2_io.safetensors"
-    );
-    seeds.push(std::fs::read(fixture).expect("fixture"));
+    seeds.push(fixture("tiny_mobilenet_v2_io.safetensors"));
     Target {
         name: "safetensors",
         seeds,
@@ -267,12 +271,6 @@ fn safetensors_target(dir: &Path) -> Target {
 
 /// PyTorch files: the zip and legacy fixtures, a wrapped state dict and a refused pickle.
 fn pth_target() -> Target {
-    let fixture = |name: &str| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read(path).expect("fixture")
-    };
     Target {
         name: "pth",
         seeds: [
@@ -294,12 +292,6 @@ fn pth_target() -> Target {
 
 /// Keras HDF5 files: Keras 3's `.weights.h5` and the legacy `.h5` of `model.save`.
 fn keras_target() -> Target {
-    let fixture = |name: &str| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(name);
-        std::fs::read(path).expect("fixture")
-    };
     Target {
         name: "keras_h5",
         seeds: ["keras_small.weights.h5", "keras_small.h5"]

@@ -64,6 +64,14 @@ fn main() {
     run_tests(tests, 31);
 }
 
+/// The largest absolute difference between `got` and `want`, element by element.
+fn largest_difference(got: &[f32], want: &[f32]) -> f32 {
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0, f32::max)
+}
+
 /// Expects `got == want`, naming the count.
 fn count(t: &mut Runner, what: &str, got: usize, want: usize) {
     t.expect(got == want, what, || format!("{got}, expected {want}"));

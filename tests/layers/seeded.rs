@@ -146,11 +146,7 @@ fn architectures(t: &mut Runner, fixture: &str, layout: Layout, options: &Backbo
             })();
             match outcome {
                 Ok(got) => {
-                    let worst = got
-                        .iter()
-                        .zip(&want)
-                        .map(|(g, w)| (g - w).abs())
-                        .fold(0.0f32, f32::max);
+                    let worst = crate::largest_difference(&got, &want);
                     t.expect(
                         got.len() == want.len() && worst <= 1e-4 * largest,
                         "the reference library's outputs within 1e-4 of the largest",

@@ -682,11 +682,7 @@ pub fn keras_files(t: &mut Runner, _rng: &mut Rng) {
             })();
             match outcome {
                 Ok(got) => {
-                    let worst = got
-                        .iter()
-                        .zip(&want)
-                        .map(|(g, w)| (g - w).abs())
-                        .fold(0.0f32, f32::max);
+                    let worst = crate::largest_difference(&got, &want);
                     t.expect(
                         worst <= 1e-4,
                         "a Keras weights file gives Keras' outputs",
@@ -724,11 +720,7 @@ pub fn keras_files(t: &mut Runner, _rng: &mut Rng) {
         })();
         match outcome {
             Ok((got, report)) => {
-                let worst = got
-                    .iter()
-                    .zip(&want)
-                    .map(|(g, w)| (g - w).abs())
-                    .fold(0.0f32, f32::max);
+                let worst = crate::largest_difference(&got, &want);
                 t.expect(
                     report.loaded == 26 && report.missing.is_empty() && worst <= 1e-4 * largest,
                     "the HED checkpoint gives Keras' VGG16 features",

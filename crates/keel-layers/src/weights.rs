@@ -136,21 +136,18 @@ pub fn load_weights(
     options: LoadOptions,
 ) -> Result<LoadReport> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if crate::keras_file::is_hdf5(&bytes) {
-        let file = crate::keras_file::read(path)?;
-        let named = crate::keras_file::keras_names(path, model, file, options.rename)?;
-        let keras = LoadOptions {
-            layout: Layout::Keras,
-            rename: None,
-            ..options
-        };
-        return load_from(model, &named, path, keras);
+    match open(path)? {
+        Opened::Hdf5(file) => {
+            let named = crate::keras_file::keras_names(path, model, file, options.rename)?;
+            let keras = LoadOptions {
+                layout: Layout::Keras,
+                rename: None,
+                ..options
+            };
+            load_from(model, &named, path, keras)
+        }
+        Opened::Bytes(bytes) => load_from(model, &file_tensors(path, &bytes)?, path, options),
     }
-    load_from(model, &file_tensors(path, &bytes)?, path, options)
 }
 
 /// Every floating-point tensor (f32, f64, f16, bf16) of a safetensors, PyTorch or HDF5 file,
@@ -158,23 +155,46 @@ pub fn load_weights(
 /// `num_batches_tracked`) are left out.
 pub fn read_tensors(path: impl AsRef<Path>, device: &Device) -> Result<BTreeMap<String, Tensor>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    file_tensors(path, &bytes)?
-        .iter()
-        .filter(|(_, t)| matches!(t.dtype, Dtype::F32 | Dtype::F64 | Dtype::F16 | Dtype::BF16))
-        .map(|(name, t)| Ok((name.clone(), read_tensor(path, name, t, device)?)))
-        .collect()
+    let convert = |tensors: &FileTensors<'_>| {
+        tensors
+            .iter()
+            .filter(|(_, t)| matches!(t.dtype, Dtype::F32 | Dtype::F64 | Dtype::F16 | Dtype::BF16))
+            .map(|(name, t)| Ok((name.clone(), read_tensor(path, name, t, device)?)))
+            .collect()
+    };
+    match open(path)? {
+        Opened::Hdf5(file) => convert(&file),
+        Opened::Bytes(bytes) => convert(&file_tensors(path, &bytes)?),
+    }
 }
 
-/// The tensors of a safetensors, PyTorch or HDF5 file (by their paths), told apart by their
-/// first bytes.
+/// A weights file as read: an HDF5 file's datasets (its reader works from the path), or the
+/// bytes of a safetensors or PyTorch file.
+enum Opened {
+    Hdf5(FileTensors<'static>),
+    Bytes(Vec<u8>),
+}
+
+/// Reads the weights file at `path`, told apart by its first bytes.
+fn open(path: &Path) -> Result<Opened> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut head = Vec::with_capacity(8);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(8).read_to_end(&mut head))
+        .map_err(io)?;
+    if crate::keras_file::is_hdf5(&head) {
+        return Ok(Opened::Hdf5(crate::keras_file::read(path)?));
+    }
+    Ok(Opened::Bytes(std::fs::read(path).map_err(io)?))
+}
+
+/// The tensors of a safetensors or PyTorch file, told apart by their first bytes.
 fn file_tensors<'a>(path: &Path, bytes: &'a [u8]) -> Result<FileTensors<'a>> {
-    if crate::keras_file::is_hdf5(bytes) {
-        crate::keras_file::read(path)
-    } else if crate::torch_file::is_torch_file(bytes) {
+    if crate::torch_file::is_torch_file(bytes) {
         crate::torch_file::read(path, bytes)
     } else {
         Ok(safetensors_tensors(&parse(path, bytes)?))

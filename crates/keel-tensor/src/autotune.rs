@@ -31,17 +31,19 @@ pub(crate) fn choose_gemm_cached(ctx: &Arc<GpuContext>, cache: Option<&Path>) ->
         return Ok(());
     }
     let key = ctx.tuning_key();
-    if let Some(path) = cache {
-        if let Some(subgroup) = lookup(&read_cache(path)?, path, &key)? {
+    let cached = cache
+        .map(|path| Ok::<_, Error>((path, read_cache(path)?)))
+        .transpose()?;
+    if let Some((path, text)) = &cached {
+        if let Some(subgroup) = lookup(text, path, &key)? {
             ctx.set_subgroup_gemm(subgroup);
             return Ok(());
         }
     }
     let subgroup = measure(ctx)?;
     ctx.set_subgroup_gemm(subgroup);
-    if let Some(path) = cache {
-        let text = remember(&read_cache(path)?, &key, subgroup);
-        crate::write_atomic(path, text.as_bytes())?;
+    if let Some((path, text)) = cached {
+        crate::write_atomic(path, remember(&text, &key, subgroup).as_bytes())?;
     }
     Ok(())
 }

@@ -328,24 +328,15 @@ impl Tensor {
     /// This f32 tensor kept as f16 on its (f16-capable wgpu) device.
     fn to_f16(&self) -> Result<Tensor> {
         const OP: &str = "to_dtype";
-        let DeviceKind::Wgpu(ctx) = &self.device.0 else {
+        let (DeviceKind::Wgpu(ctx), true) = (&self.device.0, self.device.has_f16()) else {
             return Err(Error::invalid(
                 OP,
                 format!(
-                    "f16 storage needs a wgpu adapter with SHADER_F16; {} keeps f32",
+                    "f16 storage needs a wgpu adapter with SHADER_F16, which {} is not; it keeps f32",
                     self.device
                 ),
             ));
         };
-        if !ctx.shader_f16() {
-            return Err(Error::invalid(
-                OP,
-                format!(
-                    "f16 storage needs SHADER_F16, which {} does not have; keep f32",
-                    self.device
-                ),
-            ));
-        }
         let values = self.to_vec()?;
         let mut bytes = Vec::with_capacity(values.len() * 2);
         for (i, &v) in values.iter().enumerate() {

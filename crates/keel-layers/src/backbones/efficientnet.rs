@@ -8,15 +8,16 @@
 
 use super::{conv_norm_act, BackboneOptions};
 use crate::layers::{
-    batch_norm, dense, dropout, global_avg_pool2d, residual_if_same_shape, squeeze_excite,
-    Activation,
+    activation, batch_norm, dense, dropout, global_avg_pool2d, residual_if_same_shape,
+    squeeze_excite, Activation,
 };
 use crate::sequential::{sequential, Sequential, SequentialSpec};
 use crate::Result;
 use keel_tensor::Device;
 
-/// (expansion, kernel, first stride, output channels, repeats) of each stage, B0's table.
-const STAGES: [(usize, usize, usize, usize, usize); 7] = [
+/// (expansion, kernel, first stride, output channels, repeats) of each stage: B0's table, which
+/// EfficientNet-Lite0 shares.
+pub(super) const STAGES: [(usize, usize, usize, usize, usize); 7] = [
     (1, 3, 1, 16, 1),
     (6, 3, 2, 24, 2),
     (6, 5, 2, 40, 2),
@@ -38,11 +39,7 @@ fn conv_bn_silu(
     silu: bool,
 ) -> SequentialSpec {
     let norm = batch_norm().epsilon(1e-5).momentum(0.9);
-    let act = if silu {
-        Activation::Silu
-    } else {
-        Activation::Linear
-    };
+    let act = silu.then(|| activation(Activation::Silu));
     conv_norm_act(model, prefix, out, k, stride, depthwise, norm, act)
 }
 

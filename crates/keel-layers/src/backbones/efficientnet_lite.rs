@@ -6,6 +6,7 @@
 //! dropout and a classifier. Lite's choices throughout: ReLU6, batch norm ε = 1e-3, and
 //! TensorFlow's `same` padding (asymmetric at stride 2), inputs scaled to [-1, 1].
 
+use super::efficientnet::STAGES;
 use super::BackboneOptions;
 use crate::layers::{
     batch_norm, conv2d, dense, depthwise_conv2d, dropout, global_avg_pool2d, relu6,
@@ -14,17 +15,6 @@ use crate::layers::{
 use crate::sequential::{sequential, Sequential, SequentialSpec};
 use crate::Result;
 use keel_tensor::{Device, Padding};
-
-/// (repeats, kernel, first stride, expansion, output channels) of each stage, Lite0's table.
-const STAGES: [(usize, usize, usize, usize, usize); 7] = [
-    (1, 3, 1, 1, 16),
-    (2, 3, 2, 6, 24),
-    (2, 5, 2, 6, 40),
-    (3, 3, 2, 6, 80),
-    (3, 5, 1, 6, 112),
-    (4, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
-];
 
 fn bn(name: String) -> BatchNormSpec {
     batch_norm().epsilon(1e-3).momentum(0.99).name(name)
@@ -104,7 +94,8 @@ pub fn efficientnet_lite0(options: &BackboneOptions, device: &Device) -> Result<
         .add(bn("_bn0".into()))
         .add(relu6().name("_bn0_relu6"));
     let (mut channels, mut index) = (32, 0);
-    for (repeats, kernel, stride, expand, out) in STAGES {
+    // Lite0's stages are B0's.
+    for (expand, kernel, stride, out, repeats) in STAGES {
         for i in 0..repeats {
             let stride = if i == 0 { stride } else { 1 };
             let block = mb_conv(index, channels, out, kernel, stride, expand);

@@ -5,14 +5,13 @@
 //! Padding is torchvision's symmetric (k − 1) / 2; batch norm uses ε = 1e-5 and PyTorch's
 //! momentum 0.1 (0.9 in Keras' convention).
 
-use super::{make_divisible, BackboneOptions};
+use super::{conv_norm_act, make_divisible, BackboneOptions};
 use crate::layers::{
-    batch_norm, conv2d, dense, depthwise_conv2d, dropout, global_avg_pool2d, relu6,
-    residual_if_same_shape,
+    batch_norm, conv2d, dense, dropout, global_avg_pool2d, relu6, residual_if_same_shape,
 };
 use crate::sequential::{sequential, Sequential, SequentialSpec};
 use crate::Result;
-use keel_tensor::{Device, Padding};
+use keel_tensor::Device;
 
 /// (expansion t, output channels c, repeats n, first stride s), torchvision's table.
 const SETTINGS: [(usize, usize, usize, usize); 7] = [
@@ -25,10 +24,6 @@ const SETTINGS: [(usize, usize, usize, usize); 7] = [
     (6, 320, 1, 1),
 ];
 
-fn pad(k: usize) -> Padding {
-    Padding::uniform((k - 1) / 2)
-}
-
 /// Convolution, batch norm and ReLU6 (torchvision's `Conv2dNormActivation`) named `prefix.0..2`.
 fn conv_bn_relu6(
     model: SequentialSpec,
@@ -38,26 +33,17 @@ fn conv_bn_relu6(
     stride: usize,
     depthwise: bool,
 ) -> SequentialSpec {
-    let model = if depthwise {
-        model.add(
-            depthwise_conv2d(k)
-                .strides(stride)
-                .padding(pad(k))
-                .use_bias(false)
-                .name(format!("{prefix}.0")),
-        )
-    } else {
-        model.add(
-            conv2d(out, k)
-                .strides(stride)
-                .padding(pad(k))
-                .use_bias(false)
-                .name(format!("{prefix}.0")),
-        )
-    };
-    model
-        .add(torch_bn(format!("{prefix}.1")))
-        .add(relu6().name(format!("{prefix}.2")))
+    let norm = batch_norm().epsilon(1e-5).momentum(0.9);
+    conv_norm_act(
+        model,
+        prefix,
+        out,
+        k,
+        stride,
+        depthwise,
+        norm,
+        Some(relu6()),
+    )
 }
 
 fn torch_bn(name: String) -> crate::layers::BatchNormSpec {

@@ -51,7 +51,8 @@ const SMALL: [Setting; 11] = [
     (96, 5, 576, 96, true, true, 1),
 ];
 
-/// torchvision's `Conv2dNormActivation` as MobileNetV3 builds it: batch norm ε 1e-3.
+/// torchvision's `Conv2dNormActivation` as MobileNetV3 builds it: batch norm ε 1e-3, then
+/// `act` (none for `Linear`).
 fn conv_bn_act(
     model: SequentialSpec,
     prefix: &str,
@@ -62,6 +63,7 @@ fn conv_bn_act(
     act: Activation,
 ) -> SequentialSpec {
     let norm = batch_norm().epsilon(1e-3).momentum(0.99);
+    let act = (act != Activation::Linear).then(|| activation(act));
     conv_norm_act(model, prefix, out, k, stride, depthwise, norm, act)
 }
 

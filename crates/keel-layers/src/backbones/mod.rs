@@ -38,8 +38,8 @@ pub(crate) fn make_divisible(v: f32) -> usize {
 }
 
 /// torchvision's `Conv2dNormActivation`: a convolution without bias (depthwise when
-/// `depthwise`) with torchvision's (k − 1) / 2 padding, the batch norm `norm`, then `act` unless
-/// it is `Linear`; named `prefix.0`, `prefix.1`, `prefix.2`.
+/// `depthwise`) with torchvision's (k − 1) / 2 padding, the batch norm `norm`, then `act` when
+/// there is one; named `prefix.0`, `prefix.1`, `prefix.2`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_norm_act(
     model: SequentialSpec,
@@ -49,9 +49,9 @@ pub(crate) fn conv_norm_act(
     stride: usize,
     depthwise: bool,
     norm: crate::layers::BatchNormSpec,
-    act: crate::layers::Activation,
+    act: Option<crate::layers::ActivationSpec>,
 ) -> SequentialSpec {
-    use crate::layers::{activation, conv2d, depthwise_conv2d, Activation};
+    use crate::layers::{conv2d, depthwise_conv2d};
     let padding = keel_tensor::Padding::uniform((k - 1) / 2);
     let conv = format!("{prefix}.0");
     let model = if depthwise {
@@ -72,10 +72,9 @@ pub(crate) fn conv_norm_act(
         )
     };
     let model = model.add(norm.name(format!("{prefix}.1")));
-    if act == Activation::Linear {
-        model
-    } else {
-        model.add(activation(act).name(format!("{prefix}.2")))
+    match act {
+        Some(act) => model.add(act.name(format!("{prefix}.2"))),
+        None => model,
     }
 }
 

@@ -255,23 +255,19 @@ impl<'a> Unpickler<'a> {
         Ok(self.stack.split_off(depth))
     }
 
-    /// Charges a copy of `value` through the memo to the budget, before it is made.
-    fn charge(&mut self, value: &Value) -> Step<()> {
-        let n = size(value, self.budget + 1);
-        self.budget = self
-            .budget
+    /// A copy of `item` (on the stack or in the memo), charged to the budget before it is made.
+    fn copy(budget: &mut usize, item: &Item) -> Step<Item> {
+        let n = size(&item.value, *budget + 1);
+        *budget = budget
             .checked_sub(n)
             .ok_or("the pickle copies more values through its memo than it could hold")?;
-        Ok(())
+        Ok(item.clone())
     }
 
     fn memoize(&mut self, key: u32) -> Step<()> {
-        let top = self.stack.pop().ok_or("MEMOIZE on an empty stack")?;
-        let charged = self.charge(&top.value);
-        let copy = charged.is_ok().then(|| top.clone());
-        self.stack.push(top);
-        charged?;
-        self.memo.insert(key, copy.expect("charged"));
+        let top = self.stack.last().ok_or("MEMOIZE on an empty stack")?;
+        let copy = Self::copy(&mut self.budget, top)?;
+        self.memo.insert(key, copy);
         Ok(())
     }
 
@@ -368,13 +364,10 @@ impl<'a> Unpickler<'a> {
                     };
                     let item = self
                         .memo
-                        .remove(&k)
+                        .get(&k)
                         .ok_or_else(|| format!("the pickle reads memo entry {k}, never stored"))?;
-                    let charged = self.charge(&item.value);
-                    let copy = charged.is_ok().then(|| item.clone());
-                    self.memo.insert(k, item);
-                    charged?;
-                    self.stack.push(copy.expect("charged"));
+                    let copy = Self::copy(&mut self.budget, item)?;
+                    self.stack.push(copy);
                 }
                 b'c' => {
                     let module = self.line()?;
