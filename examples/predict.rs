@@ -1,9 +1,10 @@
-//! Classifies images: with a model saved by `transfer --save` (or `save_model`), or with the
-//! committed ImageNet MobileNetV2.
+//! Classifies images: with a model saved by `transfer --save` (or `save_model`) or by Keras'
+//! `model.save` (`.keras`, `.h5`), or with an ImageNet backbone.
 //!
 //! `cargo run --release --example predict -- --model FILE IMAGE|FOLDER… [--top 5] [--json]
 //!  [--device auto|wgpu|cpu]` classifies each image (a folder: every image file under it) with
-//! the saved model, its class names and its preprocessing.
+//! the saved model, its class names and its preprocessing; `--input-tensor FILE.safetensors`
+//! instead of images runs the model on a preprocessed [N, h, w, c] tensor.
 //!
 //! `cargo run --release --example predict -- [--backbone NAME] [--weights FILE] [--image IMAGE]
 //!  [--input-tensor FILE.safetensors] [--top 5] [--json]` runs an ImageNet backbone; the
@@ -42,8 +43,9 @@ struct Args {
     /// the backbone expects).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/china.jpg"))]
     image: PathBuf,
-    /// A safetensors file holding one preprocessed NHWC f32 tensor [1, 224, 224, 3], used
-    /// instead of the image.
+    /// A safetensors file holding one preprocessed NHWC f32 tensor, used instead of the images:
+    /// [1, 224, 224, 3] for an ImageNet backbone, [N, h, w, c] for a saved model of input
+    /// [h, w, c].
     #[arg(long)]
     input_tensor: Option<PathBuf>,
     /// How many classes to print.
@@ -57,8 +59,14 @@ struct Args {
     json: bool,
 }
 
-/// The single tensor of a safetensors file, as f32 on `device`.
-fn read_input_tensor(path: &Path, device: &Device) -> Result<Tensor, String> {
+/// The single tensor of a safetensors file, as f32 on `device`: [N, …input] (N = 1 when
+/// `one`).
+fn read_input_tensor(
+    path: &Path,
+    input: &[usize],
+    one: bool,
+    device: &Device,
+) -> Result<Tensor, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -71,12 +79,24 @@ fn read_input_tensor(path: &Path, device: &Device) -> Result<Tensor, String> {
         ));
     };
     let t = st.tensor(name).map_err(|e| e.to_string())?;
-    if t.dtype() != safetensors::Dtype::F32 || t.shape() != [1, 224, 224, 3] {
+    let shape = t.shape();
+    let batch = if one { "1" } else { "N" };
+    if t.dtype() != safetensors::Dtype::F32
+        || shape.len() != input.len() + 1
+        || shape[1..] != *input
+        || shape[0] == 0
+        || (one && shape[0] != 1)
+    {
         return Err(format!(
-            "{}: tensor `{name}` is {:?} {:?}; expected F32 [1, 224, 224, 3] (NHWC, preprocessed)",
+            "{}: tensor `{name}` is {:?} {shape:?}; expected F32 [{batch}, {}] (NHWC, \
+             preprocessed)",
             path.display(),
             t.dtype(),
-            t.shape()
+            input
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let values = t
@@ -84,7 +104,18 @@ fn read_input_tensor(path: &Path, device: &Device) -> Result<Tensor, String> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    Tensor::from_vec(values, [1, 224, 224, 3], device).map_err(|e| e.to_string())
+    Tensor::from_vec(values, shape.to_vec(), device).map_err(|e| e.to_string())
+}
+
+/// Fails when an output is NaN or infinite, naming the input.
+fn check_finite(what: &Path, outputs: &[f32]) -> Result<(), String> {
+    if outputs.iter().any(|v| !v.is_finite()) {
+        return Err(format!(
+            "{}: the model's outputs are not finite (NaN or ±∞): a weight or an input value is",
+            what.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Softmax of one row, in f64.
@@ -114,6 +145,7 @@ fn report(
             "device": device.to_string(),
             "top": top.iter().map(|&i| serde_json::json!({"index": i, "label": label(i), "prob": probs[i]})).collect::<Vec<_>>(),
             "logits": outputs,
+            "probs": probs,
         });
         format!("{obj}\n")
     } else {
@@ -143,6 +175,30 @@ fn predict_saved(args: &Args, path: &Path, device: &Device) -> Result<(), String
             saved.model.input_shape()
         ));
     };
+    let classes = saved.info.classes;
+    let label = |k: usize| classes.get(k).cloned().unwrap_or_else(|| k.to_string());
+    let already_probabilities = saved.model.config().output_activation() == Activation::Softmax;
+    let probabilities = |row: &[f32]| {
+        if already_probabilities {
+            row.to_vec()
+        } else {
+            softmax(row)
+        }
+    };
+    if let Some(tensor) = &args.input_tensor {
+        let input = read_input_tensor(tensor, saved.model.input_shape(), false, device)?;
+        let outputs = saved
+            .model
+            .predict(&input)
+            .and_then(|y| Ok(y.to_vec()?))
+            .map_err(|e| e.to_string())?;
+        check_finite(tensor, &outputs)?;
+        let width = outputs.len() / input.dims()[0];
+        for row in outputs.chunks(width.max(1)) {
+            report(args, device, tensor, row, &probabilities(row), label);
+        }
+        return Ok(());
+    }
     let preset = match saved.info.preprocessing.as_deref() {
         Some(name) => Preset::from_name(name)
             .ok_or_else(|| format!("{}: unknown preprocessing `{name}`", path.display()))?,
@@ -166,23 +222,15 @@ fn predict_saved(args: &Args, path: &Path, device: &Device) -> Result<(), String
     }
     let predictions =
         keel::train::predict(&saved.model, &images, 32, device).map_err(|e| e.to_string())?;
-    let classes = saved.info.classes;
     let width = predictions.outputs.len() / predictions.indices.len().max(1);
-    let already_probabilities = saved.model.config().output_activation() == Activation::Softmax;
     for (&i, row) in predictions
         .indices
         .iter()
         .zip(predictions.outputs.chunks(width.max(1)))
     {
-        let probs = if already_probabilities {
-            row.to_vec()
-        } else {
-            softmax(row)
-        };
         let file = images.path(i).unwrap_or(Path::new(""));
-        report(args, device, file, row, &probs, |k| {
-            classes.get(k).cloned().unwrap_or_else(|| k.to_string())
-        });
+        check_finite(file, row)?;
+        report(args, device, file, row, &probabilities(row), label);
     }
     let failed = images.skipped().len();
     if failed > 0 {
@@ -220,7 +268,7 @@ fn predict_imagenet(args: &Args, device: &Device) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let input = match &args.input_tensor {
-        Some(path) => read_input_tensor(path, device)?,
+        Some(path) => read_input_tensor(path, &[224, 224, 3], true, device)?,
         None => {
             let preset = common::backbone_preset(&args.backbone);
             load_image(&args.image, 224, preset, device).map_err(|e| e.to_string())?
@@ -241,12 +289,7 @@ fn predict_imagenet(args: &Args, device: &Device) -> Result<(), String> {
         );
     }
     let outputs = logits.to_vec().map_err(|e| e.to_string())?;
-    if outputs.iter().any(|v| !v.is_finite()) {
-        return Err(format!(
-            "{}: the model's outputs are not finite (NaN or ±∞): a weight or an input value is",
-            what.display()
-        ));
-    }
+    check_finite(what, &outputs)?;
     report(args, device, what, &outputs, &probs, |i| {
         labels[i].to_string()
     });

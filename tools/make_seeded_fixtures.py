@@ -60,7 +60,7 @@ def seeded(name, shape, keras=False):
     if len(shape) >= 2:
         fan_in = int(np.prod(shape[:-1] if keras else shape[1:]))
         v = v * np.float32(1.0 / np.sqrt(fan_in))
-    elif name.endswith((".weight", "running_var", "/gamma", "/moving_variance")):
+    elif name.endswith((".weight", "running_var", "/gamma", "/moving_variance", "/variance")):
         v = np.float32(1) + np.float32(0.25) * v
     else:
         v = np.float32(0.1) * v

@@ -73,6 +73,7 @@ pub fn backbone_preset(backbone: &str) -> keel::data::Preset {
     match backbone {
         "vgg16" | "keras_resnet50" => Preset::Caffe,
         "mobilenet" | "keras_mobilenet_v2" | "efficientnet_lite0" => Preset::Tf,
+        "keras_efficientnet_b0" => Preset::Raw,
         _ => Preset::Torchvision,
     }
 }

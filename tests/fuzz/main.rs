@@ -1,6 +1,6 @@
 //! Bounded fuzzing of the readers of files that come from outside: the safetensors, PyTorch
-//! `.pth` and Keras HDF5 weights readers, the idx reader, the image-folder indexer (with decoding) and the
-//! saved-model loader.
+//! `.pth` and Keras HDF5 weights readers, the idx reader, the image-folder indexer (with decoding),
+//! the saved-model loader and the loader of whole Keras models (`.h5`, `.keras`).
 //! Each target starts from real files keel writes or reads, mutates them (truncations, bit
 //! flips, overwritten bytes, cut or doubled chunks, and lying lengths, shapes, offsets and
 //! sizes) and feeds them in for a fixed time. Every input must give a result or an error:
@@ -306,6 +306,26 @@ fn keras_target() -> Target {
     }
 }
 
+/// Whole Keras models: the legacy `.h5` of `model.save` and `.keras` archives.
+fn keras_model_target() -> Target {
+    Target {
+        name: "keras_model",
+        seeds: [
+            "keras_small.h5",
+            "keras_refused_add.keras",
+            "keras_refused_transpose.keras",
+        ]
+        .map(fixture)
+        .to_vec(),
+        file: "model.keras",
+        run: Box::new(|p| {
+            load_model(p, &Device::cpu())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }),
+    }
+}
+
 fn idx_target(dir: &Path) -> Target {
     // Images (rank 3) and labels (rank 1), raw and gzip'd.
     let mut images = vec![0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 4, 0, 0, 0, 3];
@@ -406,6 +426,7 @@ fn main() {
         safetensors_target(&seeds),
         pth_target(),
         keras_target(),
+        keras_model_target(),
         idx_target(&seeds),
         folder_target(&seeds),
         model_target(&seeds),

@@ -42,6 +42,7 @@ fn main() {
         ("model_configs_round_trip", model_files::configs_round_trip),
         ("model_save_load_predict", model_files::save_load_predict),
         ("model_bad_files", model_files::bad_model_files),
+        ("model_keras_whole", model_files::keras_whole_models),
         ("golden_tiny_mobilenet_v2", golden::tiny_mobilenet_v2),
         (
             "golden_imagenet_mobilenet_v2",
@@ -189,6 +190,7 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
             ("convnext_tiny", 28_589_128, [7, 7, 768]),
             ("keras_resnet50", 25_583_592, [7, 7, 2048]),
             ("keras_mobilenet_v2", 3_504_872, [7, 7, 1280]),
+            ("keras_efficientnet_b0", 5_288_548, [7, 7, 1280]),
         ] {
             let top = backbones::by_name(name, &opts.clone().include_top(1000), &dev)?;
             count(
@@ -204,6 +206,13 @@ fn parameter_counts(t: &mut Runner, _rng: &mut Rng) {
                 || format!("{name}: {:?}", free.output_shape()),
             );
         }
+        let keras_b0 = backbones::keras_efficientnet_b0(&opts.clone().include_top(1000), &dev)?;
+        count(
+            t,
+            "Keras EfficientNetB0: non-trainable (Keras' 42,023 less Normalization's `count`)",
+            summary(&keras_b0).non_trainable,
+            42_022,
+        );
         for name in backbones::NAMES {
             t.expect(
                 backbones::by_name(name, &opts, &dev).is_ok(),

@@ -243,3 +243,95 @@ pub fn bad_model_files(t: &mut Runner, _rng: &mut Rng) {
         || format!("{names:?}"),
     );
 }
+
+/// Whole Keras models as Keras' `model.save` wrote them (`tools/make_keras_fixtures.py`): each
+/// loads with `load_model` and gives Keras' outputs on every device, frozen where Keras froze
+/// it and with the preprocessing of its backbone; models outside what keel builds are refused
+/// by their first such layer.
+pub fn keras_whole_models(t: &mut Runner, _rng: &mut Rng) {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let io = "tests/fixtures/keras_transfer_io.safetensors";
+    let (x_shape, x) = crate::golden::fixture(io, "input");
+    let (small_shape, small_x) =
+        crate::golden::fixture("tests/fixtures/keras_small_io.safetensors", "input");
+    // (file, input, its shape, Keras' output, trainable parameters, preprocessing)
+    let cases = [
+        (
+            "keras_small.h5",
+            &small_x,
+            &small_shape,
+            crate::golden::fixture("tests/fixtures/keras_small_io.safetensors", "output").1,
+            4 * 27 + 4 + 8 + 3 * 3 * 4 + 4 + 4 * 4 * 4 * 5 + 5,
+            None,
+        ),
+        (
+            "keras_transfer_nested.keras",
+            &x,
+            &x_shape,
+            crate::golden::fixture(io, "nested").1,
+            1280 * 3 + 3,
+            Some("tf"),
+        ),
+        (
+            "keras_transfer_flat.h5",
+            &x,
+            &x_shape,
+            crate::golden::fixture(io, "flat").1,
+            0,
+            Some("tf"),
+        ),
+    ];
+    for dev in t.devices().to_vec() {
+        for (file, input, shape, want, trainable, preprocessing) in &cases {
+            let outcome = (|| -> keel::layers::Result<(Vec<f32>, usize, Option<String>)> {
+                let saved = load_model(fixtures.join(file), &dev)?;
+                let y = saved
+                    .model
+                    .predict(&Tensor::from_slice(input, shape.to_vec(), &dev)?)?;
+                let trainable = keel::layers::summary(&saved.model).trainable;
+                Ok((y.to_vec()?, trainable, saved.info.preprocessing))
+            })();
+            match outcome {
+                Ok((got, got_trainable, got_preprocessing)) => {
+                    let largest = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    let worst = crate::largest_difference(&got, want);
+                    t.expect(
+                        got.len() == want.len() && worst <= 1e-4 * largest,
+                        "a whole Keras model gives Keras' outputs",
+                        || format!("{file} on {dev}: difference {worst:.2e} of {largest:.3}"),
+                    );
+                    // The flat model's trainable count is everything but the statistics.
+                    let full = *trainable == 0;
+                    t.expect(
+                        full || got_trainable == *trainable,
+                        "layers Keras froze stay frozen",
+                        || format!("{file}: {got_trainable} trainable, want {trainable}"),
+                    );
+                    t.expect(
+                        got_preprocessing.as_deref() == *preprocessing,
+                        "the backbone's preprocessing is reported",
+                        || format!("{file}: {got_preprocessing:?}"),
+                    );
+                }
+                Err(e) => t.expect(false, "a whole Keras model loads", || {
+                    format!("{file} on {dev}: {e}")
+                }),
+            }
+        }
+    }
+    for (file, names) in [
+        ("keras_refused_add.keras", ["`skip`", "Add"]),
+        ("keras_refused_transpose.keras", ["`up`", "Conv2DTranspose"]),
+        ("keras_small.weights.h5", ["weights only", "load_weights"]),
+    ] {
+        let msg = match load_model(fixtures.join(file), &Device::cpu()) {
+            Ok(_) => "loaded".to_string(),
+            Err(e) => e.to_string(),
+        };
+        t.expect(
+            names.iter().all(|n| msg.contains(n)) && msg.contains(file),
+            "a model keel cannot build is refused by its first such layer, naming the file",
+            || msg.clone(),
+        );
+    }
+}

@@ -55,9 +55,15 @@ fn seeded(name: &str, shape: &[usize], layout: Layout) -> Vec<f32> {
         };
         let scale = (1.0 / (fan_in as f64).sqrt()) as f32;
         v.into_iter().map(|x| x * scale).collect()
-    } else if [".weight", "running_var", "/gamma", "/moving_variance"]
-        .iter()
-        .any(|s| name.ends_with(s))
+    } else if [
+        ".weight",
+        "running_var",
+        "/gamma",
+        "/moving_variance",
+        "/variance",
+    ]
+    .iter()
+    .any(|s| name.ends_with(s))
     {
         v.into_iter().map(|x| 1.0 + 0.25 * x).collect()
     } else {

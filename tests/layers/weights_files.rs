@@ -708,11 +708,9 @@ pub fn keras_files(t: &mut Runner, _rng: &mut Rng) {
                 &keel::layers::BackboneOptions::default().input(32, 32),
                 &dev,
             )?;
-            let options = LoadOptions {
-                rename: Some(keel::layers::backbones::vgg16_hed_key),
-                ..LoadOptions::default()
-            };
-            let report = load_weights(&model, &hed, options)?;
+            // Keras records each layer's name in the file, so `block2/layers/conv2d_1` is
+            // `block2_conv2`; the side outputs (`dsn1`, …, `fuse`) are reported as ignored.
+            let report = load_weights(&model, &hed, LoadOptions::default())?;
             let y = model
                 .predict(&Tensor::from_slice(&x, x_shape.clone(), &dev)?)?
                 .to_vec()?;

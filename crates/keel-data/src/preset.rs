@@ -18,6 +18,8 @@ pub enum Preset {
     Tf,
     /// RGB / 255 in [0, 1] (models trained from scratch).
     Unit,
+    /// RGB in [0, 255] as it is (Keras' EfficientNet, which normalises inside the model).
+    Raw,
 }
 
 impl Preset {
@@ -36,6 +38,7 @@ impl Preset {
             Preset::Caffe => [b - 103.939, g - 116.779, r - 123.68],
             Preset::Tf => [r / 127.5 - 1.0, g / 127.5 - 1.0, b / 127.5 - 1.0],
             Preset::Unit => [r / 255.0, g / 255.0, b / 255.0],
+            Preset::Raw => [r, g, b],
         }
     }
 
@@ -44,21 +47,28 @@ impl Preset {
         out.extend(rgb.pixels().flat_map(|p| self.apply(p.0)));
     }
 
-    /// The preset's name: `torchvision`, `caffe`, `tf` or `unit`.
+    /// The preset's name: `torchvision`, `caffe`, `tf`, `unit` or `raw`.
     pub fn name(self) -> &'static str {
         match self {
             Preset::Torchvision => "torchvision",
             Preset::Caffe => "caffe",
             Preset::Tf => "tf",
             Preset::Unit => "unit",
+            Preset::Raw => "raw",
         }
     }
 
-    /// Parses `torchvision`, `caffe`, `tf` or `unit`.
+    /// Parses `torchvision`, `caffe`, `tf`, `unit` or `raw`.
     pub fn from_name(name: &str) -> Option<Preset> {
-        [Preset::Torchvision, Preset::Caffe, Preset::Tf, Preset::Unit]
-            .into_iter()
-            .find(|p| p.name() == name)
+        [
+            Preset::Torchvision,
+            Preset::Caffe,
+            Preset::Tf,
+            Preset::Unit,
+            Preset::Raw,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
     }
 }
 

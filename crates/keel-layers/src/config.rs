@@ -5,8 +5,8 @@
 use crate::layer::LayerSpec;
 use crate::layers::{
     activation, batch_norm, conv2d, dense, depthwise_conv2d, dropout, flatten, global_avg_pool2d,
-    global_max_pool2d, layer_norm, layer_scale, normalization, rescaling, residual,
-    residual_if_same_shape, squeeze_excite, zero_padding2d, Activation, PoolSpec,
+    global_max_pool2d, layer_norm, layer_scale, normalization, rescaling, rescaling_per_channel,
+    residual, residual_if_same_shape, squeeze_excite, zero_padding2d, Activation, Factor, PoolSpec,
 };
 use crate::sequential::{sequential, SequentialSpec};
 use keel_tensor::{Conv2dOptions, Padding, Pool2dOptions, PoolOp};
@@ -138,8 +138,8 @@ pub enum LayerConfig {
     Rescaling {
         /// Layer name.
         name: String,
-        /// Factor.
-        scale: f32,
+        /// Factor, for every channel or per channel.
+        scale: Factor,
         /// Added after scaling.
         offset: f32,
     },
@@ -229,6 +229,9 @@ pub enum LayerConfig {
         activation: Activation,
         /// On the scale.
         gate: Activation,
+        /// The two convolutions' names, when not `NAME.fc1` and `NAME.fc2`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conv_names: Option<(String, String)>,
     },
     /// A [`Sequential`](crate::Sequential) model or block.
     Sequential {
@@ -350,7 +353,13 @@ impl LayerConfig {
                 name,
                 scale,
                 offset,
-            } => Box::new(rescaling(scale, offset).name(name)),
+            } => Box::new(
+                match scale {
+                    Factor::All(scale) => rescaling(scale, offset),
+                    Factor::PerChannel(scale) => rescaling_per_channel(&scale, offset),
+                }
+                .name(name),
+            ),
             LayerConfig::Normalization {
                 name,
                 mean,
@@ -410,12 +419,17 @@ impl LayerConfig {
                 squeeze,
                 activation,
                 gate,
-            } => Box::new(
-                squeeze_excite(squeeze)
+                conv_names,
+            } => {
+                let spec = squeeze_excite(squeeze)
                     .activation(activation)
                     .gate(gate)
-                    .name(name),
-            ),
+                    .name(name);
+                Box::new(match conv_names {
+                    Some((reduce, expand)) => spec.conv_names(reduce, expand),
+                    None => spec,
+                })
+            }
             LayerConfig::Sequential { .. } => Box::new(self.to_sequential_spec()),
         }
     }

@@ -6,6 +6,7 @@
 use crate::layer::{Layer, Role, Weight};
 use crate::weights::{weights_error, FileTensor, FileTensors};
 use crate::Result;
+use hdf5_reader::group::Group;
 use hdf5_reader::{ByteOrder, Datatype, Hdf5File};
 use safetensors::Dtype;
 use std::borrow::Cow;
@@ -17,10 +18,24 @@ pub(crate) fn is_hdf5(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\x89HDF\r\n\x1a\n")
 }
 
-/// Every numeric dataset of the file, by its path. A panic inside the HDF5 crate on a
-/// malformed file becomes an error naming the file.
+/// A Keras HDF5 file read whole: every numeric dataset by its path, and the model's
+/// configuration when the file holds a whole model (Keras' `model_config` attribute).
+pub(crate) struct KerasH5 {
+    pub(crate) tensors: FileTensors<'static>,
+    pub(crate) model_config: Option<String>,
+}
+
+/// Every numeric dataset of the file at `path`, by its path. Keras 3 names a `.weights.h5`
+/// layer's group by its class (`layers/conv2d_3/vars/0`); where the `vars` group records the
+/// layer's own name, the path says that name instead (`layers/block_1_expand/vars/0`).
 pub(crate) fn read(path: &Path) -> Result<FileTensors<'static>> {
-    std::panic::catch_unwind(|| read_datasets(path)).unwrap_or_else(|panic| {
+    Ok(read_h5(path, None)?.tensors)
+}
+
+/// The file at `path`, or `bytes` read from it (a `.keras` archive's weights) when given. A
+/// panic inside the HDF5 crate on a malformed file becomes an error naming the file.
+pub(crate) fn read_h5(path: &Path, bytes: Option<Vec<u8>>) -> Result<KerasH5> {
+    std::panic::catch_unwind(|| read_datasets(path, bytes)).unwrap_or_else(|panic| {
         let why = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -33,19 +48,58 @@ pub(crate) fn read(path: &Path) -> Result<FileTensors<'static>> {
     })
 }
 
-fn read_datasets(path: &Path) -> Result<FileTensors<'static>> {
+/// A string attribute of `group`, stored in place or in the global heap; `None` when absent.
+fn string_attribute(group: &Group, name: &str) -> hdf5_reader::error::Result<Option<String>> {
+    let Some(attribute) = group.attributes()?.into_iter().find(|a| a.name == name) else {
+        return Ok(None);
+    };
+    match attribute.read_string() {
+        Ok(text) => Ok(Some(text)),
+        Err(_) => {
+            let file = group.file_data()?;
+            Ok(Some(
+                attribute.read_vlen_string(&file, group.offset_size())?,
+            ))
+        }
+    }
+}
+
+fn read_datasets(path: &Path, bytes: Option<Vec<u8>>) -> Result<KerasH5> {
     let error = |e: hdf5_reader::error::Error| weights_error(path, format!("HDF5: {e}"));
-    let file_len = std::fs::metadata(path)
-        .map_err(|source| crate::Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .len();
-    let file = Hdf5File::open(path).map_err(error)?;
+    let (file, file_len) = match bytes {
+        Some(bytes) => {
+            let len = bytes.len() as u64;
+            (Hdf5File::from_vec(bytes).map_err(error)?, len)
+        }
+        None => {
+            let len = std::fs::metadata(path)
+                .map_err(|source| crate::Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+                .len();
+            (Hdf5File::open(path).map_err(error)?, len)
+        }
+    };
+    let root = file.root_group().map_err(error)?;
+    let model_config = string_attribute(&root, "model_config").map_err(error)?;
     let mut out = FileTensors::new();
-    let mut pending = vec![(String::new(), file.root_group().map_err(error)?)];
+    let mut pending = vec![(String::new(), root)];
     while let Some((prefix, group)) = pending.pop() {
         let (groups, datasets) = group.members().map_err(error)?;
+        // `…/CLASS_NAME/vars/` → `…/LAYER_NAME/vars/` where Keras recorded the name.
+        let prefix = match (
+            group.name(),
+            string_attribute(&group, "name").map_err(error)?,
+        ) {
+            ("vars", Some(layer)) => {
+                let parent = prefix.trim_end_matches("vars/").trim_end_matches('/');
+                let container = parent.rsplit_once('/').map_or("", |(c, _)| c);
+                let sep = if container.is_empty() { "" } else { "/" };
+                format!("{container}{sep}{layer}/vars/")
+            }
+            _ => prefix,
+        };
         for d in datasets {
             let name = format!("{prefix}{}", d.name());
             let dtype = match d.dtype() {
@@ -107,7 +161,10 @@ fn read_datasets(path: &Path) -> Result<FileTensors<'static>> {
             pending.push((format!("{prefix}{}/", g.name()), g));
         }
     }
-    Ok(out)
+    Ok(KerasH5 {
+        tensors: out,
+        model_config,
+    })
 }
 
 /// Bytes per element of the dataset types read.
@@ -194,16 +251,38 @@ pub(crate) fn keras_names(
     for w in model.weights() {
         by_layer.entry(w.layer.clone()).or_default().push(w);
     }
+    // Class-based names stand for layers only in a flat container from a Keras that did not
+    // record the layers' own names (see `read`).
     let nested = file.keys().any(|k| k.matches("layers/").count() > 1);
-    let by_class = if nested {
+    let named = file
+        .keys()
+        .any(|k| match k.split('/').collect::<Vec<_>>()[..] {
+            [.., layer, "vars", _] => by_layer.contains_key(layer),
+            _ => false,
+        });
+    let by_class = if nested || named {
         HashMap::new()
     } else {
         keras3_names(model)
+    };
+    // A Normalization's third variable, `count`, is Keras' bookkeeping, not a weight.
+    let is_count = |parts: &[&str]| match parts {
+        [.., layer, "vars", var] | [.., layer, var] => {
+            let normalization = by_layer
+                .get(*layer)
+                .and_then(|w| w.first())
+                .is_some_and(|w| w.role == Role::Mean);
+            normalization && matches!(*var, "2" | "count" | "count:0")
+        }
+        _ => false,
     };
     let mut out = FileTensors::new();
     for (name, tensor) in file {
         let name = rename.and_then(|r| r(&name)).unwrap_or(name);
         let parts: Vec<&str> = name.split('/').collect();
+        if is_count(&parts) {
+            continue;
+        }
         let key = match parts[..] {
             [.., layer, "vars", index] => index.parse::<usize>().ok().and_then(|i| {
                 let weights = by_layer.get(layer).or_else(|| by_class.get(layer))?;

@@ -59,6 +59,10 @@ pub enum Role {
     MovingVariance,
     /// A per-channel factor (ConvNeXt's layer scale): `[C]` here, `[C, 1, 1]` in PyTorch.
     LayerScale,
+    /// An input Normalization's mean (never trainable).
+    Mean,
+    /// An input Normalization's variance (never trainable).
+    Variance,
 }
 
 impl Role {
@@ -73,6 +77,8 @@ impl Role {
             Role::MovingMean => "moving_mean",
             Role::MovingVariance => "moving_variance",
             Role::LayerScale => "gamma",
+            Role::Mean => "mean",
+            Role::Variance => "variance",
         }
     }
 
@@ -84,12 +90,17 @@ impl Role {
             Role::MovingMean => "running_mean",
             Role::MovingVariance => "running_var",
             Role::LayerScale => "layer_scale",
+            Role::Mean => "mean",
+            Role::Variance => "variance",
         }
     }
 
     /// Whether the weight is a statistic rather than something an optimizer trains.
     pub fn is_statistic(self) -> bool {
-        matches!(self, Role::MovingMean | Role::MovingVariance)
+        matches!(
+            self,
+            Role::MovingMean | Role::MovingVariance | Role::Mean | Role::Variance
+        )
     }
 }
 

@@ -25,6 +25,7 @@ mod error;
 mod head;
 mod init;
 mod keras_file;
+mod keras_model;
 mod layer;
 pub mod layers;
 mod model_file;

@@ -4,6 +4,8 @@
 //! Training checkpoints are model files with the optimizer's state added (keel-train).
 
 use crate::config::LayerConfig;
+use crate::keras_file::is_hdf5;
+use crate::keras_model::{is_zip, load_keras_model};
 use crate::sequential::Sequential;
 use crate::weights::{
     load_from, parse, read_tensor, safetensors_tensors, serialize, summarize, weights_error,
@@ -12,6 +14,7 @@ use crate::{Error, Layer, Layout, LoadOptions, Result};
 use keel_tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The metadata key that marks a keel model file and holds its description.
@@ -53,8 +56,20 @@ pub fn save_model(model: &Sequential, info: &ModelInfo, path: impl AsRef<Path>) 
     write_model_file(path, model, info, Vec::new(), HashMap::new())
 }
 
-/// Reads a model written by [`save_model`] (or a training checkpoint) and builds it on `device`.
+/// Reads a model written by [`save_model`] (or a training checkpoint), or a whole Keras model
+/// (`.keras` or `.h5` from Keras' `model.save`, see [`crate::keras_model`]), and builds it on
+/// `device`.
 pub fn load_model(path: impl AsRef<Path>, device: &Device) -> Result<SavedModel> {
+    let path = path.as_ref();
+    let mut head = [0u8; 8];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read(&mut head));
+    let n = read.map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if is_hdf5(&head[..n]) || is_zip(&head[..n]) {
+        return load_keras_model(path, is_zip(&head[..n]), device);
+    }
     ModelFile::open(path)?.build(device)
 }
 

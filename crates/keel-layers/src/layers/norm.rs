@@ -6,6 +6,7 @@ use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
 use crate::{Error, Result};
 use keel_autograd::{no_grad, Param, Var};
 use keel_tensor::Tensor;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Keras `BatchNormalization(momentum=0.99, epsilon=1e-3)` over the last axis.
@@ -165,18 +166,30 @@ impl Layer for BatchNormalization {
     }
 }
 
+/// A Rescaling factor: one for every channel, or one per channel (Keras' `scale` is either).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Factor {
+    /// The same factor for every channel.
+    All(f32),
+    /// One factor per channel.
+    PerChannel(Vec<f32>),
+}
+
 /// Keras `Rescaling(scale, offset)`: y = x · scale + offset.
 pub struct Rescaling {
     name: String,
-    scale: f32,
+    scale: Factor,
     offset: f32,
+    /// The per-channel factors, on the device.
+    factors: Option<Tensor>,
     shape: Vec<usize>,
 }
 
 /// The spec of a [`Rescaling`] layer.
 pub struct RescalingSpec {
     name: Option<String>,
-    scale: f32,
+    scale: Factor,
     offset: f32,
 }
 
@@ -187,9 +200,26 @@ spec_setters!(NormalizationSpec: name);
 pub fn rescaling(scale: f32, offset: f32) -> RescalingSpec {
     RescalingSpec {
         name: None,
-        scale,
+        scale: Factor::All(scale),
         offset,
     }
+}
+
+/// y = x · scale[c] + offset, one factor per channel.
+pub fn rescaling_per_channel(scale: &[f32], offset: f32) -> RescalingSpec {
+    RescalingSpec {
+        name: None,
+        scale: Factor::PerChannel(scale.to_vec()),
+        offset,
+    }
+}
+
+/// The channels of an input shape, or an error naming the layer.
+fn channels(name: &str, input: &[usize]) -> Result<usize> {
+    input
+        .last()
+        .copied()
+        .ok_or_else(|| Error::layer(name, "needs an input with a channel axis"))
 }
 
 impl LayerSpec for RescalingSpec {
@@ -197,10 +227,25 @@ impl LayerSpec for RescalingSpec {
         "rescaling"
     }
     fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
+        let name = self.name.unwrap_or_else(|| ctx.default_name.clone());
+        let factors = match &self.scale {
+            Factor::All(_) => None,
+            Factor::PerChannel(scale) => {
+                let c = channels(&name, ctx.input)?;
+                if scale.len() != c {
+                    return Err(Error::layer(
+                        &name,
+                        format!("{} factors for {c} channels", scale.len()),
+                    ));
+                }
+                Some(Tensor::from_slice(scale, [c], ctx.device)?)
+            }
+        };
         Ok(Box::new(Rescaling {
-            name: self.name.unwrap_or_else(|| ctx.default_name.clone()),
+            name,
             scale: self.scale,
             offset: self.offset,
+            factors,
             shape: ctx.input.to_vec(),
         }))
     }
@@ -217,23 +262,30 @@ impl Layer for Rescaling {
         &self.shape
     }
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
-        Ok(x.affine(self.scale, self.offset)?)
+        match (&self.scale, &self.factors) {
+            (_, Some(factors)) => Ok(x
+                .mul(&Var::constant(factors.clone()))?
+                .add_scalar(self.offset)?),
+            (Factor::All(scale), None) => Ok(x.affine(*scale, self.offset)?),
+            (Factor::PerChannel(_), None) => unreachable!("built with its factors"),
+        }
     }
     fn config(&self) -> LayerConfig {
         LayerConfig::Rescaling {
             name: self.name.clone(),
-            scale: self.scale,
+            scale: self.scale.clone(),
             offset: self.offset,
         }
     }
 }
 
-/// Keras `Normalization(mean, variance)` per channel: y = (x − mean) / √variance.
+/// Keras `Normalization` per channel: y = (x − mean) / max(√variance, 10⁻⁷), its mean and
+/// variance being weights (statistics a file sets, never trained), as Keras keeps them.
 pub struct Normalization {
     name: String,
-    mean: Vec<f32>,
-    variance: Vec<f32>,
-    std: Vec<f32>,
+    mean: Param,
+    variance: Param,
+    initial: (Vec<f32>, Vec<f32>),
     shape: Vec<usize>,
 }
 
@@ -244,8 +296,9 @@ pub struct NormalizationSpec {
     variance: Vec<f32>,
 }
 
-/// Per-channel standardisation with fixed statistics (e.g. ImageNet's, for torchvision models:
-/// mean (0.485, 0.456, 0.406)·255 …).
+/// Per-channel standardisation with the given statistics (e.g. ImageNet's, for torchvision
+/// models: mean (0.485, 0.456, 0.406)·255 …); empty slices start at mean 0 and variance 1, as
+/// Keras' `Normalization()` does before its statistics are loaded.
 pub fn normalization(mean: &[f32], variance: &[f32]) -> NormalizationSpec {
     NormalizationSpec {
         name: None,
@@ -260,22 +313,26 @@ impl LayerSpec for NormalizationSpec {
     }
     fn build(self: Box<Self>, ctx: &BuildContext<'_>) -> Result<Box<dyn Layer>> {
         let name = self.name.unwrap_or_else(|| ctx.default_name.clone());
-        let c = ctx.input.last().copied().unwrap_or(0);
-        if self.mean.len() != c || self.variance.len() != c {
-            return Err(Error::layer(
-                &name,
-                format!(
-                    "{} means and {} variances for {c} channels",
-                    self.mean.len(),
-                    self.variance.len()
-                ),
-            ));
-        }
+        let c = channels(&name, ctx.input)?;
+        let given = |values: &[f32], default: f32| -> Result<Tensor> {
+            match values.len() {
+                0 => constant(c, default, ctx.device),
+                n if n == c => Ok(Tensor::from_slice(values, [c], ctx.device)?),
+                n => Err(Error::layer(
+                    &name,
+                    format!("{n} statistics for {c} channels"),
+                )),
+            }
+        };
+        let mean = Param::new(format!("{name}/mean"), given(&self.mean, 0.0)?);
+        let variance = Param::new(format!("{name}/variance"), given(&self.variance, 1.0)?);
+        mean.set_trainable(false);
+        variance.set_trainable(false);
         Ok(Box::new(Normalization {
+            mean,
+            variance,
+            initial: (self.mean, self.variance),
             name,
-            std: self.variance.iter().map(|v| v.sqrt()).collect(),
-            variance: self.variance,
-            mean: self.mean,
             shape: ctx.input.to_vec(),
         }))
     }
@@ -292,17 +349,25 @@ impl Layer for Normalization {
         &self.shape
     }
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
-        let device = x.tensor().device();
-        let c = self.mean.len();
-        let mean = Var::constant(Tensor::from_slice(&self.mean, [c], device)?);
-        let std = Var::constant(Tensor::from_slice(&self.std, [c], device)?);
-        Ok(x.sub(&mean)?.div(&std)?)
+        let std = Var::constant(self.variance.value().sqrt()?.maximum_scalar(1e-7)?);
+        Ok(x.sub(&Var::constant(self.mean.value()))?.div(&std)?)
+    }
+    fn weights(&self) -> Vec<Weight> {
+        [(Role::Mean, &self.mean), (Role::Variance, &self.variance)]
+            .into_iter()
+            .map(|(role, p)| Weight {
+                layer: self.name.clone(),
+                role,
+                param: p.clone(),
+                flattened_from: None,
+            })
+            .collect()
     }
     fn config(&self) -> LayerConfig {
         LayerConfig::Normalization {
             name: self.name.clone(),
-            mean: self.mean.clone(),
-            variance: self.variance.clone(),
+            mean: self.initial.0.clone(),
+            variance: self.initial.1.clone(),
         }
     }
 }

@@ -11,6 +11,7 @@ use keel_autograd::Var;
 /// The spec of a [`SqueezeExcite`] block.
 pub struct SqueezeExciteSpec {
     name: Option<String>,
+    conv_names: Option<(String, String)>,
     squeeze: usize,
     activation: Activation,
     gate: Activation,
@@ -23,6 +24,7 @@ spec_setters!(SqueezeExciteSpec: name);
 pub fn squeeze_excite(squeeze: usize) -> SqueezeExciteSpec {
     SqueezeExciteSpec {
         name: None,
+        conv_names: None,
         squeeze,
         activation: Activation::Relu,
         gate: Activation::Sigmoid,
@@ -40,6 +42,12 @@ impl SqueezeExciteSpec {
         self.gate = g;
         self
     }
+    /// Names the two convolutions (Keras' EfficientNet: `block1a_se_reduce`,
+    /// `block1a_se_expand`) instead of `NAME.fc1` and `NAME.fc2`.
+    pub fn conv_names(mut self, reduce: impl Into<String>, expand: impl Into<String>) -> Self {
+        self.conv_names = Some((reduce.into(), expand.into()));
+        self
+    }
 }
 
 /// A built squeeze-and-excitation block.
@@ -50,6 +58,7 @@ pub struct SqueezeExcite {
     activation: Activation,
     gate: Activation,
     squeeze: usize,
+    conv_names: Option<(String, String)>,
     shape: Vec<usize>,
 }
 
@@ -68,17 +77,21 @@ impl LayerSpec for SqueezeExciteSpec {
         if self.squeeze == 0 {
             return Err(Error::layer(&name, "squeezes to at least 1 channel, got 0"));
         }
-        let on = |input: &[usize], filters: usize, part: &str, seed: u64| {
-            Box::new(conv2d(filters, 1).name(format!("{name}.{part}"))).build(&BuildContext {
+        let (reduce, expand) = self
+            .conv_names
+            .clone()
+            .unwrap_or_else(|| (format!("{name}.fc1"), format!("{name}.fc2")));
+        let on = |input: &[usize], filters: usize, conv: &str, seed: u64| {
+            Box::new(conv2d(filters, 1).name(conv)).build(&BuildContext {
                 input,
                 device: ctx.device,
                 seed,
-                default_name: format!("{name}.{part}"),
+                default_name: conv.to_string(),
                 flattened_from: None,
             })
         };
-        let fc1 = on(&[1, 1, channels], self.squeeze, "fc1", ctx.seed)?;
-        let fc2 = on(&[1, 1, self.squeeze], channels, "fc2", ctx.seed ^ 0x5E)?;
+        let fc1 = on(&[1, 1, channels], self.squeeze, &reduce, ctx.seed)?;
+        let fc2 = on(&[1, 1, self.squeeze], channels, &expand, ctx.seed ^ 0x5E)?;
         Ok(Box::new(SqueezeExcite {
             name,
             fc1,
@@ -86,6 +99,7 @@ impl LayerSpec for SqueezeExciteSpec {
             activation: self.activation,
             gate: self.gate,
             squeeze: self.squeeze,
+            conv_names: self.conv_names,
             shape: ctx.input.to_vec(),
         }))
     }
@@ -124,6 +138,7 @@ impl Layer for SqueezeExcite {
             squeeze: self.squeeze,
             activation: self.activation,
             gate: self.gate,
+            conv_names: self.conv_names.clone(),
         }
     }
 }
