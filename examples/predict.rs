@@ -7,7 +7,7 @@
 //! instead of images runs the model on a preprocessed [N, h, w, c] tensor.
 //!
 //! `cargo run --release --example predict -- [--backbone NAME] [--weights FILE] [--image IMAGE]
-//!  [--input-tensor FILE.safetensors] [--top 5] [--json]` runs an ImageNet backbone; the
+//!  [--timm] [--input-tensor FILE.safetensors] [--top 5] [--json]` runs an ImageNet backbone; the
 //! defaults are MobileNetV2 with the committed f16 torchvision weights and `assets/china.jpg`. `--input-tensor`
 //! replaces the image with one already preprocessed NHWC f32 tensor, so that logits can be
 //! compared exactly with another framework.
@@ -48,6 +48,10 @@ struct Args {
     /// [h, w, c].
     #[arg(long)]
     input_tensor: Option<PathBuf>,
+    /// The weights file uses timm's tensor names (`--backbone` one timm names otherwise than
+    /// torchvision: mobilenet_v2, efficientnet_b0, mobilenet_v3_large / _small, convnext_tiny).
+    #[arg(long)]
+    timm: bool,
     /// How many classes to print.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -258,11 +262,22 @@ fn predict_imagenet(args: &Args, device: &Device) -> Result<(), String> {
     };
     let options = BackboneOptions::default().include_top(1000);
     let model = backbones::by_name(&args.backbone, &options, device).map_err(|e| e.to_string())?;
+    let rename = match (args.timm, backbones::timm_key(&args.backbone)) {
+        (false, _) => None,
+        (true, Some(rename)) => Some(rename),
+        (true, None) => {
+            return Err(format!(
+                "--timm: timm names {} as torchvision does; leave --timm out",
+                args.backbone
+            ))
+        }
+    };
     let report_loaded = load_weights(
         &model,
         &weights,
         LoadOptions {
             strict: true,
+            rename,
             ..LoadOptions::default()
         },
     )

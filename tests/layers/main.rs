@@ -61,6 +61,7 @@ fn main() {
             seeded::torchvision_architectures,
         ),
         ("golden_seeded_keras", seeded::keras_architectures),
+        ("weights_timm_torchvision_names", seeded::timm_names),
     ];
     run_tests(tests, 31);
 }

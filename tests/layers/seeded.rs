@@ -183,3 +183,91 @@ fn seeded_input(size: usize, layout: Layout) -> Vec<f32> {
     }
     x
 }
+
+/// timm's names (`tests/fixtures/timm_keys.txt`: each tensor's name and shape in timm 1.0's
+/// `efficientnet_b0`, `mobilenetv3_large_100`, `mobilenetv3_small_100` and `convnext_tiny`)
+/// load through `backbones::timm_key` strictly, and the seeded weights stored under them give
+/// PyTorch's torchvision logits: every name maps to the torchvision weight of the same place.
+pub fn timm_names(t: &mut Runner, _rng: &mut Rng) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let keys = std::fs::read_to_string(root.join("tests/fixtures/timm_keys.txt")).expect("keys");
+    let expected = keel::layers::read_tensors(
+        root.join("tests/fixtures/seeded_logits.safetensors"),
+        &Device::cpu(),
+    )
+    .expect("fixture");
+    let dir = std::env::temp_dir().join(format!("keel-timm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch");
+    let dev = Device::cpu();
+    for arch in [
+        "efficientnet_b0",
+        "mobilenet_v3_large",
+        "mobilenet_v3_small",
+        "convnext_tiny",
+    ] {
+        let rename = backbones::timm_key(arch).expect("a timm translation");
+        let outcome = (|| -> keel::layers::Result<Vec<f32>> {
+            let options = BackboneOptions::default().include_top(1000).input(64, 64);
+            let model = backbones::by_name(arch, &options, &dev)?;
+            let weights = model.weights();
+            let mut tensors = Vec::new();
+            for line in keys.lines().filter(|l| l.starts_with(&format!("{arch} "))) {
+                let [_, key, shape] = line.split(' ').collect::<Vec<_>>()[..] else {
+                    panic!("a line of timm_keys.txt: {line}");
+                };
+                let shape: Vec<usize> = shape
+                    .split(',')
+                    .map(|d| d.parse().expect("a dim"))
+                    .collect();
+                let torch = rename(key).unwrap_or_default();
+                let Some(w) = weights.iter().find(|w| w.torch_key() == torch) else {
+                    return Err(keel::layers::Error::Layer {
+                        layer: arch.to_string(),
+                        msg: format!("`{key}` maps to `{torch}`, no weight"),
+                    });
+                };
+                let bytes: Vec<u8> = seeded(&torch, &torch_shape(w), Layout::Torch)
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                tensors.push((key.to_string(), shape, bytes));
+            }
+            let views = tensors.iter().map(|(k, shape, bytes)| {
+                (
+                    k.clone(),
+                    TensorView::new(Dtype::F32, shape.clone(), bytes).expect("view"),
+                )
+            });
+            let path = dir.join(format!("{arch}.safetensors"));
+            std::fs::write(
+                &path,
+                safetensors::serialize(views, None).expect("serialize"),
+            )
+            .expect("write");
+            let options = LoadOptions {
+                layout: Layout::Torch,
+                strict: true,
+                rename: Some(rename),
+            };
+            load_weights(&model, &path, options)?;
+            let x = Tensor::from_slice(&seeded_input(64, Layout::Torch), [2, 64, 64, 3], &dev)?;
+            Ok(model.predict(&x)?.to_vec()?)
+        })();
+        let want = expected[arch].to_vec().expect("logits");
+        let largest = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        match outcome {
+            Ok(got) => {
+                let worst = crate::largest_difference(&got, &want);
+                t.expect(
+                    worst <= 1e-4 * largest,
+                    "timm's names give torchvision's logits",
+                    || format!("{arch}: difference {worst:.2e} of {largest:.3}"),
+                );
+            }
+            Err(e) => t.expect(false, "timm's names load strictly", || {
+                format!("{arch}: {e}")
+            }),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -57,8 +57,10 @@ pub fn save_model(model: &Sequential, info: &ModelInfo, path: impl AsRef<Path>) 
 }
 
 /// Reads a model written by [`save_model`] (or a training checkpoint), or a whole Keras model
-/// (`.keras` or `.h5` from Keras' `model.save`, see [`crate::keras_model`]), and builds it on
-/// `device`.
+/// (`.keras` or `.h5` from Keras' `model.save`), and builds it on `device`. A Keras model
+/// builds when it is a chain of layers keel has, nested models that are chains, and the
+/// Keras Applications backbones keel has in Keras' form (recognised by their layer names);
+/// anything else is an error naming the first layer keel cannot build.
 pub fn load_model(path: impl AsRef<Path>, device: &Device) -> Result<SavedModel> {
     let path = path.as_ref();
     let mut head = [0u8; 8];

@@ -444,6 +444,11 @@ pub(crate) fn read_tensor(
 
 /// Converts a PyTorch tensor to keel's layout for weight `w`.
 fn from_torch(path: &Path, key: &str, w: &Weight, t: Tensor) -> Result<Tensor> {
+    // A 1×1 convolution on a pooled map is a Linear layer (timm's `conv_head`).
+    let t = match (w.role, t.dims()) {
+        (Role::DenseKernel, &[out, inp, 1, 1]) => t.reshape([out, inp])?,
+        _ => t,
+    };
     let rank_error = |want: usize| {
         weights_error(
             path,

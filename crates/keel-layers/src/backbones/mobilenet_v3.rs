@@ -17,9 +17,9 @@ use keel_tensor::Device;
 
 /// One block: (input, kernel, expanded, output channels, squeeze-and-excitation, hard-swish
 /// (else ReLU), stride), torchvision's table.
-type Setting = (usize, usize, usize, usize, bool, bool, usize);
+pub(super) type Setting = (usize, usize, usize, usize, bool, bool, usize);
 
-const LARGE: [Setting; 15] = [
+pub(super) const LARGE: [Setting; 15] = [
     (16, 3, 16, 16, false, false, 1),
     (16, 3, 64, 24, false, false, 2),
     (24, 3, 72, 24, false, false, 1),
@@ -37,7 +37,7 @@ const LARGE: [Setting; 15] = [
     (160, 5, 960, 160, true, true, 1),
 ];
 
-const SMALL: [Setting; 11] = [
+pub(super) const SMALL: [Setting; 11] = [
     (16, 3, 16, 16, true, false, 2),
     (16, 3, 72, 24, false, false, 2),
     (24, 3, 88, 24, false, false, 1),

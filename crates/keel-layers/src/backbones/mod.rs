@@ -14,6 +14,7 @@ mod mobilenet;
 mod mobilenet_v2;
 mod mobilenet_v3;
 mod resnet;
+mod timm_names;
 mod vgg16;
 
 pub use convnext::convnext_tiny;
@@ -26,6 +27,10 @@ pub use mobilenet::mobilenet;
 pub use mobilenet_v2::{mobilenet_v2, mobilenet_v2_timm_key};
 pub use mobilenet_v3::{mobilenet_v3_large, mobilenet_v3_small};
 pub use resnet::{resnet18, resnet50};
+pub use timm_names::{
+    convnext_tiny_timm_key, efficientnet_b0_timm_key, mobilenet_v3_large_timm_key,
+    mobilenet_v3_small_timm_key, timm_key,
+};
 pub use vgg16::vgg16;
 
 /// torchvision's `_make_divisible(v, 8)`: the nearest multiple of 8, at least 8 and not more

@@ -205,7 +205,7 @@ pub fn rescaling(scale: f32, offset: f32) -> RescalingSpec {
     }
 }
 
-/// y = x · scale[c] + offset, one factor per channel.
+/// y = x · scale_c + offset, one factor per channel c.
 pub fn rescaling_per_channel(scale: &[f32], offset: f32) -> RescalingSpec {
     RescalingSpec {
         name: None,
