@@ -43,6 +43,7 @@ fn main() {
         ("model_save_load_predict", model_files::save_load_predict),
         ("model_bad_files", model_files::bad_model_files),
         ("model_keras_whole", model_files::keras_whole_models),
+        ("model_folded_batch_norms", model_files::folded_batch_norms),
         ("golden_tiny_mobilenet_v2", golden::tiny_mobilenet_v2),
         (
             "golden_imagenet_mobilenet_v2",

@@ -335,3 +335,66 @@ pub fn keras_whole_models(t: &mut Runner, _rng: &mut Rng) {
         );
     }
 }
+
+/// `Sequential::folded`: batch norms folded into the convolutions before them give what the
+/// model predicts, within 1e-5 of the largest output, on every device and every backbone with
+/// batch norms (random statistics, so that no batch norm is the identity); the original model
+/// keeps its layers and outputs.
+pub fn folded_batch_norms(t: &mut Runner, rng: &mut Rng) {
+    let options = BackboneOptions::default().input(64, 64);
+    for dev in t.devices().to_vec() {
+        for name in [
+            "mobilenet",
+            "mobilenet_v2",
+            "keras_mobilenet_v2",
+            "keras_resnet50",
+            "resnet18",
+            "efficientnet_b0",
+            "mobilenet_v3_small",
+            "keras_efficientnet_b0",
+        ] {
+            let outcome = (|| -> keel::layers::Result<(f32, f32, usize, usize, bool)> {
+                let model = backbones::by_name(name, &options, &dev)?;
+                for w in model.weights() {
+                    let n = w.param.value().elem_count();
+                    let (lo, hi) = match w.role.keras_name() {
+                        "moving_variance" | "gamma" => (0.5, 1.5),
+                        "moving_mean" | "beta" => (-0.5, 0.5),
+                        _ => continue,
+                    };
+                    let dims = w.param.value().dims().to_vec();
+                    w.param
+                        .set_value(Tensor::from_vec(rng.values(n, lo, hi), dims, &dev)?)?;
+                }
+                let x =
+                    Tensor::from_vec(rng.values(2 * 64 * 64 * 3, -1.0, 1.0), [2, 64, 64, 3], &dev)?;
+                let want = model.predict(&x)?.to_vec()?;
+                let folded = model.folded()?;
+                let got = folded.predict(&x)?.to_vec()?;
+                let norms = |m: &dyn Layer| {
+                    m.weights()
+                        .iter()
+                        .filter(|w| w.role == keel::layers::Role::MovingMean)
+                        .count()
+                };
+                let again = model.predict(&x)?.to_vec()? == want;
+                let largest = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                Ok((
+                    crate::largest_difference(&got, &want),
+                    largest,
+                    norms(&model),
+                    norms(&folded),
+                    again,
+                ))
+            })();
+            match outcome {
+                Ok((worst, largest, before, after, unchanged)) => t.expect(
+                    worst <= 1e-5 * largest && after < before && unchanged,
+                    "folded batch norms give the model's outputs, and the model is unchanged",
+                    || format!("{name} on {dev}: difference {worst:.2e} of {largest:.3}, batch norms {before} → {after}, original unchanged: {unchanged}"),
+                ),
+                Err(e) => t.expect(false, "folding", || format!("{name} on {dev}: {e}")),
+            }
+        }
+    }
+}

@@ -22,6 +22,7 @@
 pub mod backbones;
 mod config;
 mod error;
+mod fold;
 mod head;
 mod init;
 mod keras_file;
