@@ -36,6 +36,10 @@ struct Args {
     /// Also time forward, input gradient and kernel gradient of more convolution layers.
     #[arg(long)]
     layers: bool,
+    /// Where a backbone's forward pass spends its time, by layer kind: NAME,BATCH,SIZE (e.g.
+    /// mobilenet_v2,8,224); prints that table only.
+    #[arg(long, value_delimiter = ',')]
+    profile: Vec<String>,
     /// Also time the forward pass of whole VGG16 and MobileNetV2 backbones: BATCH,SIZE.
     #[arg(long, value_delimiter = ',', value_name = "BATCH,SIZE")]
     backbones: Vec<usize>,
@@ -162,6 +166,41 @@ fn measure_backbones(
     Ok(rows)
 }
 
+/// The forward pass of backbone `name` on `batch` images of `size`², by layer kind: two
+/// warm-up runs, then the mean of `reps` profiled runs (ms per kind, calls, whole pass ms).
+fn profile_backbone(
+    device: &Device,
+    name: &str,
+    batch: usize,
+    size: usize,
+    reps: usize,
+) -> Result<(Vec<keel::layers::ProfileRow>, f64), String> {
+    let e = |e: keel::layers::Error| e.to_string();
+    let options = BackboneOptions::default().input(size, size);
+    let model = backbones::by_name(name, &options, device).map_err(e)?;
+    let x = random(&[batch, size, size, 3], 41, device).map_err(|e| e.to_string())?;
+    for _ in 0..2 {
+        model.predict(&x).map_err(e)?;
+    }
+    let mut totals: Vec<keel::layers::ProfileRow> = Vec::new();
+    let mut whole = 0.0;
+    for _ in 0..reps {
+        let (_, rows, seconds) = keel::layers::profile(|| model.predict(&x)).map_err(e)?;
+        whole += seconds / reps as f64;
+        for row in rows {
+            match totals.iter_mut().find(|t| t.kind == row.kind) {
+                Some(t) => t.seconds += row.seconds / reps as f64,
+                None => totals.push(keel::layers::ProfileRow {
+                    seconds: row.seconds / reps as f64,
+                    ..row
+                }),
+            }
+        }
+    }
+    totals.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    Ok((totals, whole))
+}
+
 /// Median milliseconds of one training step of MobileNetV2 with a GAP head and Dense(10), every
 /// layer trainable, Adam, on `batch` images of `size`×`size`: forward, loss, backward, update.
 fn training_step(
@@ -276,6 +315,46 @@ fn run() -> Result<(), String> {
         if !devices.contains(&tiled) {
             devices.push(tiled);
         }
+    }
+    if let [name, batch, size] = &args.profile[..] {
+        let parse = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("--profile: `{v}` is not a number"))
+        };
+        let device = &devices[0];
+        let reps = if args.reps > 0 { args.reps } else { 5 };
+        let (rows, whole) = profile_backbone(device, name, parse(batch)?, parse(size)?, reps)?;
+        let other = whole - rows.iter().map(|r| r.seconds).sum::<f64>();
+        if args.json {
+            let rows: Vec<_> = rows
+                .iter()
+                .map(|r| serde_json::json!({"kind": r.kind, "ms": r.seconds * 1e3, "calls": r.calls}))
+                .collect();
+            let obj = serde_json::json!({"device": device.to_string(), "backbone": name,
+                "batch": batch, "size": size, "forward_ms": whole * 1e3, "other_ms": other * 1e3, "kinds": rows});
+            println!("{obj}");
+        } else {
+            println!(
+                "{name} forward, b={batch}, {size}², on {device}: {:.1} ms",
+                whole * 1e3
+            );
+            for r in rows.iter() {
+                let share = 100.0 * r.seconds / whole;
+                println!(
+                    "  {:<28} {:>8.2} ms {share:>5.1}%  ({} layers)",
+                    r.kind,
+                    r.seconds * 1e3,
+                    r.calls
+                );
+            }
+            println!(
+                "  {:<28} {:>8.2} ms {:>5.1}%",
+                "other (residual adds, checks)",
+                other * 1e3,
+                100.0 * other / whole
+            );
+        }
+        return Ok(());
     }
     for device in &devices {
         let reps = if args.reps > 0 {

@@ -119,6 +119,19 @@ pub struct Weight {
 }
 
 impl Weight {
+    /// The weights of layer `layer`, one per (role, value) pair, none after a Flatten.
+    pub(crate) fn of(layer: &str, params: &[(Role, &Param)]) -> Vec<Weight> {
+        params
+            .iter()
+            .map(|&(role, param)| Weight {
+                layer: layer.to_string(),
+                role,
+                param: param.clone(),
+                flattened_from: None,
+            })
+            .collect()
+    }
+
     /// Keras key: `layer/kernel`.
     pub fn keras_key(&self) -> String {
         format!("{}/{}", self.layer, self.role.keras_name())

@@ -238,7 +238,7 @@ impl Layer for Sequential {
         self.check_input(x)?;
         let mut h = x.clone();
         for layer in &self.layers {
-            h = layer.forward(&h, training)?;
+            h = crate::profile::forward(layer.as_ref(), &h, training)?;
         }
         Ok(h)
     }

@@ -84,15 +84,10 @@ impl Layer for LayerNormalization {
         Ok(normed.mul(&self.gamma.var())?.add(&self.beta.var())?)
     }
     fn weights(&self) -> Vec<Weight> {
-        [(Role::Gamma, &self.gamma), (Role::Beta, &self.beta)]
-            .into_iter()
-            .map(|(role, p)| Weight {
-                layer: self.name.clone(),
-                role,
-                param: p.clone(),
-                flattened_from: None,
-            })
-            .collect()
+        Weight::of(
+            &self.name,
+            &[(Role::Gamma, &self.gamma), (Role::Beta, &self.beta)],
+        )
     }
     fn set_trainable(&self, trainable: bool) {
         self.gamma.set_trainable(trainable);

@@ -137,20 +137,15 @@ impl Layer for BatchNormalization {
         Ok(x.mul(&scale)?.add(&shift)?)
     }
     fn weights(&self) -> Vec<Weight> {
-        [
-            (Role::Gamma, &self.gamma),
-            (Role::Beta, &self.beta),
-            (Role::MovingMean, &self.moving_mean),
-            (Role::MovingVariance, &self.moving_variance),
-        ]
-        .into_iter()
-        .map(|(role, p)| Weight {
-            layer: self.name.clone(),
-            role,
-            param: p.clone(),
-            flattened_from: None,
-        })
-        .collect()
+        Weight::of(
+            &self.name,
+            &[
+                (Role::Gamma, &self.gamma),
+                (Role::Beta, &self.beta),
+                (Role::MovingMean, &self.moving_mean),
+                (Role::MovingVariance, &self.moving_variance),
+            ],
+        )
     }
     fn set_trainable(&self, trainable: bool) {
         self.trainable.store(trainable, Ordering::Relaxed);
@@ -353,15 +348,10 @@ impl Layer for Normalization {
         Ok(x.sub(&Var::constant(self.mean.value()))?.div(&std)?)
     }
     fn weights(&self) -> Vec<Weight> {
-        [(Role::Mean, &self.mean), (Role::Variance, &self.variance)]
-            .into_iter()
-            .map(|(role, p)| Weight {
-                layer: self.name.clone(),
-                role,
-                param: p.clone(),
-                flattened_from: None,
-            })
-            .collect()
+        Weight::of(
+            &self.name,
+            &[(Role::Mean, &self.mean), (Role::Variance, &self.variance)],
+        )
     }
     fn config(&self) -> LayerConfig {
         LayerConfig::Normalization {
