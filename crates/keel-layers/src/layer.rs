@@ -35,6 +35,37 @@ pub trait Layer: Send + Sync {
     }
     /// Restores the count [`draws`](Layer::draws) returned.
     fn set_draws(&self, _draws: u64) {}
+    /// The ((top, bottom), (left, right)) zeros this layer only adds around a map, when the
+    /// layer after it can take them as its own padding (a ZeroPadding2D).
+    fn zero_padding(&self) -> Option<[(usize, usize); 2]> {
+        None
+    }
+    /// Applies the layer to `x` with `padding` zeros around it, without the copy that pads it,
+    /// when it can (a convolution with `valid` padding); `None` when it cannot.
+    fn forward_zero_padded(
+        &self,
+        _x: &Var,
+        _training: bool,
+        _padding: [(usize, usize); 2],
+    ) -> Option<Result<Var>> {
+        None
+    }
+    /// The activation this layer only is, when the layer before it can apply it in its own
+    /// pass over memory (ReLU, ReLU6).
+    fn fusable_activation(&self) -> Option<keel_tensor::Activation> {
+        None
+    }
+    /// Applies the layer, then `act`, in one pass over its output, when it can (a batch norm
+    /// on its moving statistics, a convolution's bias, with nothing to differentiate); `None`
+    /// when it cannot, and the activation runs as a layer of its own.
+    fn forward_with_activation(
+        &self,
+        _x: &Var,
+        _training: bool,
+        _act: keel_tensor::Activation,
+    ) -> Option<Result<Var>> {
+        None
+    }
 }
 
 /// What a weight is, which fixes its names and its layout in Keras and PyTorch files.

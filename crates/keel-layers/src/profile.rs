@@ -52,21 +52,56 @@ pub fn profile<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Vec<ProfileRow>, 
 /// Applies `layer` to `x`, timed under its kind when a [`profile`] runs and it has no children
 /// (whose own layers are timed instead).
 pub(crate) fn forward(layer: &dyn Layer, x: &Var, training: bool) -> Result<Var> {
-    let profiling = TOTALS.with(|t| t.borrow().is_some());
-    if !profiling || !layer.children().is_empty() {
+    if !layer.children().is_empty() {
         return layer.forward(x, training);
     }
+    timed(kind(layer), || layer.forward(x, training))
+}
+
+/// [`Layer::forward_with_activation`], timed under the layer's kind and the activation's.
+pub(crate) fn forward_fused(
+    layer: &dyn Layer,
+    x: &Var,
+    training: bool,
+    act: keel_tensor::Activation,
+) -> Option<Result<Var>> {
     let start = Instant::now();
-    let y = layer.forward(x, training);
+    let fused = layer.forward_with_activation(x, training, act)?;
+    record(format!("{} + {act:?}", kind(layer)), start);
+    Some(fused)
+}
+
+/// [`Layer::forward_zero_padded`], timed under the layer's kind, padded.
+pub(crate) fn forward_padded(
+    layer: &dyn Layer,
+    x: &Var,
+    training: bool,
+    padding: [(usize, usize); 2],
+) -> Option<Result<Var>> {
+    let start = Instant::now();
+    let padded = layer.forward_zero_padded(x, training, padding)?;
+    record(format!("ZeroPadding2D + {}", kind(layer)), start);
+    Some(padded)
+}
+
+/// Runs `f`, adding its time to `label`'s when a [`profile`] runs.
+fn timed<T>(label: String, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let start = Instant::now();
+    let y = f();
+    record(label, start);
+    y
+}
+
+/// Adds the time since `start` to `label`'s, when a [`profile`] runs.
+fn record(label: String, start: Instant) {
     let seconds = start.elapsed().as_secs_f64();
     TOTALS.with(|t| {
         if let Some(totals) = t.borrow_mut().as_mut() {
-            let entry = totals.entry(kind(layer)).or_default();
+            let entry = totals.entry(label).or_default();
             entry.0 += seconds;
             entry.1 += 1;
         }
     });
-    y
 }
 
 /// The layer's kind, with the kernel size for a convolution.

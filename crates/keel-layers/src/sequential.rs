@@ -237,8 +237,30 @@ impl Layer for Sequential {
     fn forward(&self, x: &Var, training: bool) -> Result<Var> {
         self.check_input(x)?;
         let mut h = x.clone();
-        for layer in &self.layers {
+        let mut i = 0;
+        while let Some(layer) = self.layers.get(i) {
+            // Zeros the next layer can take as its padding are not copied in.
+            let padding = layer.zero_padding();
+            if let (Some(padding), Some(next)) = (padding, self.layers.get(i + 1)) {
+                if let Some(y) =
+                    crate::profile::forward_padded(next.as_ref(), &h, training, padding)
+                {
+                    h = y?;
+                    i += 2;
+                    continue;
+                }
+            }
+            // An activation the layer before it can apply in its own pass takes no pass of its own.
+            let next = self.layers.get(i + 1).and_then(|l| l.fusable_activation());
+            if let Some(act) = next {
+                if let Some(y) = crate::profile::forward_fused(layer.as_ref(), &h, training, act) {
+                    h = y?;
+                    i += 2;
+                    continue;
+                }
+            }
             h = crate::profile::forward(layer.as_ref(), &h, training)?;
+            i += 1;
         }
         Ok(h)
     }

@@ -52,6 +52,16 @@ impl Activation {
         })
     }
 
+    /// The same function as a tensor op can apply in another op's pass (ReLU, ReLU6), or
+    /// `None`.
+    pub fn fusable(self) -> Option<keel_tensor::Activation> {
+        match self {
+            Activation::Relu => Some(keel_tensor::Activation::Relu),
+            Activation::Relu6 => Some(keel_tensor::Activation::Relu6),
+            _ => None,
+        }
+    }
+
     /// Keras' name for it.
     pub fn keras_name(self) -> &'static str {
         match self {
@@ -172,6 +182,9 @@ impl Layer for ActivationLayer {
     }
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
         self.function.apply(x)
+    }
+    fn fusable_activation(&self) -> Option<keel_tensor::Activation> {
+        self.function.fusable()
     }
     fn config(&self) -> LayerConfig {
         LayerConfig::Activation {

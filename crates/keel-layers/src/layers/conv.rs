@@ -7,7 +7,7 @@ use crate::layers::kernel_bias::KernelBias;
 use crate::layers::Activation;
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::Conv2dOptions;
+use keel_tensor::{Conv2dOptions, Padding};
 
 /// Keras `Conv2D(filters, kernel_size, strides=1, padding="valid", use_bias=True, activation=None)`.
 pub struct Conv2DSpec {
@@ -191,6 +191,36 @@ impl LayerSpec for DepthwiseConv2DSpec {
     }
 }
 
+impl Conv2D {
+    /// The convolution with `options`, its bias and its activation, then `then` (an activation
+    /// that followed the layer), the bias and activations in one pass when they can be.
+    fn apply(
+        &self,
+        x: &Var,
+        options: &Conv2dOptions,
+        then: keel_tensor::Activation,
+    ) -> Result<Var> {
+        let kernel = self.params.kernel.var();
+        let y = if self.params.role == Role::DepthwiseKernel {
+            x.depthwise_conv2d(&kernel, options)
+        } else {
+            x.conv2d(&kernel, options)
+        }
+        .map_err(|e| Error::layer(&self.name, e.to_string()))?;
+        match (self.activation, self.activation.fusable()) {
+            (Activation::Linear, _) => self.params.add_bias_then(y, then),
+            // ReLU and ReLU6 after themselves change nothing.
+            (_, Some(own)) if then == keel_tensor::Activation::None || then == own => {
+                self.params.add_bias_then(y, own)
+            }
+            (own, _) => {
+                let y = own.apply(&self.params.add_bias(y)?)?;
+                self.params.apply_activation(y, then)
+            }
+        }
+    }
+}
+
 impl Layer for Conv2D {
     fn name(&self) -> &str {
         &self.name
@@ -202,15 +232,35 @@ impl Layer for Conv2D {
         &self.shape
     }
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
-        let kernel = self.params.kernel.var();
-        let y = if self.params.role == Role::DepthwiseKernel {
-            x.depthwise_conv2d(&kernel, &self.options)
-        } else {
-            x.conv2d(&kernel, &self.options)
+        self.apply(x, &self.options, keel_tensor::Activation::None)
+    }
+    fn forward_zero_padded(
+        &self,
+        x: &Var,
+        _training: bool,
+        [(top, bottom), (left, right)]: [(usize, usize); 2],
+    ) -> Option<Result<Var>> {
+        if self.options.padding != Padding::Valid {
+            return None;
         }
-        .map_err(|e| Error::layer(&self.name, e.to_string()))?;
-        let y = self.params.add_bias(y)?;
-        self.activation.apply(&y)
+        let padding = Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        };
+        let options = self.options.padding(padding);
+        Some(self.apply(x, &options, keel_tensor::Activation::None))
+    }
+    fn forward_with_activation(
+        &self,
+        x: &Var,
+        _training: bool,
+        act: keel_tensor::Activation,
+    ) -> Option<Result<Var>> {
+        let own = self.activation;
+        let fusable = own == Activation::Linear || own.fusable() == Some(act);
+        fusable.then(|| self.apply(x, &self.options, act))
     }
     fn weights(&self) -> Vec<Weight> {
         self.params.weights(&self.name, None)

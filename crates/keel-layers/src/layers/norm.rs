@@ -121,20 +121,39 @@ impl Layer for BatchNormalization {
             })?;
             return Ok(y);
         }
+        if let Some(y) = self.forward_with_activation(x, training, keel_tensor::Activation::None) {
+            return y;
+        }
         let (gamma, beta) = (self.gamma.var(), self.beta.var());
         let (mean, var) = (self.moving_mean.value(), self.moving_variance.value());
-        if !x.is_tracked() && !gamma.is_tracked() && !beta.is_tracked() {
-            // Nothing to differentiate: one fused pass.
-            let y =
-                x.tensor()
-                    .batch_norm(gamma.tensor(), beta.tensor(), &mean, &var, self.epsilon)?;
-            return Ok(Var::constant(y));
-        }
         // scale = γ / √(var + ε), shift = β − mean · scale; y = x · scale + shift.
         let inv_std = Var::constant(var.add_scalar(self.epsilon)?.sqrt()?);
         let scale = gamma.div(&inv_std)?;
         let shift = beta.sub(&Var::constant(mean).mul(&scale)?)?;
         Ok(x.mul(&scale)?.add(&shift)?)
+    }
+    fn forward_with_activation(
+        &self,
+        x: &Var,
+        training: bool,
+        act: keel_tensor::Activation,
+    ) -> Option<Result<Var>> {
+        let (gamma, beta) = (self.gamma.var(), self.beta.var());
+        let batch_statistics = training && self.trainable.load(Ordering::Relaxed);
+        if batch_statistics || x.is_tracked() || gamma.is_tracked() || beta.is_tracked() {
+            return None;
+        }
+        // Nothing to differentiate: one fused pass.
+        let (mean, var) = (self.moving_mean.value(), self.moving_variance.value());
+        let y = x.tensor().batch_norm_act(
+            gamma.tensor(),
+            beta.tensor(),
+            &mean,
+            &var,
+            self.epsilon,
+            act,
+        );
+        Some(y.map(Var::constant).map_err(Into::into))
     }
     fn weights(&self) -> Vec<Weight> {
         Weight::of(

@@ -125,6 +125,9 @@ impl Layer for ZeroPadding2D {
         let [hp, wp] = self.pads;
         Ok(x.pad(&[(0, 0), hp, wp, (0, 0)], 0.0)?)
     }
+    fn zero_padding(&self) -> Option<[(usize, usize); 2]> {
+        Some(self.pads)
+    }
     fn config(&self) -> LayerConfig {
         LayerConfig::ZeroPadding2D {
             name: self.name.clone(),
