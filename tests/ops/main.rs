@@ -348,6 +348,30 @@ fn conv_case(
         |v| v[0].conv2d_backward_kernel(&v[1], &w_shape, &opts),
         &exp(w_shape.dims().to_vec(), dw),
     );
+    // The same convolution with a channel affine and an activation in its output pass (a folded
+    // batch norm and ReLU or ReLU6), the three activations in turn over the cases.
+    let scale = Input::random_in(rng, &[out_c], 0.5, 1.5);
+    let shift = Input::random(rng, &[out_c]);
+    let act = [Activation::None, Activation::Relu, Activation::Relu6][(x[0] + out_c) % 3];
+    let (sc, sh) = (scale.f64(), shift.f64());
+    let affine: Vec<f64> = want
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let y = v * sc[i % out_c] + sh[i % out_c];
+            match act {
+                Activation::None => y,
+                Activation::Relu => y.max(0.0),
+                Activation::Relu6 => y.clamp(0.0, 6.0),
+            }
+        })
+        .collect();
+    t.check(
+        &format!("{case} with a channel affine and {act:?}"),
+        &[xi.clone(), wi.clone(), scale, shift],
+        |v| v[0].conv2d_affine(&v[1], &opts, &v[2], &v[3], act),
+        &exp(s.clone(), affine),
+    );
     t.check(
         &case,
         &[xi, wi],

@@ -3,7 +3,7 @@
 use crate::config::LayerConfig;
 use crate::Result;
 use keel_autograd::{Param, Var};
-use keel_tensor::Device;
+use keel_tensor::{Device, Tensor};
 
 /// A built layer: its weights exist and its input and output shapes are known.
 pub trait Layer: Send + Sync {
@@ -35,37 +35,39 @@ pub trait Layer: Send + Sync {
     }
     /// Restores the count [`draws`](Layer::draws) returned.
     fn set_draws(&self, _draws: u64) {}
-    /// The ((top, bottom), (left, right)) zeros this layer only adds around a map, when the
-    /// layer after it can take them as its own padding (a ZeroPadding2D).
+    /// The ((top, bottom), (left, right)) zeros this layer only adds around a map (a
+    /// ZeroPadding2D), which the layer after it may take as its own padding.
     fn zero_padding(&self) -> Option<[(usize, usize); 2]> {
         None
     }
-    /// Applies the layer to `x` with `padding` zeros around it, without the copy that pads it,
-    /// when it can (a convolution with `valid` padding); `None` when it cannot.
-    fn forward_zero_padded(
-        &self,
-        _x: &Var,
-        _training: bool,
-        _padding: [(usize, usize); 2],
-    ) -> Option<Result<Var>> {
+    /// The per-channel (scale, shift) this layer only applies, y = x · scale + shift, in
+    /// inference with nothing to differentiate (a batch norm on its moving statistics), which
+    /// the layer before it may apply to its output.
+    fn inference_affine(&self, _training: bool) -> Option<Result<(Tensor, Tensor)>> {
         None
     }
-    /// The activation this layer only is, when the layer before it can apply it in its own
-    /// pass over memory (ReLU, ReLU6).
+    /// The activation this layer only is (ReLU, ReLU6), which the layer before it may apply.
     fn fusable_activation(&self) -> Option<keel_tensor::Activation> {
         None
     }
-    /// Applies the layer, then `act`, in one pass over its output, when it can (a batch norm
-    /// on its moving statistics, a convolution's bias, with nothing to differentiate); `None`
-    /// when it cannot, and the activation runs as a layer of its own.
-    fn forward_with_activation(
-        &self,
-        _x: &Var,
-        _training: bool,
-        _act: keel_tensor::Activation,
-    ) -> Option<Result<Var>> {
+    /// Applies the layer together with the work of the layers around it in `fused`, in its own
+    /// passes over memory, when it can take all of it; `None` when it cannot, and those layers
+    /// run as they are.
+    fn forward_fused(&self, _x: &Var, _training: bool, _fused: &Fused) -> Option<Result<Var>> {
         None
     }
+}
+
+/// The work of a layer's neighbours it may take on (see [`Layer::forward_fused`]): the zero
+/// padding before it, and after it a per-channel affine map and an activation.
+#[derive(Default)]
+pub struct Fused {
+    /// ((top, bottom), (left, right)) zeros around the input.
+    pub padding: Option<[(usize, usize); 2]>,
+    /// y · scale + shift per output channel.
+    pub affine: Option<(Tensor, Tensor)>,
+    /// Then this activation.
+    pub activation: keel_tensor::Activation,
 }
 
 /// What a weight is, which fixes its names and its layout in Keras and PyTorch files.

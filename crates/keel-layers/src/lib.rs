@@ -41,7 +41,7 @@ pub use config::{LayerConfig, PoolKind};
 pub use error::{Error, Result};
 pub use head::{flatten_head, gap_head, with_head, HeadSpec, Pooling};
 pub use keel_tensor::{scratch_file, write_atomic};
-pub use layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+pub use layer::{BuildContext, Fused, Layer, LayerSpec, Role, Weight};
 pub use model_file::{load_model, save_model, write_model_file, ModelFile, ModelInfo, SavedModel};
 pub use profile::{profile, ProfileRow};
 pub use sequential::{sequential, HalfWeights, Prebuilt, Sequential, SequentialSpec};

@@ -4,6 +4,7 @@
 //! layers' own; on wgpu they are the time to record the work.
 
 use crate::config::LayerConfig;
+use crate::layer::Fused;
 use crate::{Layer, Result};
 use keel_autograd::Var;
 use std::cell::RefCell;
@@ -58,30 +59,28 @@ pub(crate) fn forward(layer: &dyn Layer, x: &Var, training: bool) -> Result<Var>
     timed(kind(layer), || layer.forward(x, training))
 }
 
-/// [`Layer::forward_with_activation`], timed under the layer's kind and the activation's.
+/// [`Layer::forward_fused`], timed under the kinds it runs (`ZeroPadding2D + DepthwiseConv2D
+/// 3×3 + BatchNormalization + Relu6`).
 pub(crate) fn forward_fused(
     layer: &dyn Layer,
     x: &Var,
     training: bool,
-    act: keel_tensor::Activation,
+    fused: &Fused,
 ) -> Option<Result<Var>> {
     let start = Instant::now();
-    let fused = layer.forward_with_activation(x, training, act)?;
-    record(format!("{} + {act:?}", kind(layer)), start);
-    Some(fused)
-}
-
-/// [`Layer::forward_zero_padded`], timed under the layer's kind, padded.
-pub(crate) fn forward_padded(
-    layer: &dyn Layer,
-    x: &Var,
-    training: bool,
-    padding: [(usize, usize); 2],
-) -> Option<Result<Var>> {
-    let start = Instant::now();
-    let padded = layer.forward_zero_padded(x, training, padding)?;
-    record(format!("ZeroPadding2D + {}", kind(layer)), start);
-    Some(padded)
+    let y = layer.forward_fused(x, training, fused)?;
+    let mut label = kind(layer);
+    if fused.padding.is_some() {
+        label = format!("ZeroPadding2D + {label}");
+    }
+    if fused.affine.is_some() {
+        label += " + BatchNormalization";
+    }
+    if fused.activation != keel_tensor::Activation::None {
+        label += &format!(" + {:?}", fused.activation);
+    }
+    record(label, start);
+    Some(y)
 }
 
 /// Runs `f`, adding its time to `label`'s when a [`profile`] runs.

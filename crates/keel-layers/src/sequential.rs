@@ -2,7 +2,7 @@
 //! A model is itself a layer, so a backbone nests inside a model with a head after it.
 
 use crate::config::LayerConfig;
-use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+use crate::layer::{BuildContext, Fused, Layer, LayerSpec, Role, Weight};
 use crate::{Error, Result};
 use keel_autograd::{no_grad, Param, Var};
 use keel_tensor::{DType, Device, Tensor};
@@ -193,6 +193,36 @@ impl Sequential {
         })
     }
 
+    /// Runs the layers from `i` that one layer can run in its own passes over memory — a
+    /// ZeroPadding2D before it, a batch norm and an activation after it — and says how many it
+    /// ran; `None` when there is nothing to fuse there or the layer cannot take it.
+    fn forward_fused_at(&self, i: usize, x: &Var, training: bool) -> Option<Result<(Var, usize)>> {
+        let layers = &self.layers;
+        let mut fused = Fused::default();
+        let mut core = i;
+        if let (Some(padding), Some(_)) = (layers[i].zero_padding(), layers.get(i + 1)) {
+            fused.padding = Some(padding);
+            core = i + 1;
+        }
+        let mut end = core + 1;
+        if let Some(affine) = layers.get(end).and_then(|l| l.inference_affine(training)) {
+            match affine {
+                Ok(affine) => fused.affine = Some(affine),
+                Err(e) => return Some(Err(e)),
+            }
+            end += 1;
+        }
+        if let Some(act) = layers.get(end).and_then(|l| l.fusable_activation()) {
+            fused.activation = act;
+            end += 1;
+        }
+        if end == core + 1 && fused.padding.is_none() {
+            return None;
+        }
+        let y = crate::profile::forward_fused(layers[core].as_ref(), x, training, &fused)?;
+        Some(y.map(|y| (y, end - i)))
+    }
+
     fn check_input(&self, x: &Var) -> Result<()> {
         if x.dims().get(1..) != Some(&self.input[..]) {
             return Err(Error::layer(
@@ -239,25 +269,10 @@ impl Layer for Sequential {
         let mut h = x.clone();
         let mut i = 0;
         while let Some(layer) = self.layers.get(i) {
-            // Zeros the next layer can take as its padding are not copied in.
-            let padding = layer.zero_padding();
-            if let (Some(padding), Some(next)) = (padding, self.layers.get(i + 1)) {
-                if let Some(y) =
-                    crate::profile::forward_padded(next.as_ref(), &h, training, padding)
-                {
-                    h = y?;
-                    i += 2;
-                    continue;
-                }
-            }
-            // An activation the layer before it can apply in its own pass takes no pass of its own.
-            let next = self.layers.get(i + 1).and_then(|l| l.fusable_activation());
-            if let Some(act) = next {
-                if let Some(y) = crate::profile::forward_fused(layer.as_ref(), &h, training, act) {
-                    h = y?;
-                    i += 2;
-                    continue;
-                }
+            if let Some(fused) = self.forward_fused_at(i, &h, training) {
+                let (y, used) = fused?;
+                (h, i) = (y, i + used);
+                continue;
             }
             h = crate::profile::forward(layer.as_ref(), &h, training)?;
             i += 1;

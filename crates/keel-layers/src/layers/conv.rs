@@ -2,12 +2,12 @@
 
 use crate::config::LayerConfig;
 use crate::init::glorot_uniform;
-use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+use crate::layer::{BuildContext, Fused, Layer, LayerSpec, Role, Weight};
 use crate::layers::kernel_bias::KernelBias;
 use crate::layers::Activation;
 use crate::{Error, Result};
 use keel_autograd::Var;
-use keel_tensor::{Conv2dOptions, Padding};
+use keel_tensor::{Conv2dOptions, Padding, Tensor};
 
 /// Keras `Conv2D(filters, kernel_size, strides=1, padding="valid", use_bias=True, activation=None)`.
 pub struct Conv2DSpec {
@@ -192,32 +192,63 @@ impl LayerSpec for DepthwiseConv2DSpec {
 }
 
 impl Conv2D {
-    /// The convolution with `options`, its bias and its activation, then `then` (an activation
-    /// that followed the layer), the bias and activations in one pass when they can be.
+    /// The convolution with `options`, its bias and its activation, with `affine` (a batch
+    /// norm's) and `then` (an activation) after them: all in the convolution's own pass when
+    /// nothing is differentiated and its activation is one that pass applies, else op by op.
     fn apply(
         &self,
         x: &Var,
         options: &Conv2dOptions,
+        affine: Option<&(Tensor, Tensor)>,
         then: keel_tensor::Activation,
     ) -> Result<Var> {
         let kernel = self.params.kernel.var();
-        let y = if self.params.role == Role::DepthwiseKernel {
+        let bias = self.params.bias.as_ref().map(|b| b.var());
+        let tracked = x.is_tracked() || kernel.is_tracked() || bias.iter().any(Var::is_tracked);
+        let own = self.activation.fusable();
+        let depthwise = self.params.role == Role::DepthwiseKernel;
+        let error = |e: keel_tensor::Error| Error::layer(&self.name, e.to_string());
+        if !tracked && (self.activation == Activation::Linear || own.is_some()) {
+            let act = own.unwrap_or(then);
+            let (x, w) = (x.tensor(), kernel.tensor());
+            let out = *self.shape.last().expect("a map's channels");
+            let epilogue = match (affine, bias.as_ref().map(Var::tensor)) {
+                (None, None) if act == keel_tensor::Activation::None => None,
+                (None, None) => Some((
+                    Tensor::full(1.0, [out], x.device())?,
+                    Tensor::full(0.0, [out], x.device())?,
+                )),
+                (None, Some(b)) => Some((Tensor::full(1.0, [out], x.device())?, b.clone())),
+                (Some((s, t)), None) => Some((s.clone(), t.clone())),
+                (Some((s, t)), Some(b)) => Some((s.clone(), b.mul(s)?.add(t)?)),
+            };
+            let y = match (epilogue, depthwise) {
+                (None, false) => x.conv2d(w, options),
+                (None, true) => x.depthwise_conv2d(w, options),
+                (Some((s, t)), false) => x.conv2d_affine(w, options, &s, &t, act),
+                (Some((s, t)), true) => x.depthwise_conv2d_affine(w, options, &s, &t, act),
+            }
+            .map_err(error)?;
+            return Ok(Var::constant(y));
+        }
+        let y = if depthwise {
             x.depthwise_conv2d(&kernel, options)
         } else {
             x.conv2d(&kernel, options)
         }
         .map_err(|e| Error::layer(&self.name, e.to_string()))?;
-        match (self.activation, self.activation.fusable()) {
-            (Activation::Linear, _) => self.params.add_bias_then(y, then),
-            // ReLU and ReLU6 after themselves change nothing.
-            (_, Some(own)) if then == keel_tensor::Activation::None || then == own => {
-                self.params.add_bias_then(y, own)
-            }
-            (own, _) => {
-                let y = own.apply(&self.params.add_bias(y)?)?;
-                self.params.apply_activation(y, then)
-            }
+        let mut y = self.params.add_bias(y)?;
+        if let Some((scale, shift)) = affine {
+            y = y
+                .mul(&Var::constant(scale.clone()))?
+                .add(&Var::constant(shift.clone()))?;
         }
+        let y = self.activation.apply(&y)?;
+        Ok(match then {
+            keel_tensor::Activation::None => y,
+            keel_tensor::Activation::Relu => y.relu()?,
+            keel_tensor::Activation::Relu6 => y.relu6()?,
+        })
     }
 }
 
@@ -232,35 +263,31 @@ impl Layer for Conv2D {
         &self.shape
     }
     fn forward(&self, x: &Var, _training: bool) -> Result<Var> {
-        self.apply(x, &self.options, keel_tensor::Activation::None)
+        self.apply(x, &self.options, None, keel_tensor::Activation::None)
     }
-    fn forward_zero_padded(
-        &self,
-        x: &Var,
-        _training: bool,
-        [(top, bottom), (left, right)]: [(usize, usize); 2],
-    ) -> Option<Result<Var>> {
-        if self.options.padding != Padding::Valid {
-            return None;
-        }
-        let padding = Padding::Explicit {
-            top,
-            bottom,
-            left,
-            right,
+    fn forward_fused(&self, x: &Var, _training: bool, fused: &Fused) -> Option<Result<Var>> {
+        let options = match fused.padding {
+            None => self.options,
+            Some(_) if self.options.padding != Padding::Valid => return None,
+            Some([(top, bottom), (left, right)]) => self.options.padding(Padding::Explicit {
+                top,
+                bottom,
+                left,
+                right,
+            }),
         };
-        let options = self.options.padding(padding);
-        Some(self.apply(x, &options, keel_tensor::Activation::None))
-    }
-    fn forward_with_activation(
-        &self,
-        x: &Var,
-        _training: bool,
-        act: keel_tensor::Activation,
-    ) -> Option<Result<Var>> {
-        let own = self.activation;
-        let fusable = own == Activation::Linear || own.fusable() == Some(act);
-        fusable.then(|| self.apply(x, &self.options, act))
+        // The batch norm and the activation come after this layer's own activation: only a
+        // layer without one, or with the same ReLU, takes them.
+        let takes = match self.activation {
+            Activation::Linear => true,
+            own => {
+                fused.affine.is_none()
+                    && own.fusable().is_some()
+                    && (fused.activation == keel_tensor::Activation::None
+                        || own.fusable() == Some(fused.activation))
+            }
+        };
+        takes.then(|| self.apply(x, &options, fused.affine.as_ref(), fused.activation))
     }
     fn weights(&self) -> Vec<Weight> {
         self.params.weights(&self.name, None)

@@ -45,27 +45,6 @@ impl KernelBias {
         })
     }
 
-    /// act(y + bias) in one pass over y when nothing is differentiated, else in two.
-    pub fn add_bias_then(&self, y: Var, act: keel_tensor::Activation) -> Result<Var> {
-        match &self.bias {
-            Some(b) if !y.is_tracked() && !b.var().is_tracked() => {
-                let b = b.value();
-                let ones = Tensor::full(1.0, b.dims().to_vec(), y.tensor().device())?;
-                Ok(Var::constant(y.tensor().channel_affine(&ones, &b, act)?))
-            }
-            _ => self.apply_activation(self.add_bias(y)?, act),
-        }
-    }
-
-    /// act(y), for the activations a tensor op fuses.
-    pub fn apply_activation(&self, y: Var, act: keel_tensor::Activation) -> Result<Var> {
-        Ok(match act {
-            keel_tensor::Activation::None => y,
-            keel_tensor::Activation::Relu => y.relu()?,
-            keel_tensor::Activation::Relu6 => y.relu6()?,
-        })
-    }
-
     /// The weights of layer `layer`; `flattened_from` marks a Dense kernel after a Flatten.
     pub fn weights(&self, layer: &str, flattened_from: Option<[usize; 3]>) -> Vec<Weight> {
         let kernel = Weight {

@@ -2,7 +2,7 @@
 
 use crate::config::LayerConfig;
 use crate::init::constant;
-use crate::layer::{BuildContext, Layer, LayerSpec, Role, Weight};
+use crate::layer::{BuildContext, Fused, Layer, LayerSpec, Role, Weight};
 use crate::{Error, Result};
 use keel_autograd::{no_grad, Param, Var};
 use keel_tensor::Tensor;
@@ -121,7 +121,7 @@ impl Layer for BatchNormalization {
             })?;
             return Ok(y);
         }
-        if let Some(y) = self.forward_with_activation(x, training, keel_tensor::Activation::None) {
+        if let Some(y) = self.forward_fused(x, training, &Fused::default()) {
             return y;
         }
         let (gamma, beta) = (self.gamma.var(), self.beta.var());
@@ -132,28 +132,37 @@ impl Layer for BatchNormalization {
         let shift = beta.sub(&Var::constant(mean).mul(&scale)?)?;
         Ok(x.mul(&scale)?.add(&shift)?)
     }
-    fn forward_with_activation(
-        &self,
-        x: &Var,
-        training: bool,
-        act: keel_tensor::Activation,
-    ) -> Option<Result<Var>> {
-        let (gamma, beta) = (self.gamma.var(), self.beta.var());
+    fn inference_affine(&self, training: bool) -> Option<Result<(Tensor, Tensor)>> {
         let batch_statistics = training && self.trainable.load(Ordering::Relaxed);
-        if batch_statistics || x.is_tracked() || gamma.is_tracked() || beta.is_tracked() {
+        if batch_statistics || self.gamma.var().is_tracked() || self.beta.var().is_tracked() {
             return None;
         }
-        // Nothing to differentiate: one fused pass.
-        let (mean, var) = (self.moving_mean.value(), self.moving_variance.value());
-        let y = x.tensor().batch_norm_act(
-            gamma.tensor(),
-            beta.tensor(),
-            &mean,
-            &var,
-            self.epsilon,
-            act,
-        );
-        Some(y.map(Var::constant).map_err(Into::into))
+        // scale = γ / √(var + ε), shift = β − mean · scale: O(C) work.
+        let affine = || -> Result<(Tensor, Tensor)> {
+            let var = self.moving_variance.value();
+            let scale = self
+                .gamma
+                .value()
+                .div(&var.add_scalar(self.epsilon)?.sqrt()?)?;
+            let shift = self
+                .beta
+                .value()
+                .sub(&self.moving_mean.value().mul(&scale)?)?;
+            Ok((scale, shift))
+        };
+        Some(affine())
+    }
+    fn forward_fused(&self, x: &Var, training: bool, fused: &Fused) -> Option<Result<Var>> {
+        if fused.padding.is_some() || fused.affine.is_some() || x.is_tracked() {
+            return None;
+        }
+        let affine = self.inference_affine(training)?;
+        Some(affine.and_then(|(scale, shift)| {
+            let y = x
+                .tensor()
+                .channel_affine(&scale, &shift, fused.activation)?;
+            Ok(Var::constant(y))
+        }))
     }
     fn weights(&self) -> Vec<Weight> {
         Weight::of(

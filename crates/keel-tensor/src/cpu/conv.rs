@@ -5,6 +5,7 @@
 use super::depthwise::depthwise;
 use super::matmul::{gemm_strided, parallelism, Dst};
 use crate::geometry::WindowGeometry;
+use crate::op::{Activation, UnaryOp};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -20,10 +21,50 @@ pub(super) const TASK_BYTES: usize = 5 << 19;
 /// the shared-chunk path (K = 4608 at 113 rows ran at 85% of its speed at 1,820 rows).
 pub(super) const MIN_TASK_ROWS: usize = 256;
 
-/// y = conv(x, w) for NHWC `x` and HWIO `w`.
-pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
+/// What a convolution does to its output rows while they are still in cache:
+/// y = act(y · scale[c] + shift[c]).
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    pub scale: &'a [f32],
+    pub shift: &'a [f32],
+    pub act: Activation,
+}
+
+impl Epilogue<'_> {
+    /// Applies the epilogue to `rows` (whole rows of `scale.len()` channels), written already.
+    ///
+    /// # Safety
+    /// Every element of `rows` must have been written.
+    pub(super) unsafe fn apply(&self, rows: &mut [MaybeUninit<f32>]) {
+        // SAFETY: the caller's contract; MaybeUninit<f32> has f32's layout.
+        let rows = unsafe { &mut *(rows as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        // One loop per activation, so the inner loop has no match and vectorises.
+        match self.act {
+            Activation::None => self.each(rows, |v| v),
+            Activation::Relu => self.each(rows, |v| UnaryOp::Relu.apply(v)),
+            Activation::Relu6 => self.each(rows, |v| UnaryOp::Relu6.apply(v)),
+        }
+    }
+
+    #[inline(always)]
+    fn each(&self, rows: &mut [f32], act: impl Fn(f32) -> f32) {
+        for row in rows.chunks_exact_mut(self.scale.len()) {
+            for ((v, &s), &t) in row.iter_mut().zip(self.scale).zip(self.shift) {
+                *v = act(*v * s + t);
+            }
+        }
+    }
+}
+
+/// y = conv(x, w) for NHWC `x` and HWIO `w`, then `epilogue` on each output row.
+pub(crate) fn conv2d(
+    x: &[f32],
+    w: &[f32],
+    g: &WindowGeometry,
+    epilogue: Option<Epilogue<'_>>,
+) -> Vec<f32> {
     if g.in_per_group() == 1 && g.groups > 1 {
-        return depthwise(x, w, g);
+        return depthwise(x, w, g, epilogue);
     }
     let rows = g.out_pixels();
     let pointwise = g.kernel_h == 1
@@ -37,12 +78,10 @@ pub(crate) fn conv2d(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
     // SAFETY: both paths overwrite, for every chunk of output rows and every group, the group's
     // columns of those rows; the chunks cover all rows and the groups all columns.
     unsafe {
-        super::uninit_output(rows * g.out_c, |y| {
-            if pointwise {
-                pointwise_gemms(x, w, g, y)
-            } else {
-                im2col_gemms(x, w, g, y)
-            }
+        super::uninit_output(rows * g.out_c, |y| match (pointwise, epilogue) {
+            (true, None) => pointwise_gemms(x, w, g, y),
+            (true, Some(e)) => pointwise_tasks(x, w, g, y, e),
+            (false, e) => im2col_gemms(x, w, g, y, e),
         })
     }
 }
@@ -67,12 +106,59 @@ fn pointwise_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUnini
     }
 }
 
+/// [`pointwise_gemms`] by blocks of output rows, one thread each, with `epilogue` on each block
+/// right after its products, while it is in cache.
+fn pointwise_tasks(
+    x: &[f32],
+    w: &[f32],
+    g: &WindowGeometry,
+    y: &mut [MaybeUninit<f32>],
+    epilogue: Epilogue<'_>,
+) {
+    let (cg, og) = (g.in_per_group(), g.out_per_group());
+    let rows = g.out_pixels();
+    // Four blocks per thread balance the load; a block of fewer rows runs the GEMM slower.
+    let threads = rayon::current_num_threads();
+    let task_rows = rows
+        .div_ceil(4 * threads)
+        .clamp(MIN_TASK_ROWS.min(rows), 2048)
+        .max(1);
+    y.par_chunks_mut(task_rows * g.out_c)
+        .enumerate()
+        .for_each(|(task, y)| {
+            let n_rows = y.len() / g.out_c;
+            let x = &x[task * task_rows * g.in_c..];
+            for grp in 0..g.groups {
+                gemm_strided(
+                    n_rows,
+                    og,
+                    cg,
+                    Dst::Fresh(&mut y[grp * og..]),
+                    g.out_c,
+                    &x[grp * cg..],
+                    (g.in_c, 1),
+                    &w[grp * og..],
+                    (g.out_c, 1),
+                    gemm::Parallelism::None,
+                );
+            }
+            // SAFETY: the GEMMs wrote every group's columns of these rows.
+            unsafe { epilogue.apply(y) };
+        });
+}
+
 /// Any other convolution, by im2col and GEMM. When a task of [`MIN_TASK_ROWS`] patches fits in
 /// [`TASK_BYTES`], each task writes the patches of its own block of output rows and multiplies
 /// them on its own thread, while they are still in cache and without waiting for the other
 /// threads in between. Deeper patches go through shared chunks instead: one im2col by all threads,
 /// then one GEMM by all threads, so each GEMM keeps enough rows to run at full speed.
-fn im2col_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUninit<f32>]) {
+fn im2col_gemms(
+    x: &[f32],
+    w: &[f32],
+    g: &WindowGeometry,
+    y: &mut [MaybeUninit<f32>],
+    epilogue: Option<Epilogue<'_>>,
+) {
     let depth = g.kernel_h * g.kernel_w * g.in_per_group();
     let task_rows = TASK_BYTES / 4 / depth;
     if task_rows >= MIN_TASK_ROWS {
@@ -83,6 +169,10 @@ fn im2col_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUninit<f
             .for_each(|(task, y)| {
                 let mut scratch = vec![MaybeUninit::uninit(); y.len() / g.out_c * depth];
                 chunk_gemms(x, w, g, task * task_rows, &mut scratch, y, false);
+                if let Some(e) = epilogue {
+                    // SAFETY: chunk_gemms wrote every column of these rows.
+                    unsafe { e.apply(y) };
+                }
             });
     } else {
         let chunk_rows = (IM2COL_CHUNK_BYTES / 4 / depth).max(1);
@@ -91,6 +181,11 @@ fn im2col_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUninit<f
             let n_rows = y.len() / g.out_c;
             let scratch = &mut scratch[..n_rows * depth];
             chunk_gemms(x, w, g, chunk * chunk_rows, scratch, y, true);
+            if let Some(e) = epilogue {
+                // SAFETY: chunk_gemms wrote every column of these rows.
+                y.par_chunks_mut(64 * g.out_c)
+                    .for_each(|rows| unsafe { e.apply(rows) });
+            }
         }
     }
 }

@@ -16,7 +16,12 @@ const LANES: usize = 16;
 const PIXELS: usize = 4;
 
 /// y = depthwise_conv(x, w) for NHWC `x` and HWIO `w` (I = 1), parallel over output rows.
-pub(crate) fn depthwise(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
+pub(crate) fn depthwise(
+    x: &[f32],
+    w: &[f32],
+    g: &WindowGeometry,
+    epilogue: Option<super::conv::Epilogue<'_>>,
+) -> Vec<f32> {
     let row_len = g.out_w * g.out_c;
     let kernel = row_kernel();
     // SAFETY: `compute_row` writes every element of its row: pixel blocks cover 0..out_w and
@@ -30,7 +35,11 @@ pub(crate) fn depthwise(x: &[f32], w: &[f32], g: &WindowGeometry) -> Vec<f32> {
                 n: r / g.out_h,
                 oh: r % g.out_h,
             };
-            kernel(&row, out)
+            kernel(&row, out);
+            if let Some(e) = epilogue {
+                // The kernel wrote the whole row (`Epilogue::apply`'s contract).
+                e.apply(out);
+            }
         })
     }
 }

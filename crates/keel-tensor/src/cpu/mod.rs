@@ -9,7 +9,7 @@ mod matmul;
 mod pool;
 mod reduce;
 
-pub(crate) use conv::conv2d;
+pub(crate) use conv::{conv2d, Epilogue};
 pub(crate) use conv_backward::{conv2d_backward_input, conv2d_backward_kernel};
 pub(crate) use elementwise::{binary, channel_affine, copy_strided, unary};
 pub(crate) use matmul::matmul;

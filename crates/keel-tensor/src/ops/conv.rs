@@ -2,6 +2,7 @@
 
 use crate::geometry::WindowGeometry;
 use crate::geometry::{conv2d_geometry, Conv2dOptions, Padding};
+use crate::op::Activation;
 use crate::tensor::Storage;
 use crate::{cpu, gpu, DType, Error, Result, Shape, Tensor};
 
@@ -10,6 +11,43 @@ impl Tensor {
     /// [kernel_h, kernel_w, in_channels / groups, out_channels]. The kernel may be kept as f16
     /// ([`DType::F16`]); the arithmetic is f32 either way.
     pub fn conv2d(&self, kernel: &Tensor, options: &Conv2dOptions) -> Result<Tensor> {
+        self.conv2d_with(kernel, options, None)
+    }
+
+    /// [`conv2d`](Self::conv2d), then y = act(y · scale\[c\] + shift\[c\]) over its output
+    /// channels (a folded batch norm or a bias, and ReLU or ReLU6): on the CPU in the same pass,
+    /// on each block of output rows while it is in cache; on wgpu as a second pass.
+    pub fn conv2d_affine(
+        &self,
+        kernel: &Tensor,
+        options: &Conv2dOptions,
+        scale: &Tensor,
+        shift: &Tensor,
+        act: Activation,
+    ) -> Result<Tensor> {
+        self.conv2d_with(kernel, options, Some((scale, shift, act)))
+    }
+
+    /// [`depthwise_conv2d`](Self::depthwise_conv2d) with the epilogue of
+    /// [`conv2d_affine`](Self::conv2d_affine).
+    pub fn depthwise_conv2d_affine(
+        &self,
+        kernel: &Tensor,
+        options: &Conv2dOptions,
+        scale: &Tensor,
+        shift: &Tensor,
+        act: Activation,
+    ) -> Result<Tensor> {
+        let (grouped, options) = self.depthwise_as_grouped(kernel, options)?;
+        self.conv2d_affine(&grouped, &options, scale, shift, act)
+    }
+
+    fn conv2d_with(
+        &self,
+        kernel: &Tensor,
+        options: &Conv2dOptions,
+        epilogue: Option<(&Tensor, &Tensor, Activation)>,
+    ) -> Result<Tensor> {
         const OP: &str = "conv2d";
         self.same_device(OP, kernel)?;
         self.expect_dtype(OP, DType::F32)?;
@@ -17,19 +55,59 @@ impl Tensor {
             kernel.expect_dtype(OP, DType::F32)?;
         }
         let g = conv2d_geometry(self.shape(), kernel.shape(), options)?;
+        if let Some((scale, shift, _)) = epilogue {
+            for v in [scale, shift] {
+                self.same_device(OP, v)?;
+                v.expect_dtype(OP, DType::F32)?;
+                if v.dims() != [g.out_c] {
+                    return Err(Error::shapes(
+                        OP,
+                        self.shape(),
+                        v.shape(),
+                        format!(
+                            "the epilogue's vectors must have {} values (the output channels)",
+                            g.out_c
+                        ),
+                    ));
+                }
+            }
+        }
         let shape = g.out_shape();
         match (self.storage(), kernel.storage()) {
             (Storage::Gpu(x), Storage::Gpu(w)) => {
                 let operand = gpu::Operand::of(kernel.dtype());
-                Ok(self.with_gpu(gpu::ops::conv2d(x, w, operand, &g)?, shape, DType::F32))
+                let y = self.with_gpu(gpu::ops::conv2d(x, w, operand, &g)?, shape, DType::F32);
+                match epilogue {
+                    Some((scale, shift, act)) => y.channel_affine(scale, shift, act),
+                    None => Ok(y),
+                }
             }
-            _ => Ok(self.with_cpu(cpu::conv2d(self.cpu_f32(), kernel.cpu_f32(), &g), shape)),
+            _ => {
+                let epilogue = epilogue.map(|(scale, shift, act)| cpu::Epilogue {
+                    scale: scale.cpu_f32(),
+                    shift: shift.cpu_f32(),
+                    act,
+                });
+                let y = cpu::conv2d(self.cpu_f32(), kernel.cpu_f32(), &g, epilogue);
+                Ok(self.with_cpu(y, shape))
+            }
         }
     }
 
     /// Depthwise convolution with a Keras-layout kernel [kernel_h, kernel_w, channels, multiplier]:
     /// output channel `c · multiplier + m` filters input channel `c`. `options.groups` is ignored.
     pub fn depthwise_conv2d(&self, kernel: &Tensor, options: &Conv2dOptions) -> Result<Tensor> {
+        let (grouped, options) = self.depthwise_as_grouped(kernel, options)?;
+        self.conv2d(&grouped, &options)
+    }
+
+    /// A depthwise kernel [kh, kw, C, multiplier] as the grouped convolution's [kh, kw, 1,
+    /// C · multiplier], with C groups.
+    fn depthwise_as_grouped(
+        &self,
+        kernel: &Tensor,
+        options: &Conv2dOptions,
+    ) -> Result<(Tensor, Conv2dOptions)> {
         let k = kernel.dims();
         let channels = self.dims().last().copied().unwrap_or(0);
         if k.len() != 4 || k[2] != channels {
@@ -41,7 +119,7 @@ impl Tensor {
             ));
         }
         let grouped = kernel.reshape([k[0], k[1], 1, k[2] * k[3]])?;
-        self.conv2d(&grouped, &options.groups(channels))
+        Ok((grouped, options.groups(channels)))
     }
 
     /// Gradient of [`conv2d`](Self::conv2d) with respect to its input, given the output gradient
