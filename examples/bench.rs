@@ -3,8 +3,7 @@
 //!
 //! `--layers` adds forward and gradient times of more 3×3 convolutions (VGG16 blocks 1, 3, 4, 5
 //! and a small CNN's second layer); `--backbones BATCH,SIZE` the forward pass of whole VGG16,
-//! MobileNet and MobileNetV2 backbones (without top, inference; the last two also with their
-//! batch norms folded into the convolutions, `Sequential::folded`) on BATCH images of SIZE×SIZE,
+//! MobileNet and MobileNetV2 backbones (without top, inference) on BATCH images of SIZE×SIZE,
 //! and a full training step of MobileNetV2 with a GAP head on twice as many.
 //!
 //! `cargo run --release --example bench -- [--device auto|wgpu|cpu] [--json] [--gemm-crates]
@@ -155,12 +154,6 @@ fn measure_backbones(
     for (name, model) in &models {
         let t = median_secs(reps, device, || model.predict(&x)).map_err(e)?;
         rows.push((format!("{name} forward (b={batch}, {size}²)"), t * 1e3));
-        if model.weights().iter().any(|w| w.role.is_statistic()) {
-            let folded = model.folded().map_err(e)?;
-            let t = median_secs(reps, device, || folded.predict(&x)).map_err(e)?;
-            let row = format!("{name} forward, batch norms folded (b={batch}, {size}²)");
-            rows.push((row, t * 1e3));
-        }
     }
     rows.push(training_step(device, 2 * batch, size, reps)?);
     Ok(rows)
