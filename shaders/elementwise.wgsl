@@ -182,7 +182,7 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 }
 
 // dst = act(x * scale[c] + shift[c]) with scale in src_b and shift in src_c.
-// op: 0 none, 1 relu, 2 relu6.
+// op: 0 none, 1 relu, 2 relu6, 3 silu, 4 hard-swish (apply_unary's 15 and 17).
 @compute @workgroup_size(256)
 fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_index(gid, nwg);
@@ -195,6 +195,10 @@ fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         y = max_nan(y, 0.0);
     } else if (p.op == 2u) {
         y = min_nan(max_nan(y, 0.0), 6.0);
+    } else if (p.op == 3u) {
+        y = apply_unary(15u, y);
+    } else if (p.op == 4u) {
+        y = apply_unary(17u, y);
     }
     dst[p.out_offset + i] = y;
 }

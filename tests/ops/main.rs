@@ -349,10 +349,16 @@ fn conv_case(
         &exp(w_shape.dims().to_vec(), dw),
     );
     // The same convolution with a channel affine and an activation in its output pass (a folded
-    // batch norm and ReLU or ReLU6), the three activations in turn over the cases.
+    // batch norm and ReLU, ReLU6, SiLU or hard-swish), the activations in turn over the cases.
     let scale = Input::random_in(rng, &[out_c], 0.5, 1.5);
     let shift = Input::random(rng, &[out_c]);
-    let act = [Activation::None, Activation::Relu, Activation::Relu6][(x[0] + out_c) % 3];
+    let act = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::Silu,
+        Activation::HardSwish,
+    ][(x[0] + out_c) % 5];
     let (sc, sh) = (scale.f64(), shift.f64());
     let affine: Vec<f64> = want
         .iter()
@@ -363,6 +369,8 @@ fn conv_case(
                 Activation::None => y,
                 Activation::Relu => y.max(0.0),
                 Activation::Relu6 => y.clamp(0.0, 6.0),
+                Activation::Silu => y / (1.0 + (-y).exp()),
+                Activation::HardSwish => y * (y + 3.0).clamp(0.0, 6.0) / 6.0,
             }
         })
         .collect();
@@ -954,7 +962,8 @@ fn batch_norm(t: &mut Runner, rng: &mut Rng) {
     check_batch_norm(t, rng, x);
 }
 
-/// Batch normalisation of NHWC `x` in inference form, plain and with a fused ReLU or ReLU6,
+/// Batch normalisation of NHWC `x` in inference form, plain and with a fused ReLU, ReLU6,
+/// SiLU or hard-swish,
 /// with random statistics, on every device against the reference.
 fn check_batch_norm(t: &mut Runner, rng: &mut Rng, x: Input) {
     let c = *x.shape.last().expect("NHWC");
@@ -963,7 +972,13 @@ fn check_batch_norm(t: &mut Runner, rng: &mut Rng, x: Input) {
     let mean = Input::random(rng, &[c]);
     let var = Input::random_in(rng, &[c], 0.1, 2.0);
     let eps = 1e-3;
-    for act in [Activation::None, Activation::Relu, Activation::Relu6] {
+    for act in [
+        Activation::None,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::Silu,
+        Activation::HardSwish,
+    ] {
         let want: Vec<f64> = x
             .f64()
             .iter()
@@ -977,6 +992,8 @@ fn check_batch_norm(t: &mut Runner, rng: &mut Rng, x: Input) {
                     Activation::None => y,
                     Activation::Relu => r::nan_max(y, 0.0),
                     Activation::Relu6 => r::nan_min(r::nan_max(y, 0.0), 6.0),
+                    Activation::Silu => y / (1.0 + (-y).exp()),
+                    Activation::HardSwish => y * r::nan_min(r::nan_max(y + 3.0, 0.0), 6.0) / 6.0,
                 }
             })
             .collect();

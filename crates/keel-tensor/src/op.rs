@@ -216,7 +216,7 @@ fn exp_nonpositive(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let e_r = p * r * r + r + 1.0;
     let n = n as i32; // −150 ≤ n ≤ 0 (0 for NaN)
     let half = n / 2;
@@ -326,6 +326,24 @@ pub enum Activation {
     Relu,
     /// min(max(x, 0), 6)
     Relu6,
+    /// x · sigmoid(x)
+    Silu,
+    /// x · min(max(x + 3, 0), 6) / 6
+    HardSwish,
+}
+
+impl Activation {
+    /// The activation of one value.
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::None => x,
+            Activation::Relu => UnaryOp::Relu.apply(x),
+            Activation::Relu6 => UnaryOp::Relu6.apply(x),
+            Activation::Silu => UnaryOp::Silu.apply(x),
+            Activation::HardSwish => UnaryOp::HardSwish.apply(x),
+        }
+    }
 }
 
 /// Shape of a batched matmul: `batch` products of (m×k)·(k×n), operands optionally transposed.

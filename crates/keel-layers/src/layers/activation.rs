@@ -52,12 +52,14 @@ impl Activation {
         })
     }
 
-    /// The same function as a tensor op can apply in another op's pass (ReLU, ReLU6), or
-    /// `None`.
+    /// The same function as a tensor op can apply in another op's pass (ReLU, ReLU6, SiLU,
+    /// hard-swish), or `None`.
     pub fn fusable(self) -> Option<keel_tensor::Activation> {
         match self {
             Activation::Relu => Some(keel_tensor::Activation::Relu),
             Activation::Relu6 => Some(keel_tensor::Activation::Relu6),
+            Activation::Silu => Some(keel_tensor::Activation::Silu),
+            Activation::HardSwish => Some(keel_tensor::Activation::HardSwish),
             _ => None,
         }
     }

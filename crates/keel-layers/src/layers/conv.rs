@@ -248,6 +248,8 @@ impl Conv2D {
             keel_tensor::Activation::None => y,
             keel_tensor::Activation::Relu => y.relu()?,
             keel_tensor::Activation::Relu6 => y.relu6()?,
+            keel_tensor::Activation::Silu => y.silu()?,
+            keel_tensor::Activation::HardSwish => y.hard_swish()?,
         })
     }
 }
@@ -277,14 +279,16 @@ impl Layer for Conv2D {
             }),
         };
         // The batch norm and the activation come after this layer's own activation: only a
-        // layer without one, or with the same ReLU, takes them.
+        // layer without one takes them, or one whose ReLU (ReLU6) the same ReLU (ReLU6) after
+        // it leaves as it is.
         let takes = match self.activation {
             Activation::Linear => true,
             own => {
+                let idempotent = matches!(own, Activation::Relu | Activation::Relu6);
                 fused.affine.is_none()
                     && own.fusable().is_some()
                     && (fused.activation == keel_tensor::Activation::None
-                        || own.fusable() == Some(fused.activation))
+                        || (idempotent && own.fusable() == Some(fused.activation)))
             }
         };
         takes.then(|| self.apply(x, &options, fused.affine.as_ref(), fused.activation))

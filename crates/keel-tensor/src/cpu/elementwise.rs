@@ -16,7 +16,7 @@ pub(crate) fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
     match op {
         U::Relu => map(x, |v| U::Relu.apply(v)),
         U::Relu6 => map(x, |v| U::Relu6.apply(v)),
-        U::Sigmoid => map(x, |v| U::Sigmoid.apply(v)),
+        U::Sigmoid => map_wide(x, |v| U::Sigmoid.apply(v)),
         U::Tanh => map(x, |v| U::Tanh.apply(v)),
         U::Exp => map(x, |v| U::Exp.apply(v)),
         U::Log => map(x, |v| U::Log.apply(v)),
@@ -29,7 +29,7 @@ pub(crate) fn unary(x: &[f32], op: UnaryOp) -> Vec<f32> {
         U::PowScalar(s) => map(x, move |v| U::PowScalar(s).apply(v)),
         U::Above(s) => map(x, move |v| U::Above(s).apply(v)),
         U::Sign => map(x, |v| U::Sign.apply(v)),
-        U::Silu => map(x, |v| U::Silu.apply(v)),
+        U::Silu => map_wide(x, |v| U::Silu.apply(v)),
         U::HardSigmoid => map(x, |v| U::HardSigmoid.apply(v)),
         U::HardSwish => map(x, |v| U::HardSwish.apply(v)),
         U::Gelu => map(x, |v| U::Gelu.apply(v)),
@@ -48,6 +48,46 @@ fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     // SAFETY: output chunk i and x[i·CHUNK..] are equally long (x.len() elements in all), so
     // the zip writes every element.
     unsafe { super::output_chunks(x.len(), CHUNK, fill) }
+}
+
+/// [`map`] in the widest SIMD build this CPU runs (AVX-512 or AVX2, chosen at run time), for
+/// ops with enough arithmetic per element to gain from it (sigmoid and SiLU: an exponential and
+/// a division).
+fn map_wide(x: &[f32], f: impl Fn(f32) -> f32 + Sync + Copy) -> Vec<f32> {
+    #[inline(always)]
+    fn each(x: &[f32], o: &mut [MaybeUninit<f32>], f: impl Fn(f32) -> f32) {
+        for (o, &v) in o.iter_mut().zip(x) {
+            o.write(f(v));
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(x: &[f32], o: &mut [MaybeUninit<f32>], f: impl Fn(f32) -> f32) {
+            each(x, o, f)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(x: &[f32], o: &mut [MaybeUninit<f32>], f: impl Fn(f32) -> f32) {
+            each(x, o, f)
+        }
+        let fill = |i: usize, o: &mut [MaybeUninit<f32>]| {
+            let x = &x[i * CHUNK..];
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F (checked just above).
+                unsafe { avx512(x, o, f) }
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                unsafe { avx2(x, o, f) }
+            } else {
+                each(x, o, f)
+            }
+        };
+        // SAFETY: output chunk i and x[i·CHUNK..] are equally long (x.len() elements in all),
+        // so each writes every element.
+        unsafe { super::output_chunks(x.len(), CHUNK, fill) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    map(x, f)
 }
 
 /// The innermost extent and stride of a view (1 and 1 for a scalar view).
@@ -144,6 +184,8 @@ pub(crate) fn channel_affine(x: &[f32], scale: &[f32], shift: &[f32], act: Activ
         Activation::None => affine_with(x, scale, shift, |v| v),
         Activation::Relu => affine_with(x, scale, shift, |v| UnaryOp::Relu.apply(v)),
         Activation::Relu6 => affine_with(x, scale, shift, |v| UnaryOp::Relu6.apply(v)),
+        Activation::Silu => affine_with(x, scale, shift, |v| UnaryOp::Silu.apply(v)),
+        Activation::HardSwish => affine_with(x, scale, shift, |v| UnaryOp::HardSwish.apply(v)),
     }
 }
 

@@ -375,6 +375,8 @@ pub(crate) fn channel_affine(
         Activation::None => 0,
         Activation::Relu => 1,
         Activation::Relu6 => 2,
+        Activation::Silu => 3,
+        Activation::HardSwish => 4,
     };
     let whole = [Binding::whole(2, scale), Binding::whole(4, shift)];
     over_flat_chunks(
