@@ -50,23 +50,34 @@ pub fn profile<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, Vec<ProfileRow>, 
     Ok((result?, rows, total))
 }
 
+/// Whether a [`profile`] runs on this thread.
+fn profiling() -> bool {
+    TOTALS.with(|t| t.borrow().is_some())
+}
+
 /// Applies `layer` to `x`, timed under its kind when a [`profile`] runs and it has no children
 /// (whose own layers are timed instead).
 pub(crate) fn forward(layer: &dyn Layer, x: &Var, training: bool) -> Result<Var> {
-    if !layer.children().is_empty() {
+    if !profiling() || !layer.children().is_empty() {
         return layer.forward(x, training);
     }
-    timed(kind(layer), || layer.forward(x, training))
+    let start = Instant::now();
+    let y = layer.forward(x, training);
+    record(kind(layer), start);
+    y
 }
 
 /// [`Layer::forward_fused`], timed under the kinds it runs (`ZeroPadding2D + DepthwiseConv2D
-/// 3×3 + BatchNormalization + Relu6`).
+/// 3×3 + BatchNormalization + Relu6`) when a [`profile`] runs.
 pub(crate) fn forward_fused(
     layer: &dyn Layer,
     x: &Var,
     training: bool,
     fused: &Fused,
 ) -> Option<Result<Var>> {
+    if !profiling() {
+        return layer.forward_fused(x, training, fused);
+    }
     let start = Instant::now();
     let y = layer.forward_fused(x, training, fused)?;
     let mut label = kind(layer);
@@ -83,15 +94,7 @@ pub(crate) fn forward_fused(
     Some(y)
 }
 
-/// Runs `f`, adding its time to `label`'s when a [`profile`] runs.
-fn timed<T>(label: String, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let start = Instant::now();
-    let y = f();
-    record(label, start);
-    y
-}
-
-/// Adds the time since `start` to `label`'s, when a [`profile`] runs.
+/// Adds the time since `start` to `label`'s.
 fn record(label: String, start: Instant) {
     let seconds = start.elapsed().as_secs_f64();
     TOTALS.with(|t| {

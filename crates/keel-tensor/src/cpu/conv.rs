@@ -107,17 +107,27 @@ pub(crate) fn conv2d(
     // columns of those rows; the chunks cover all rows and the groups all columns.
     unsafe {
         super::uninit_output(rows * g.out_c, |y| match (pointwise, epilogue) {
-            (true, None) => pointwise_gemms(x, w, g, y),
+            (true, None) => {
+                let par = parallelism(rows * g.out_per_group() * g.in_per_group());
+                pointwise_gemms(x, w, g, y, par)
+            }
             (true, Some(e)) => pointwise_tasks(x, w, g, y, e),
             (false, e) => im2col_gemms(x, w, g, y, e),
         })
     }
 }
 
-/// A 1×1 convolution without stride or padding: one GEMM per group straight on the input.
-fn pointwise_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUninit<f32>]) {
+/// A 1×1 convolution without stride or padding, for the output rows of `y` (the input rows of
+/// `x` from the same pixel on): one GEMM per group straight on the input.
+fn pointwise_gemms(
+    x: &[f32],
+    w: &[f32],
+    g: &WindowGeometry,
+    y: &mut [MaybeUninit<f32>],
+    par: gemm::Parallelism,
+) {
     let (cg, og) = (g.in_per_group(), g.out_per_group());
-    let rows = g.out_pixels();
+    let rows = y.len() / g.out_c;
     for grp in 0..g.groups {
         gemm_strided(
             rows,
@@ -129,7 +139,7 @@ fn pointwise_gemms(x: &[f32], w: &[f32], g: &WindowGeometry, y: &mut [MaybeUnini
             (g.in_c, 1),
             &w[grp * og..],
             (g.out_c, 1),
-            parallelism(rows * og * cg),
+            par,
         );
     }
 }
@@ -143,7 +153,6 @@ fn pointwise_tasks(
     y: &mut [MaybeUninit<f32>],
     epilogue: Epilogue<'_>,
 ) {
-    let (cg, og) = (g.in_per_group(), g.out_per_group());
     let rows = g.out_pixels();
     // Four blocks per thread balance the load; a block of fewer rows runs the GEMM slower.
     let threads = rayon::current_num_threads();
@@ -154,22 +163,8 @@ fn pointwise_tasks(
     y.par_chunks_mut(task_rows * g.out_c)
         .enumerate()
         .for_each(|(task, y)| {
-            let n_rows = y.len() / g.out_c;
             let x = &x[task * task_rows * g.in_c..];
-            for grp in 0..g.groups {
-                gemm_strided(
-                    n_rows,
-                    og,
-                    cg,
-                    Dst::Fresh(&mut y[grp * og..]),
-                    g.out_c,
-                    &x[grp * cg..],
-                    (g.in_c, 1),
-                    &w[grp * og..],
-                    (g.out_c, 1),
-                    gemm::Parallelism::None,
-                );
-            }
+            pointwise_gemms(x, w, g, y, gemm::Parallelism::None);
             // SAFETY: the GEMMs wrote every group's columns of these rows.
             unsafe { epilogue.apply(y) };
         });
