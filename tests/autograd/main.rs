@@ -426,7 +426,10 @@ fn conv2d(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[1, 5, 5, 6], (3, 3), 4, 1, 1, Padding::Same, 2); // groups
     conv_case(t, rng, &[2, 7, 7, 3], (3, 3), 3, 2, 1, Padding::Same, 3); // depthwise, stride 2
     conv_case(t, rng, &[1, 5, 5, 3], (3, 3), 6, 1, 1, Padding::Same, 3); // depthwise, multiplier 2
-                                                                         // The Keras-layout entry point: kernel [kh, kw, C, multiplier].
+                                                                         // Depthwise with a 16-channel block and a tail: stride 2 and 5×3, dilation 2.
+    conv_case(t, rng, &[2, 6, 5, 19], (3, 3), 19, 2, 1, Padding::Same, 19);
+    conv_case(t, rng, &[1, 7, 6, 17], (5, 3), 17, 1, 2, Padding::Same, 17);
+    // The Keras-layout entry point: kernel [kh, kw, C, multiplier].
     let x = Input::random(rng, &[1, 5, 5, 2]);
     let w = Input::random(rng, &[3, 3, 2, 2]);
     let c = r::Conv::new(1, 1, Padding::Same, 2);
@@ -596,41 +599,44 @@ fn softmax_and_losses(t: &mut Runner, rng: &mut Rng) {
 }
 
 fn batch_norm_and_dropout(t: &mut Runner, rng: &mut Rng) {
-    let shape = [2usize, 3, 2, 3];
-    let x = Input::random(rng, &shape);
-    let gamma = Input::random_in(rng, &[3], 0.5, 1.5);
-    let beta = Input::random(rng, &[3]);
-    grad_case(
-        t,
-        rng,
-        "batch_norm_train [2, 3, 2, 3]",
-        &[x, gamma, beta],
-        |v| Ok(v[0].batch_norm_train(&v[1], &v[2], 1e-3)?.0),
-        |v| {
-            let c = 3;
-            let n = v[0].len() / c;
-            let mean: Vec<f64> = (0..c)
-                .map(|ch| v[0].iter().skip(ch).step_by(c).sum::<f64>() / n as f64)
-                .collect();
-            let var: Vec<f64> = (0..c)
-                .map(|ch| {
-                    v[0].iter()
-                        .skip(ch)
-                        .step_by(c)
-                        .map(|x| (x - mean[ch]).powi(2))
-                        .sum::<f64>()
-                        / n as f64
-                })
-                .collect();
-            v[0].iter()
-                .enumerate()
-                .map(|(i, x)| {
-                    let ch = i % c;
-                    (x - mean[ch]) / (var[ch] + 1e-3).sqrt() * v[1][ch] + v[2][ch]
-                })
-                .collect()
-        },
-    );
+    // A small batch, and one whose pixels cross the CPU's 64-pixel blocks with a mean far from 0.
+    for (shape, offset) in [([2usize, 3, 2, 3], 0.0), ([2, 9, 4, 5], 20.0)] {
+        let c = shape[3];
+        let mut x = Input::random(rng, &shape);
+        x.data.iter_mut().for_each(|v| *v += offset);
+        let gamma = Input::random_in(rng, &[c], 0.5, 1.5);
+        let beta = Input::random(rng, &[c]);
+        grad_case(
+            t,
+            rng,
+            &format!("batch_norm_train {shape:?}, mean ≈ {offset}"),
+            &[x, gamma, beta],
+            |v| Ok(v[0].batch_norm_train(&v[1], &v[2], 1e-3)?.0),
+            |v| {
+                let n = v[0].len() / c;
+                let mean: Vec<f64> = (0..c)
+                    .map(|ch| v[0].iter().skip(ch).step_by(c).sum::<f64>() / n as f64)
+                    .collect();
+                let var: Vec<f64> = (0..c)
+                    .map(|ch| {
+                        v[0].iter()
+                            .skip(ch)
+                            .step_by(c)
+                            .map(|x| (x - mean[ch]).powi(2))
+                            .sum::<f64>()
+                            / n as f64
+                    })
+                    .collect();
+                v[0].iter()
+                    .enumerate()
+                    .map(|(i, x)| {
+                        let ch = i % c;
+                        (x - mean[ch]) / (var[ch] + 1e-3).sqrt() * v[1][ch] + v[2][ch]
+                    })
+                    .collect()
+            },
+        );
+    }
     // Dropout: the seeded mask is the same on every device, and the gradient is that mask.
     let x = Input::random(rng, &[4, 25]);
     let mask = {

@@ -35,6 +35,7 @@ fn main() {
         ("softmax", softmax),
         ("layout", layout),
         ("batch_norm", batch_norm),
+        ("batch_norm_training_passes", batch_norm_training_passes),
         ("bad_input", bad_input),
         ("larger_than_a_binding", larger_than_a_binding),
         ("cpu_cache", cpu_cache),
@@ -960,6 +961,78 @@ fn layout(t: &mut Runner, rng: &mut Rng) {
 fn batch_norm(t: &mut Runner, rng: &mut Rng) {
     let x = Input::random(rng, &[5, 3, 3, 7]);
     check_batch_norm(t, rng, x);
+}
+
+/// The per-channel passes of training-mode batch normalisation (statistics, the backward sums,
+/// the input gradient's combination) on every device against f64 sums, on a shape whose pixel
+/// count crosses the CPU's 64-pixel blocks, with a mean 50× the spread.
+fn batch_norm_training_passes(t: &mut Runner, rng: &mut Rng) {
+    let shape = [3usize, 7, 5, 19];
+    let c = 19;
+    let mut x = Input::random(rng, &shape);
+    x.data
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, v)| *v += 25.0 * (i % c) as f32 - 100.0);
+    let g = Input::random(rng, &shape);
+    let per_channel =
+        |v: &[f64], ch: usize| v.iter().skip(ch).step_by(c).copied().collect::<Vec<_>>();
+    let (x64, g64) = (x.f64(), g.f64());
+    let mean: Vec<f64> = (0..c)
+        .map(|ch| per_channel(&x64, ch).iter().sum::<f64>() / (x64.len() / c) as f64)
+        .collect();
+    let mut moments = mean.clone();
+    moments.extend((0..c).map(|ch| {
+        let xs = per_channel(&x64, ch);
+        xs.iter().map(|v| (v - mean[ch]).powi(2)).sum::<f64>() / xs.len() as f64
+    }));
+    t.check(
+        "channel_moments [3, 7, 5, 19], mean far from 0",
+        &[x.clone()],
+        |v| {
+            let (m, var) = v[0].channel_moments()?;
+            Tensor::concat(&[&m, &var], 0)
+        },
+        &exp(vec![2 * c], moments),
+    );
+    let centre = Input::random(rng, &[c]);
+    let mut sums: Vec<f64> = (0..c)
+        .map(|ch| per_channel(&g64, ch).iter().sum())
+        .collect();
+    sums.extend((0..c).map(|ch| {
+        let (gs, xs) = (per_channel(&g64, ch), per_channel(&x64, ch));
+        let k = centre.data[ch] as f64;
+        gs.iter().zip(&xs).map(|(g, x)| g * (x - k)).sum::<f64>()
+    }));
+    t.check(
+        "channel_grad_sums [3, 7, 5, 19]",
+        &[g.clone(), x.clone(), centre],
+        |v| {
+            let (sum, dot) = v[0].channel_grad_sums(&v[1], &v[2])?;
+            Tensor::concat(&[&sum, &dot], 0)
+        },
+        &exp(vec![2 * c], sums),
+    );
+    let (a, b, k) = (
+        Input::random(rng, &[c]),
+        Input::random(rng, &[c]),
+        Input::random(rng, &[c]),
+    );
+    let want: Vec<f64> = g64
+        .iter()
+        .zip(&x64)
+        .enumerate()
+        .map(|(i, (g, x))| {
+            let ch = i % c;
+            a.data[ch] as f64 * g + b.data[ch] as f64 * x + k.data[ch] as f64
+        })
+        .collect();
+    t.check(
+        "channel_combine [3, 7, 5, 19]",
+        &[g, x, a, b, k],
+        |v| v[0].channel_combine(&v[1], &v[2], &v[3], &v[4]),
+        &exp(shape.to_vec(), want),
+    );
 }
 
 /// Batch normalisation of NHWC `x` in inference form, plain and with a fused ReLU, ReLU6,

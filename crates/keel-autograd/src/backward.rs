@@ -60,6 +60,14 @@ pub(crate) enum Rule {
         w_shape: Shape,
         options: Conv2dOptions,
     },
+    /// training-mode batch normalisation of x (inputs x, γ, β) with the batch's `mean`,
+    /// std = √(var + ε) and scale = γ / std
+    BatchNormTrain {
+        x: Tensor,
+        mean: Tensor,
+        std: Tensor,
+        scale: Tensor,
+    },
     /// max or average pooling of x
     Pool {
         x: Tensor,
@@ -193,6 +201,33 @@ impl Rule {
                     g.conv2d_backward_kernel(x.as_ref().expect("saved"), &w_shape, &options)
                 })?,
             ],
+            Rule::BatchNormTrain {
+                x,
+                mean,
+                std,
+                scale,
+            } => {
+                // With x̂ = (x − mean) / std: dβ = Σ g, dγ = Σ g·x̂, and
+                // dx = scale · (g − Σg / n − x̂ · Σ(g·x̂) / n), which is a·g + b·x + k per channel.
+                let (sum_g, sum_gc) = g.channel_grad_sums(&x, &mean)?;
+                let rows = (x.elem_count() / mean.elem_count().max(1)) as f32;
+                let input = || {
+                    let b = scale
+                        .mul(&sum_gc)?
+                        .div(&std.mul(&std)?)?
+                        .mul_scalar(-1.0 / rows)?;
+                    let k = scale
+                        .mul(&sum_g)?
+                        .mul_scalar(-1.0 / rows)?
+                        .sub(&b.mul(&mean)?)?;
+                    g.channel_combine(&x, &scale, &b, &k)
+                };
+                vec![
+                    when(need(0), input)?,
+                    when(need(1), || sum_gc.div(&std))?,
+                    when(need(2), || Ok(sum_g.clone()))?,
+                ]
+            }
             Rule::Pool { x, options, op } => vec![Some(x.pool2d_backward(g, &options, op)?)],
             Rule::GlobalAvg { input } => {
                 let &[n, h, w, c] = input.dims() else {

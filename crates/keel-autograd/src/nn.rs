@@ -3,7 +3,7 @@
 
 use crate::backward::Rule;
 use crate::{Result, Var};
-use keel_tensor::{Conv2dOptions, DType, Pool2dOptions, PoolOp, Tensor};
+use keel_tensor::{Activation, Conv2dOptions, DType, Pool2dOptions, PoolOp, Tensor};
 
 /// Batch statistics of one training-mode batch normalisation, for the running averages
 /// (updated outside the graph).
@@ -128,25 +128,29 @@ impl Var {
 
     /// Batch normalisation in training mode over every axis but the last (channels):
     /// (x − mean) / √(var + ε) · γ + β with the batch's mean and biased variance, differentiable
-    /// through all of them. Returns the output and the batch statistics.
+    /// through all of them. One node in the graph: the statistics take one pass over x, the
+    /// output one more, and the backward pass two. Returns the output and the batch statistics.
     pub fn batch_norm_train(
         &self,
         gamma: &Var,
         beta: &Var,
         epsilon: f32,
     ) -> Result<(Var, BatchStats)> {
-        let axes: Vec<isize> = (0..self.tensor().rank() as isize - 1).collect();
-        let mean = self.mean(&axes, true)?;
-        let centered = self.sub(&mean)?;
-        let variance = centered.mul(&centered)?.mean(&axes, true)?;
-        let inv_std = variance.add_scalar(epsilon)?.sqrt()?;
-        let y = centered.div(&inv_std)?.mul(gamma)?.add(beta)?;
-        let c = self.dims().last().copied().unwrap_or(1);
-        let stats = BatchStats {
-            mean: mean.tensor().reshape([c])?,
-            variance: variance.tensor().reshape([c])?,
-        };
-        Ok((y, stats))
+        let x = self.tensor();
+        let (mean, variance) = x.channel_moments()?;
+        let std = variance.add_scalar(epsilon)?.sqrt()?;
+        let scale = gamma.tensor().div(&std)?;
+        let shift = beta.tensor().sub(&mean.mul(&scale)?)?;
+        let y = x.channel_affine(&scale, &shift, Activation::None)?;
+        let y = Var::record("batch_norm_train", y, &[self, gamma, beta], || {
+            Rule::BatchNormTrain {
+                x: x.clone(),
+                mean: mean.clone(),
+                std,
+                scale,
+            }
+        });
+        Ok((y, BatchStats { mean, variance }))
     }
 
     /// Inverted dropout: zeroes each element with probability `rate` and scales the rest by

@@ -204,6 +204,12 @@ fn depthwise_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f3
                         };
                         let grad = &dy[((n * g.out_h + oh) * g.out_w + ow) * g.out_c..][..g.out_c];
                         let dst = &mut dx_row[iw * g.in_c..][..g.in_c];
+                        if mult == 1 {
+                            for (d, (&dy, &w)) in dst.iter_mut().zip(grad.iter().zip(taps)) {
+                                *d += dy * w;
+                            }
+                            continue;
+                        }
                         for (c, d) in dst.iter_mut().enumerate() {
                             for m in 0..mult {
                                 *d += grad[c * mult + m] * taps[c * mult + m];
@@ -216,9 +222,119 @@ fn depthwise_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f3
     dx
 }
 
+/// Widest kernel (taps along a row) whose gradient [`add_row_gradient`] keeps in registers.
+const MAX_ROW_TAPS: usize = 8;
+
 /// Depthwise dL/dw: per output row a partial kernel gradient, summed across threads. Padded
 /// taps multiply zeros, as in the forward pass, so a non-finite dy reaches them too.
 fn depthwise_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
+    if g.out_per_group() != 1 || g.kernel_w > MAX_ROW_TAPS {
+        return depthwise_multiplier_backward_kernel(x, dy, g);
+    }
+    let taps = g.kernel_h * g.kernel_w * g.out_c;
+    let add_row = row_gradient_kernel();
+    (0..g.batch * g.out_h)
+        .into_par_iter()
+        .fold(
+            || vec![0f32; taps],
+            |mut dw, r| {
+                add_row(x, dy, g, r, &mut dw);
+                dw
+            },
+        )
+        .reduce(
+            || vec![0f32; taps],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+}
+
+/// Adds to `dw` the kernel gradient of a depthwise convolution (multiplier 1) from output row
+/// `r` (image and row): per kernel row, 16 channels at a time, the taps' sums stay in registers
+/// across the whole output row.
+#[inline(always)]
+fn add_row_gradient(x: &[f32], dy: &[f32], g: &WindowGeometry, r: usize, dw: &mut [f32]) {
+    let c = g.out_c;
+    let full = c - c % 16;
+    for kh in 0..g.kernel_h {
+        let ih = ((r % g.out_h) * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
+        let x_row = (ih >= 0 && ih < g.in_h as isize)
+            .then(|| &x[((r / g.out_h) * g.in_h + ih as usize) * g.in_w * c..][..g.in_w * c]);
+        let dy_row = &dy[r * g.out_w * c..][..g.out_w * c];
+        let dw_row = &mut dw[kh * g.kernel_w * c..][..g.kernel_w * c];
+        for c0 in (0..full).step_by(16) {
+            add_block_gradient::<16>(x_row, dy_row, g, c0, dw_row);
+        }
+        for c0 in full..c {
+            add_block_gradient::<1>(x_row, dy_row, g, c0, dw_row);
+        }
+    }
+}
+
+/// [`add_row_gradient`] for channels `c0..c0 + N` and one kernel row: `x_row` the input row it
+/// reads (`None` in the padding), `dw_row` that kernel row's gradient.
+#[inline(always)]
+fn add_block_gradient<const N: usize>(
+    x_row: Option<&[f32]>,
+    dy_row: &[f32],
+    g: &WindowGeometry,
+    c0: usize,
+    dw_row: &mut [f32],
+) {
+    let c = g.out_c;
+    let mut acc = [[0f32; N]; MAX_ROW_TAPS];
+    for ow in 0..g.out_w {
+        let grad: &[f32; N] = dy_row[ow * c + c0..][..N].try_into().expect("N channels");
+        for (kw, acc) in acc.iter_mut().enumerate().take(g.kernel_w) {
+            let iw = (ow * g.stride_w + kw * g.dilation_w) as isize - g.pad_left as isize;
+            match x_row.filter(|_| iw >= 0 && iw < g.in_w as isize) {
+                Some(x_row) => {
+                    let xs = &x_row[iw as usize * c + c0..][..N];
+                    for l in 0..N {
+                        acc[l] += xs[l] * grad[l];
+                    }
+                }
+                // A padded tap reads zero: 0 · dy, so that a non-finite dy still shows.
+                None => (0..N).for_each(|l| acc[l] += 0.0 * grad[l]),
+            }
+        }
+    }
+    for (kw, acc) in acc.iter().enumerate().take(g.kernel_w) {
+        let dst = &mut dw_row[kw * c + c0..][..N];
+        dst.iter_mut().zip(acc).for_each(|(d, a)| *d += a);
+    }
+}
+
+type RowGradient = fn(&[f32], &[f32], &WindowGeometry, usize, &mut [f32]);
+
+/// The widest SIMD build of [`add_row_gradient`] this CPU runs (chosen at run time).
+fn row_gradient_kernel() -> RowGradient {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn avx512(x: &[f32], dy: &[f32], g: &WindowGeometry, r: usize, dw: &mut [f32]) {
+            add_row_gradient(x, dy, g, r, dw)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(x: &[f32], dy: &[f32], g: &WindowGeometry, r: usize, dw: &mut [f32]) {
+            add_row_gradient(x, dy, g, r, dw)
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return |x, dy, g, r, dw| unsafe { avx512(x, dy, g, r, dw) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            return |x, dy, g, r, dw| unsafe { avx2(x, dy, g, r, dw) };
+        }
+    }
+    add_row_gradient
+}
+
+/// [`depthwise_backward_kernel`] for any channel multiplier and kernel width.
+fn depthwise_multiplier_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
     let mult = g.out_per_group();
     let taps = g.kernel_h * g.kernel_w * g.out_c;
     let zero_pixel = vec![0f32; g.in_c];

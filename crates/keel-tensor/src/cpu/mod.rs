@@ -1,6 +1,7 @@
 //! The native CPU backend: rayon for parallelism, the `gemm` crate (AVX-512/AVX2/NEON, picked at
 //! run time) for matrix products and for convolutions after im2col.
 
+mod batch_norm;
 mod conv;
 mod conv_backward;
 mod depthwise;
@@ -9,6 +10,7 @@ mod matmul;
 mod pool;
 mod reduce;
 
+pub(crate) use batch_norm::{channel_combine, channel_grad_sums, channel_moments};
 pub(crate) use conv::{conv2d, Epilogue};
 pub(crate) use conv_backward::{conv2d_backward_input, conv2d_backward_kernel};
 pub(crate) use elementwise::{binary, channel_affine, copy_strided, unary};

@@ -1,5 +1,6 @@
-//! Batch normalisation in inference form, as one fused per-channel affine pass
-//! (optionally followed by ReLU or ReLU6 in the same pass).
+//! Batch normalisation: the inference form as one fused per-channel affine pass (optionally
+//! followed by an activation in the same pass), and the per-channel passes of the training form
+//! (batch statistics, the backward pass's sums and its input gradient).
 
 use crate::op::Activation;
 use crate::tensor::Storage;
@@ -14,20 +15,7 @@ impl Tensor {
         act: Activation,
     ) -> Result<Tensor> {
         const OP: &str = "channel_affine";
-        let c = self.dims().last().copied().unwrap_or(0);
-        for v in [scale, shift] {
-            self.same_device(OP, v)?;
-            v.expect_dtype(OP, DType::F32)?;
-            if v.rank() != 1 || v.dims()[0] != c {
-                return Err(Error::shapes(
-                    OP,
-                    self.shape(),
-                    v.shape(),
-                    format!("per-channel vectors must have {c} values (the last axis)"),
-                ));
-            }
-        }
-        self.expect_dtype(OP, DType::F32)?;
+        let c = self.channels(OP, &[scale, shift])?;
         let shape = self.shape().clone();
         match self.storage() {
             Storage::Gpu(x) => {
@@ -43,6 +31,133 @@ impl Tensor {
                 shape,
             )),
         }
+    }
+
+    /// Per-channel mean and biased variance over every axis but the last (the batch statistics
+    /// of a training-mode batch normalisation), each of shape [C]. On the CPU one pass over the
+    /// data, with sums taken about the first pixel's values so a large mean costs no precision.
+    pub fn channel_moments(&self) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "channel_moments";
+        let c = self.channels(OP, &[])?;
+        if self.rank() < 2 || self.elem_count() == 0 {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "needs at least one pixel of {c} channels, got shape {}",
+                    self.shape()
+                ),
+            ));
+        }
+        match self.storage() {
+            Storage::Gpu(_) => {
+                let axes = self.leading_axes();
+                let mean = self.mean(&axes, false)?;
+                let centered = self.sub(&mean)?;
+                Ok((mean, centered.mul(&centered)?.mean(&axes, false)?))
+            }
+            Storage::Cpu(_) => {
+                let (mean, var) = cpu::channel_moments(self.cpu_f32(), c);
+                Ok((
+                    self.with_cpu(mean, [c].into()),
+                    self.with_cpu(var, [c].into()),
+                ))
+            }
+        }
+    }
+
+    /// Per-channel Σ g and Σ g·(x − mean) over every axis but the last, with this tensor as the
+    /// gradient g (same shape as `x`; `mean` one value per channel): the sums of the backward
+    /// pass of a training-mode batch normalisation, one pass over g and x on the CPU.
+    pub fn channel_grad_sums(&self, x: &Tensor, mean: &Tensor) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "channel_grad_sums";
+        let c = self.channels(OP, &[mean])?;
+        self.same_shape(OP, x)?;
+        match self.storage() {
+            Storage::Gpu(_) => {
+                let axes = self.leading_axes();
+                let centered = x.sub(mean)?;
+                Ok((
+                    self.sum(&axes, false)?,
+                    self.mul(&centered)?.sum(&axes, false)?,
+                ))
+            }
+            Storage::Cpu(_) => {
+                let (sum, dot) =
+                    cpu::channel_grad_sums(self.cpu_f32(), x.cpu_f32(), mean.cpu_f32());
+                Ok((
+                    self.with_cpu(sum, [c].into()),
+                    self.with_cpu(dot, [c].into()),
+                ))
+            }
+        }
+    }
+
+    /// `a[c] · self + b[c] · x + k[c]` elementwise, `x` of this tensor's shape and `a`, `b`, `k`
+    /// one value per channel (the last axis): the input gradient of a training-mode batch
+    /// normalisation, in one pass on the CPU.
+    pub fn channel_combine(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        k: &Tensor,
+    ) -> Result<Tensor> {
+        const OP: &str = "channel_combine";
+        self.channels(OP, &[a, b, k])?;
+        self.same_shape(OP, x)?;
+        match self.storage() {
+            Storage::Gpu(_) => self.mul(a)?.add(&x.mul(b)?)?.add(k),
+            Storage::Cpu(_) => {
+                let y = cpu::channel_combine(
+                    self.cpu_f32(),
+                    x.cpu_f32(),
+                    a.cpu_f32(),
+                    b.cpu_f32(),
+                    k.cpu_f32(),
+                );
+                Ok(self.with_cpu(y, self.shape().clone()))
+            }
+        }
+    }
+
+    /// The channel count (last axis) of this f32 tensor, after checking that each of
+    /// `per_channel` is an f32 vector of that many values on the same device.
+    fn channels(&self, op: &'static str, per_channel: &[&Tensor]) -> Result<usize> {
+        self.expect_dtype(op, DType::F32)?;
+        let c = self.dims().last().copied().unwrap_or(0);
+        for v in per_channel {
+            self.same_device(op, v)?;
+            v.expect_dtype(op, DType::F32)?;
+            if v.rank() != 1 || v.dims()[0] != c {
+                return Err(Error::shapes(
+                    op,
+                    self.shape(),
+                    v.shape(),
+                    format!("per-channel vectors must have {c} values (the last axis)"),
+                ));
+            }
+        }
+        Ok(c)
+    }
+
+    /// An error unless `other` is an f32 tensor of this shape on the same device.
+    fn same_shape(&self, op: &'static str, other: &Tensor) -> Result<()> {
+        self.same_device(op, other)?;
+        other.expect_dtype(op, DType::F32)?;
+        if other.shape() != self.shape() {
+            return Err(Error::shapes(
+                op,
+                self.shape(),
+                other.shape(),
+                "shapes must match",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every axis but the last.
+    fn leading_axes(&self) -> Vec<isize> {
+        (0..self.rank() as isize - 1).collect()
     }
 
     /// Batch normalisation with fixed statistics: (x − mean) / √(var + eps) · gamma + beta,
