@@ -122,7 +122,17 @@ fn apply_binary(op: u32, a: f32, b: f32) -> f32 {
         case 4u: { return max_nan(a, b); }
         case 5u: { return min_nan(a, b); }
         case 6u: { return select(0.0, 1.0, a > b); }
-        default: { return select(0.0, 1.0, a == b); }
+        case 7u: { return select(0.0, 1.0, a == b); }
+        case 8u: { return a * select(0.0, 1.0, b > 0.0); }
+        case 9u: { return a * (select(0.0, 1.0, b > 0.0) - select(0.0, 1.0, b > 6.0)); }
+        case 10u: {
+            let s = stable_sigmoid(b);
+            return a * (s * (1.0 + b * (1.0 - s)));
+        }
+        default: {
+            let inside = select(0.0, 1.0, b > -3.0) - select(0.0, 1.0, b > 3.0);
+            return a * (inside * (b * (1.0 / 3.0) + 0.5) + select(0.0, 1.0, b > 3.0));
+        }
     }
 }
 

@@ -168,7 +168,7 @@ fn binary_broadcast(t: &mut Runner, rng: &mut Rng) {
         (&[2, 1, 5], &[3, 5]), // the same, broadcast along the middle axis
     ];
     type F = fn(f64, f64) -> f64;
-    let ops: [(&str, keel::tensor::BinaryOp, F); 8] = [
+    let ops: [(&str, keel::tensor::BinaryOp, F); 12] = [
         ("add", keel::tensor::BinaryOp::Add, |a, b| a + b),
         ("sub", keel::tensor::BinaryOp::Sub, |a, b| a - b),
         ("mul", keel::tensor::BinaryOp::Mul, |a, b| a * b),
@@ -181,6 +181,29 @@ fn binary_broadcast(t: &mut Runner, rng: &mut Rng) {
         ("equal", keel::tensor::BinaryOp::Equal, |a, b| {
             f64::from(u8::from(a == b))
         }),
+        ("relu_grad", keel::tensor::BinaryOp::ReluGrad, |a, b| {
+            a * f64::from(u8::from(b > 0.0))
+        }),
+        ("relu6_grad", keel::tensor::BinaryOp::Relu6Grad, |a, b| {
+            a * f64::from(u8::from(b > 0.0 && b <= 6.0))
+        }),
+        ("silu_grad", keel::tensor::BinaryOp::SiluGrad, |a, b| {
+            let s = 1.0 / (1.0 + (-b).exp());
+            a * s * (1.0 + b * (1.0 - s))
+        }),
+        (
+            "hard_swish_grad",
+            keel::tensor::BinaryOp::HardSwishGrad,
+            |a, b| {
+                a * if b <= -3.0 {
+                    0.0
+                } else if b <= 3.0 {
+                    b / 3.0 + 0.5
+                } else {
+                    1.0
+                }
+            },
+        ),
     ];
     for (sa, sb) in shapes {
         for (name, op, f) in ops {
@@ -188,6 +211,9 @@ fn binary_broadcast(t: &mut Runner, rng: &mut Rng) {
             // Divisors away from zero keep the relative error meaningful.
             let b = if name == "div" {
                 Input::random_in(rng, sb, 0.5, 2.0)
+            } else if name.ends_with("_grad") {
+                // Across every piece of the derivatives (kinks at −3, 0, 3 and 6).
+                Input::random_in(rng, sb, -8.0, 8.0)
             } else {
                 Input::random(rng, sb)
             };

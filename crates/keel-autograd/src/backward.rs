@@ -3,7 +3,9 @@
 //! says whether input `i` is tracked, so untracked inputs cost nothing.
 
 use crate::Result;
-use keel_tensor::{Conv2dOptions, Padding, Pool2dOptions, PoolOp, Shape, Tensor, UnaryOp};
+use keel_tensor::{
+    BinaryOp, Conv2dOptions, Padding, Pool2dOptions, PoolOp, Shape, Tensor, UnaryOp,
+};
 use std::ops::Range;
 
 /// What an op saved for its backward pass.
@@ -344,8 +346,8 @@ pub(crate) fn unary_saves_output(op: UnaryOp) -> Option<bool> {
 fn unary_grad(op: UnaryOp, saved: Option<&Tensor>, g: &Tensor) -> keel_tensor::Result<Tensor> {
     let s = || saved.expect("the rule saved what unary_saves_output asked for");
     match op {
-        UnaryOp::Relu => g.mul(&s().above(0.0)?),
-        UnaryOp::Relu6 => g.mul(&s().above(0.0)?.sub(&s().above(6.0)?)?),
+        UnaryOp::Relu => g.binary(s(), BinaryOp::ReluGrad),
+        UnaryOp::Relu6 => g.binary(s(), BinaryOp::Relu6Grad),
         UnaryOp::Sigmoid => g.mul(&s().mul(&s().affine(-1.0, 1.0)?)?),
         UnaryOp::Tanh => g.mul(&s().mul(s())?.affine(-1.0, 1.0)?),
         UnaryOp::Exp => g.mul(s()),
@@ -358,12 +360,7 @@ fn unary_grad(op: UnaryOp, saved: Option<&Tensor>, g: &Tensor) -> keel_tensor::R
         UnaryOp::MaxScalar(v) => g.mul(&s().above(v)?),
         UnaryOp::MinScalar(v) => g.mul(&s().above(v)?.affine(-1.0, 1.0)?),
         UnaryOp::Above(_) | UnaryOp::Sign => g.mul_scalar(0.0),
-        // s · (1 + x · (1 − s)), s = sigmoid(x).
-        UnaryOp::Silu => {
-            let sig = s().sigmoid()?;
-            let inner = s().mul(&sig.affine(-1.0, 1.0)?)?.add_scalar(1.0)?;
-            g.mul(&sig.mul(&inner)?)
-        }
+        UnaryOp::Silu => g.binary(s(), BinaryOp::SiluGrad),
         // 1/6 inside (−3, 3), 0 outside.
         UnaryOp::HardSigmoid => g.mul(
             &s().above(-3.0)?
@@ -380,13 +377,6 @@ fn unary_grad(op: UnaryOp, saved: Option<&Tensor>, g: &Tensor) -> keel_tensor::R
                 .mul_scalar(0.398_942_3)?;
             g.mul(&pdf.mul(&s().mul(s())?.affine(-1.0, 2.0)?)?)
         }
-        // 0 below −3, x/3 + 1/2 up to 3, 1 above (PyTorch's hardswish_backward).
-        UnaryOp::HardSwish => {
-            let inside = s().above(-3.0)?.sub(&s().above(3.0)?)?;
-            let slope = inside
-                .mul(&s().affine(1.0 / 3.0, 0.5)?)?
-                .add(&s().above(3.0)?)?;
-            g.mul(&slope)
-        }
+        UnaryOp::HardSwish => g.binary(s(), BinaryOp::HardSwishGrad),
     }
 }

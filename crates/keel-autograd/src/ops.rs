@@ -116,8 +116,13 @@ impl Var {
                 b: b.clone(),
                 max: op == BinaryOp::Max,
             },
-            BinaryOp::Greater | BinaryOp::Equal => {
-                unreachable!("comparisons are not differentiable ops of Var")
+            BinaryOp::Greater
+            | BinaryOp::Equal
+            | BinaryOp::ReluGrad
+            | BinaryOp::Relu6Grad
+            | BinaryOp::SiluGrad
+            | BinaryOp::HardSwishGrad => {
+                unreachable!("comparisons and gradients are not differentiable ops of Var")
             }
         };
         Ok(Var::record(op.name(), y.clone(), &[self, rhs], rule))

@@ -249,6 +249,15 @@ pub enum BinaryOp {
     Greater,
     /// 1 where a = b, else 0
     Equal,
+    /// a · relu′(b): the gradient a through a ReLU whose input or output is b
+    ReluGrad,
+    /// a · relu6′(b): the gradient a through a ReLU6 whose input is b (1 on (0, 6], else 0)
+    Relu6Grad,
+    /// a · silu′(b) = a · s · (1 + b · (1 − s)), s = sigmoid(b): the gradient through a SiLU
+    SiluGrad,
+    /// a · hard_swish′(b) (0 below −3, b/3 + 1/2 up to 3, 1 above): the gradient through a
+    /// hard-swish, as PyTorch's `hardswish_backward`
+    HardSwishGrad,
 }
 
 impl BinaryOp {
@@ -269,6 +278,16 @@ impl BinaryOp {
             BinaryOp::Min => nan_min(a, b),
             BinaryOp::Greater => f32::from(a > b),
             BinaryOp::Equal => f32::from(a == b),
+            BinaryOp::ReluGrad => a * f32::from(b > 0.0),
+            BinaryOp::Relu6Grad => a * (f32::from(b > 0.0) - f32::from(b > 6.0)),
+            BinaryOp::SiluGrad => {
+                let s = sigmoid(b);
+                a * (s * (1.0 + b * (1.0 - s)))
+            }
+            BinaryOp::HardSwishGrad => {
+                let inside = f32::from(b > -3.0) - f32::from(b > 3.0);
+                a * (inside * (b * (1.0 / 3.0) + 0.5) + f32::from(b > 3.0))
+            }
         }
     }
 
@@ -283,6 +302,10 @@ impl BinaryOp {
             BinaryOp::Min => "minimum",
             BinaryOp::Greater => "greater",
             BinaryOp::Equal => "equal",
+            BinaryOp::ReluGrad => "relu_grad",
+            BinaryOp::Relu6Grad => "relu6_grad",
+            BinaryOp::SiluGrad => "silu_grad",
+            BinaryOp::HardSwishGrad => "hard_swish_grad",
         }
     }
 }

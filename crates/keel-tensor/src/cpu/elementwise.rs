@@ -117,6 +117,10 @@ pub(crate) fn binary(
         B::Min => binary_with(a, av, b, bv, |x, y| B::Min.apply(x, y)),
         B::Greater => binary_with(a, av, b, bv, |x, y| B::Greater.apply(x, y)),
         B::Equal => binary_with(a, av, b, bv, |x, y| B::Equal.apply(x, y)),
+        B::ReluGrad => binary_with(a, av, b, bv, |x, y| B::ReluGrad.apply(x, y)),
+        B::Relu6Grad => binary_with(a, av, b, bv, |x, y| B::Relu6Grad.apply(x, y)),
+        B::SiluGrad => binary_with(a, av, b, bv, |x, y| B::SiluGrad.apply(x, y)),
+        B::HardSwishGrad => binary_with(a, av, b, bv, |x, y| B::HardSwishGrad.apply(x, y)),
     }
 }
 
