@@ -18,6 +18,7 @@ mod training;
 
 use harness::{run_tests, Expected, Input, Rng, Runner, Test};
 use keel::autograd::{Param, Var};
+use keel::tensor::Activation;
 use keel::{Conv2dOptions, Padding, Pool2dOptions, Tensor};
 use reference as r;
 
@@ -599,19 +600,28 @@ fn softmax_and_losses(t: &mut Runner, rng: &mut Rng) {
 }
 
 fn batch_norm_and_dropout(t: &mut Runner, rng: &mut Rng) {
-    // A small batch, and one whose pixels cross the CPU's 64-pixel blocks with a mean far from 0.
-    for (shape, offset) in [([2usize, 3, 2, 3], 0.0), ([2, 9, 4, 5], 20.0)] {
+    // A small batch, and ones whose pixels cross the CPU's 64-pixel blocks with a mean far from
+    // 0, alone and followed by each activation (γ up to 4 puts outputs across every kink).
+    let cases = [
+        ([2usize, 3, 2, 3], 0.0, Activation::None),
+        ([2, 9, 4, 5], 20.0, Activation::None),
+        ([2, 9, 4, 5], 0.0, Activation::Relu),
+        ([2, 9, 4, 5], 0.0, Activation::Relu6),
+        ([2, 9, 4, 5], -3.0, Activation::Silu),
+        ([2, 9, 4, 5], 3.0, Activation::HardSwish),
+    ];
+    for (shape, offset, act) in cases {
         let c = shape[3];
         let mut x = Input::random(rng, &shape);
         x.data.iter_mut().for_each(|v| *v += offset);
-        let gamma = Input::random_in(rng, &[c], 0.5, 1.5);
+        let gamma = Input::random_in(rng, &[c], 0.5, 4.0);
         let beta = Input::random(rng, &[c]);
         grad_case(
             t,
             rng,
-            &format!("batch_norm_train {shape:?}, mean ≈ {offset}"),
+            &format!("batch_norm_train_act {shape:?}, mean ≈ {offset}, {act:?}"),
             &[x, gamma, beta],
-            |v| Ok(v[0].batch_norm_train(&v[1], &v[2], 1e-3)?.0),
+            |v| Ok(v[0].batch_norm_train_act(&v[1], &v[2], 1e-3, act)?.0),
             |v| {
                 let n = v[0].len() / c;
                 let mean: Vec<f64> = (0..c)
@@ -631,7 +641,8 @@ fn batch_norm_and_dropout(t: &mut Runner, rng: &mut Rng) {
                     .enumerate()
                     .map(|(i, x)| {
                         let ch = i % c;
-                        (x - mean[ch]) / (var[ch] + 1e-3).sqrt() * v[1][ch] + v[2][ch]
+                        let y = (x - mean[ch]) / (var[ch] + 1e-3).sqrt() * v[1][ch] + v[2][ch];
+                        activation(act, y)
                     })
                     .collect()
             },
@@ -670,4 +681,15 @@ fn batch_norm_and_dropout(t: &mut Runner, rng: &mut Rng) {
                 .collect()
         },
     );
+}
+
+/// `act` of one value, in f64.
+fn activation(act: Activation, y: f64) -> f64 {
+    match act {
+        Activation::None => y,
+        Activation::Relu => y.max(0.0),
+        Activation::Relu6 => y.clamp(0.0, 6.0),
+        Activation::Silu => y / (1.0 + (-y).exp()),
+        Activation::HardSwish => y * (y + 3.0).clamp(0.0, 6.0) / 6.0,
+    }
 }

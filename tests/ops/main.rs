@@ -1032,9 +1032,9 @@ fn batch_norm_training_passes(t: &mut Runner, rng: &mut Rng) {
     }));
     t.check(
         "channel_grad_sums [3, 7, 5, 19]",
-        &[g.clone(), x.clone(), centre],
+        &[g.clone(), x.clone(), centre.clone()],
         |v| {
-            let (sum, dot) = v[0].channel_grad_sums(&v[1], &v[2])?;
+            let (sum, dot) = v[0].channel_grad_sums(&v[1], &v[2], None)?;
             Tensor::concat(&[&sum, &dot], 0)
         },
         &exp(vec![2 * c], sums),
@@ -1055,10 +1055,86 @@ fn batch_norm_training_passes(t: &mut Runner, rng: &mut Rng) {
         .collect();
     t.check(
         "channel_combine [3, 7, 5, 19]",
-        &[g, x, a, b, k],
-        |v| v[0].channel_combine(&v[1], &v[2], &v[3], &v[4]),
+        &[g.clone(), x, a.clone(), b.clone(), k.clone()],
+        |v| v[0].channel_combine(&v[1], (&v[2], &v[3], &v[4]), None),
         &exp(shape.to_vec(), want),
     );
+    // Through an activation after x · scale + shift: inputs spread across every kink.
+    let x = Input::random_in(rng, &shape, -8.0, 8.0);
+    let scale = Input::random_in(rng, &[c], 0.5, 1.5);
+    let shift = Input::random(rng, &[c]);
+    let x64 = x.f64();
+    for act in [
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::Silu,
+        Activation::HardSwish,
+    ] {
+        // g′ = g · act′(x · scale + shift), in f64.
+        let g_through: Vec<f64> = g64
+            .iter()
+            .zip(&x64)
+            .enumerate()
+            .map(|(i, (&g, &x))| {
+                let ch = i % c;
+                let z = x * scale.data[ch] as f64 + shift.data[ch] as f64;
+                g * r::activation_derivative(act, z)
+            })
+            .collect();
+        let mut sums: Vec<f64> = (0..c)
+            .map(|ch| per_channel(&g_through, ch).iter().sum())
+            .collect();
+        sums.extend((0..c).map(|ch| {
+            let (gs, xs) = (per_channel(&g_through, ch), per_channel(&x64, ch));
+            let k = centre.data[ch] as f64;
+            gs.iter().zip(&xs).map(|(g, x)| g * (x - k)).sum::<f64>()
+        }));
+        fn through(v: &[Tensor], activation: Activation) -> keel::tensor::AffineActivation<'_> {
+            keel::tensor::AffineActivation {
+                scale: &v[0],
+                shift: &v[1],
+                activation,
+            }
+        }
+        t.check(
+            &format!("channel_grad_sums through {act:?}"),
+            &[
+                scale.clone(),
+                shift.clone(),
+                g.clone(),
+                x.clone(),
+                centre.clone(),
+            ],
+            |v| {
+                let (sum, dot) = v[2].channel_grad_sums(&v[3], &v[4], Some(through(v, act)))?;
+                Tensor::concat(&[&sum, &dot], 0)
+            },
+            &exp(vec![2 * c], sums),
+        );
+        let want: Vec<f64> = g_through
+            .iter()
+            .zip(&x64)
+            .enumerate()
+            .map(|(i, (g, x))| {
+                let ch = i % c;
+                a.data[ch] as f64 * g + b.data[ch] as f64 * x + k.data[ch] as f64
+            })
+            .collect();
+        t.check(
+            &format!("channel_combine through {act:?}"),
+            &[
+                scale.clone(),
+                shift.clone(),
+                g.clone(),
+                x.clone(),
+                a.clone(),
+                b.clone(),
+                k.clone(),
+            ],
+            |v| v[2].channel_combine(&v[3], (&v[4], &v[5], &v[6]), Some(through(v, act))),
+            &exp(shape.to_vec(), want),
+        );
+    }
 }
 
 /// Batch normalisation of NHWC `x` in inference form, plain and with a fused ReLU, ReLU6,

@@ -425,3 +425,26 @@ pub fn erf(x: f64) -> f64 {
 pub fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
 }
+
+/// The derivative of `act` at `z`, piecewise as PyTorch's backward passes define it at kinks
+/// (ReLU and ReLU6: 1 on (0, ∞) and (0, 6]; hard-swish: z/3 + 1/2 on (−3, 3]).
+pub fn activation_derivative(act: keel::tensor::Activation, z: f64) -> f64 {
+    match act {
+        keel::tensor::Activation::None => 1.0,
+        keel::tensor::Activation::Relu => f64::from(u8::from(z > 0.0)),
+        keel::tensor::Activation::Relu6 => f64::from(u8::from(z > 0.0 && z <= 6.0)),
+        keel::tensor::Activation::Silu => {
+            let s = 1.0 / (1.0 + (-z).exp());
+            s * (1.0 + z * (1.0 - s))
+        }
+        keel::tensor::Activation::HardSwish => {
+            if z <= -3.0 {
+                0.0
+            } else if z <= 3.0 {
+                z / 3.0 + 0.5
+            } else {
+                1.0
+            }
+        }
+    }
+}

@@ -4,7 +4,8 @@
 
 use crate::Result;
 use keel_tensor::{
-    BinaryOp, Conv2dOptions, Padding, Pool2dOptions, PoolOp, Shape, Tensor, UnaryOp,
+    Activation, AffineActivation, BinaryOp, Conv2dOptions, Padding, Pool2dOptions, PoolOp, Shape,
+    Tensor, UnaryOp,
 };
 use std::ops::Range;
 
@@ -63,12 +64,14 @@ pub(crate) enum Rule {
         options: Conv2dOptions,
     },
     /// training-mode batch normalisation of x (inputs x, γ, β) with the batch's `mean`,
-    /// std = √(var + ε) and scale = γ / std
+    /// std = √(var + ε), scale = γ / std and shift = β − mean · scale, then `activation`
     BatchNormTrain {
         x: Tensor,
         mean: Tensor,
         std: Tensor,
         scale: Tensor,
+        shift: Tensor,
+        activation: Activation,
     },
     /// max or average pooling of x
     Pool {
@@ -208,10 +211,18 @@ impl Rule {
                 mean,
                 std,
                 scale,
+                shift,
+                activation,
             } => {
-                // With x̂ = (x − mean) / std: dβ = Σ g, dγ = Σ g·x̂, and
-                // dx = scale · (g − Σg / n − x̂ · Σ(g·x̂) / n), which is a·g + b·x + k per channel.
-                let (sum_g, sum_gc) = g.channel_grad_sums(&x, &mean)?;
+                // With g′ = g · act′(x · scale + shift) and x̂ = (x − mean) / std: dβ = Σ g′,
+                // dγ = Σ g′·x̂, and dx = scale · (g′ − Σg′ / n − x̂ · Σ(g′·x̂) / n), which is
+                // a·g′ + b·x + k per channel.
+                let through = AffineActivation {
+                    scale: &scale,
+                    shift: &shift,
+                    activation,
+                };
+                let (sum_g, sum_gc) = g.channel_grad_sums(&x, &mean, Some(through))?;
                 let rows = (x.elem_count() / mean.elem_count().max(1)) as f32;
                 let input = || {
                     let b = scale
@@ -222,7 +233,7 @@ impl Rule {
                         .mul(&sum_g)?
                         .mul_scalar(-1.0 / rows)?
                         .sub(&b.mul(&mean)?)?;
-                    g.channel_combine(&x, &scale, &b, &k)
+                    g.channel_combine(&x, (&scale, &b, &k), Some(through))
                 };
                 vec![
                     when(need(0), input)?,

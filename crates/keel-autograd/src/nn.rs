@@ -128,26 +128,40 @@ impl Var {
 
     /// Batch normalisation in training mode over every axis but the last (channels):
     /// (x − mean) / √(var + ε) · γ + β with the batch's mean and biased variance, differentiable
-    /// through all of them. One node in the graph: the statistics take one pass over x, the
-    /// output one more, and the backward pass two. Returns the output and the batch statistics.
+    /// through all of them. Returns the output and the batch statistics.
     pub fn batch_norm_train(
         &self,
         gamma: &Var,
         beta: &Var,
         epsilon: f32,
     ) -> Result<(Var, BatchStats)> {
+        self.batch_norm_train_act(gamma, beta, epsilon, Activation::None)
+    }
+
+    /// [`batch_norm_train`](Var::batch_norm_train) followed by `activation`, as one node in
+    /// the graph: the statistics take one pass over x, the output one more, and the backward
+    /// pass two (the activation's derivative applied inside them).
+    pub fn batch_norm_train_act(
+        &self,
+        gamma: &Var,
+        beta: &Var,
+        epsilon: f32,
+        activation: Activation,
+    ) -> Result<(Var, BatchStats)> {
         let x = self.tensor();
         let (mean, variance) = x.channel_moments()?;
         let std = variance.add_scalar(epsilon)?.sqrt()?;
         let scale = gamma.tensor().div(&std)?;
         let shift = beta.tensor().sub(&mean.mul(&scale)?)?;
-        let y = x.channel_affine(&scale, &shift, Activation::None)?;
+        let y = x.channel_affine(&scale, &shift, activation)?;
         let y = Var::record("batch_norm_train", y, &[self, gamma, beta], || {
             Rule::BatchNormTrain {
                 x: x.clone(),
                 mean: mean.clone(),
                 std,
                 scale,
+                shift,
+                activation,
             }
         });
         Ok((y, BatchStats { mean, variance }))

@@ -43,5 +43,6 @@ pub use geometry::{
     conv2d_output_shape, pool2d_output_shape, Conv2dOptions, Padding, Pool2dOptions,
 };
 pub use op::{Activation, BinaryOp, PoolOp, ReduceOp, UnaryOp};
+pub use ops::AffineActivation;
 pub use shape::{broadcast_shapes, Shape, MAX_RANK};
 pub use tensor::Tensor;

@@ -367,6 +367,18 @@ impl Activation {
             Activation::HardSwish => UnaryOp::HardSwish.apply(x),
         }
     }
+
+    /// The op that multiplies a gradient by this activation's derivative at its input,
+    /// `g · act′(x)`; `None` for no activation.
+    pub fn gradient(self) -> Option<BinaryOp> {
+        match self {
+            Activation::None => None,
+            Activation::Relu => Some(BinaryOp::ReluGrad),
+            Activation::Relu6 => Some(BinaryOp::Relu6Grad),
+            Activation::Silu => Some(BinaryOp::SiluGrad),
+            Activation::HardSwish => Some(BinaryOp::HardSwishGrad),
+        }
+    }
 }
 
 /// Shape of a batched matmul: `batch` products of (m×k)·(k×n), operands optionally transposed.

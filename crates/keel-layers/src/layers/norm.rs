@@ -5,7 +5,7 @@ use crate::init::constant;
 use crate::layer::{BuildContext, Fused, Layer, LayerSpec, Role, Weight};
 use crate::{Error, Result};
 use keel_autograd::{no_grad, Param, Var};
-use keel_tensor::Tensor;
+use keel_tensor::{Activation, Tensor};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -87,6 +87,24 @@ impl LayerSpec for BatchNormSpec {
 }
 
 impl BatchNormalization {
+    /// Training-mode forward pass on the batch's statistics, then `activation`, as one graph
+    /// node; the moving statistics take a step towards the batch's.
+    fn forward_batch_statistics(&self, x: &Var, activation: Activation) -> Result<Var> {
+        let (y, stats) = x
+            .batch_norm_train_act(
+                &self.gamma.var(),
+                &self.beta.var(),
+                self.epsilon,
+                activation,
+            )
+            .map_err(|e| Error::layer(&self.name, e.to_string()))?;
+        no_grad(|| -> Result<()> {
+            self.update_moving(&self.moving_mean, &stats.mean)?;
+            self.update_moving(&self.moving_variance, &stats.variance)
+        })?;
+        Ok(y)
+    }
+
     /// moving ← moving · momentum + batch · (1 − momentum), outside the graph.
     fn update_moving(&self, moving: &Param, batch: &Tensor) -> Result<()> {
         let m = self.momentum;
@@ -110,16 +128,8 @@ impl Layer for BatchNormalization {
         &self.shape
     }
     fn forward(&self, x: &Var, training: bool) -> Result<Var> {
-        let err = |e: keel_autograd::Error| Error::layer(&self.name, e.to_string());
         if training && self.trainable.load(Ordering::Relaxed) {
-            let (y, stats) = x
-                .batch_norm_train(&self.gamma.var(), &self.beta.var(), self.epsilon)
-                .map_err(err)?;
-            no_grad(|| -> Result<()> {
-                self.update_moving(&self.moving_mean, &stats.mean)?;
-                self.update_moving(&self.moving_variance, &stats.variance)
-            })?;
-            return Ok(y);
+            return self.forward_batch_statistics(x, Activation::None);
         }
         if let Some(y) = self.forward_fused(x, training, &Fused::default()) {
             return y;
@@ -153,7 +163,13 @@ impl Layer for BatchNormalization {
         Some(affine())
     }
     fn forward_fused(&self, x: &Var, training: bool, fused: &Fused) -> Option<Result<Var>> {
-        if fused.padding.is_some() || fused.affine.is_some() || x.is_tracked() {
+        if fused.padding.is_some() || fused.affine.is_some() {
+            return None;
+        }
+        if training && self.trainable.load(Ordering::Relaxed) {
+            return Some(self.forward_batch_statistics(x, fused.activation));
+        }
+        if x.is_tracked() {
             return None;
         }
         let affine = self.inference_affine(training)?;

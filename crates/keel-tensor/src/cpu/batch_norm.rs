@@ -1,17 +1,66 @@
 //! Training-mode batch normalisation on the CPU: the per-channel statistics of the forward pass
 //! in one pass over the input, and the backward pass in two (per-channel sums, then the input
-//! gradient), instead of one pass per elementwise op of the formula.
+//! gradient), instead of one pass per elementwise op of the formula. An activation after the
+//! batch norm has its derivative applied to the incoming gradient inside both backward passes.
 
+use crate::op::{Activation, BinaryOp};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Pixels (rows of `c` channels) summed in f32 before their sums go into the f64 totals.
 const BLOCK_ROWS: usize = 64;
 
-/// Per channel, Σ (a − ca) and Σ (a − ca)·(b − cb) over the rows of `a` and `b` ([rows, c]
-/// each, `ca` and `cb` one value per channel): in f32 within blocks of [`BLOCK_ROWS`] rows, in
-/// f64 across blocks and threads.
-fn centered_sums(a: &[f32], ca: &[f32], b: &[f32], cb: &[f32]) -> (Vec<f64>, Vec<f64>) {
+/// The activation after a per-channel affine map whose derivative multiplies the incoming
+/// gradient: g · act′(x · scale[c] + shift[c]).
+#[derive(Clone, Copy)]
+pub(crate) struct Through<'a> {
+    pub scale: &'a [f32],
+    pub shift: &'a [f32],
+    pub activation: Activation,
+}
+
+/// Evaluates `body` with `grad` bound to the per-element gradient map of `activation`,
+/// (g, x, scale, shift) → g · act′(x · scale + shift), one instantiation per activation so
+/// that the inner loops have no match.
+macro_rules! with_gradient_map {
+    ($activation:expr, $grad:ident => $body:expr) => {
+        match $activation.gradient() {
+            None => {
+                let $grad = |g: f32, _: f32, _: f32, _: f32| g;
+                $body
+            }
+            Some(BinaryOp::ReluGrad) => {
+                let $grad = |g: f32, x: f32, s: f32, t: f32| BinaryOp::ReluGrad.apply(g, x * s + t);
+                $body
+            }
+            Some(BinaryOp::Relu6Grad) => {
+                let $grad =
+                    |g: f32, x: f32, s: f32, t: f32| BinaryOp::Relu6Grad.apply(g, x * s + t);
+                $body
+            }
+            Some(BinaryOp::SiluGrad) => {
+                let $grad = |g: f32, x: f32, s: f32, t: f32| BinaryOp::SiluGrad.apply(g, x * s + t);
+                $body
+            }
+            Some(op) => {
+                let $grad = move |g: f32, x: f32, s: f32, t: f32| op.apply(g, x * s + t);
+                $body
+            }
+        }
+    };
+}
+
+/// Per channel, Σ (a′ − ca) and Σ (a′ − ca)·(b − cb) over the rows of `a` and `b` ([rows, c]
+/// each, `ca`, `cb`, `scale`, `shift` one value per channel), where a′ = grad(a, b, scale,
+/// shift): in f32 within blocks of [`BLOCK_ROWS`] rows, in f64 across blocks and threads.
+fn centered_sums(
+    a: &[f32],
+    ca: &[f32],
+    b: &[f32],
+    cb: &[f32],
+    (scale, shift): (&[f32], &[f32]),
+    grad: impl Fn(f32, f32, f32, f32) -> f32 + Sync,
+) -> (Vec<f64>, Vec<f64>) {
     let c = ca.len();
     let block = c * BLOCK_ROWS;
     let init = || (vec![0f64; 2 * c], vec![0f32; 2 * c]);
@@ -23,9 +72,11 @@ fn centered_sums(a: &[f32], ca: &[f32], b: &[f32], cb: &[f32]) -> (Vec<f64>, Vec
             let (p1, p2) = partial.split_at_mut(c);
             for (a, b) in a.chunks_exact(c).zip(b.chunks_exact(c)) {
                 let sums = p1.iter_mut().zip(p2.iter_mut());
-                let centres = ca.iter().zip(cb);
-                for (((s1, s2), (&ka, &kb)), (&x, &y)) in sums.zip(centres).zip(a.iter().zip(b)) {
-                    let u = x - ka;
+                let centres = ca.iter().zip(cb).zip(scale.iter().zip(shift));
+                let values = a.iter().zip(b);
+                for (((s1, s2), ((&ka, &kb), (&s, &t))), (&x, &y)) in sums.zip(centres).zip(values)
+                {
+                    let u = grad(x, y, s, t) - ka;
                     *s1 += u;
                     *s2 += u * (y - kb);
                 }
@@ -53,7 +104,8 @@ fn centered_sums(a: &[f32], ca: &[f32], b: &[f32], cb: &[f32]) -> (Vec<f64>, Vec
 pub(crate) fn channel_moments(x: &[f32], c: usize) -> (Vec<f32>, Vec<f32>) {
     let shift = &x[..c];
     let rows = (x.len() / c) as f64;
-    let (s1, s2) = centered_sums(x, shift, x, shift);
+    let unused = vec![0f32; c];
+    let (s1, s2) = centered_sums(x, shift, x, shift, (&unused, &unused), |g, _, _, _| g);
     let mut mean = Vec::with_capacity(c);
     let mut var = Vec::with_capacity(c);
     for ((&k, s1), s2) in shift.iter().zip(s1).zip(s2) {
@@ -64,28 +116,55 @@ pub(crate) fn channel_moments(x: &[f32], c: usize) -> (Vec<f32>, Vec<f32>) {
     (mean, var)
 }
 
-/// Per-channel Σ g and Σ g·(x − mean) over the rows of `g` and `x` ([rows, c] each).
-pub(crate) fn channel_grad_sums(g: &[f32], x: &[f32], mean: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// Per-channel Σ g′ and Σ g′·(x − mean) over the rows of `g` and `x` ([rows, c] each), with
+/// g′ = g · act′(x · scale + shift) when `through` names an activation, else g.
+pub(crate) fn channel_grad_sums(
+    g: &[f32],
+    x: &[f32],
+    mean: &[f32],
+    through: Option<Through<'_>>,
+) -> (Vec<f32>, Vec<f32>) {
     let zero = vec![0f32; mean.len()];
-    let (s1, s2) = centered_sums(g, &zero, x, mean);
+    let coefficients = through.map_or((&zero[..], &zero[..]), |t| (t.scale, t.shift));
+    let activation = through.map_or(Activation::None, |t| t.activation);
+    let (s1, s2) = with_gradient_map!(activation, grad => centered_sums(g, &zero, x, mean, coefficients, grad));
     let narrow = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
     (narrow(s1), narrow(s2))
 }
 
-/// a[c]·g + b[c]·x + k[c] per element of `g` and `x` ([rows, c] each), 64 rows per parallel
-/// chunk.
-pub(crate) fn channel_combine(g: &[f32], x: &[f32], a: &[f32], b: &[f32], k: &[f32]) -> Vec<f32> {
+/// a[c]·g′ + b[c]·x + k[c] per element of `g` and `x` ([rows, c] each), g′ as in
+/// [`channel_grad_sums`]; 64 rows per parallel chunk.
+pub(crate) fn channel_combine(
+    g: &[f32],
+    x: &[f32],
+    (a, b, k): (&[f32], &[f32], &[f32]),
+    through: Option<Through<'_>>,
+) -> Vec<f32> {
+    let c = a.len();
+    let zero = vec![0f32; c];
+    let (scale, shift) = through.map_or((&zero[..], &zero[..]), |t| (t.scale, t.shift));
+    let activation = through.map_or(Activation::None, |t| t.activation);
+    with_gradient_map!(activation, grad => combine_with(g, x, (a, b, k), (scale, shift), grad))
+}
+
+/// [`channel_combine`] with the gradient map `grad` (g, x, scale, shift) → g′.
+#[inline(always)]
+fn combine_with(
+    g: &[f32],
+    x: &[f32],
+    (a, b, k): (&[f32], &[f32], &[f32]),
+    (scale, shift): (&[f32], &[f32]),
+    grad: impl Fn(f32, f32, f32, f32) -> f32 + Sync,
+) -> Vec<f32> {
     let c = a.len();
     let fill = |i: usize, o: &mut [MaybeUninit<f32>]| {
-        let rows = o
-            .chunks_mut(c)
-            .zip(g[i * c * 64..].chunks(c).zip(x[i * c * 64..].chunks(c)));
-        for (o, (g, x)) in rows {
-            let coefficients = a.iter().zip(b).zip(k);
-            for ((o, (&g, &x)), ((&a, &b), &k)) in
+        let inputs = g[i * c * 64..].chunks(c).zip(x[i * c * 64..].chunks(c));
+        for (o, (g, x)) in o.chunks_mut(c).zip(inputs) {
+            let coefficients = a.iter().zip(b).zip(k).zip(scale.iter().zip(shift));
+            for ((o, (&g, &x)), (((&a, &b), &k), (&s, &t))) in
                 o.iter_mut().zip(g.iter().zip(x)).zip(coefficients)
             {
-                o.write(a * g + b * x + k);
+                o.write(a * grad(g, x, s, t) + b * x + k);
             }
         }
     };

@@ -10,7 +10,7 @@ mod matmul;
 mod pool;
 mod reduce;
 
-pub(crate) use batch_norm::{channel_combine, channel_grad_sums, channel_moments};
+pub(crate) use batch_norm::{channel_combine, channel_grad_sums, channel_moments, Through};
 pub(crate) use conv::{conv2d, Epilogue};
 pub(crate) use conv_backward::{conv2d_backward_input, conv2d_backward_kernel};
 pub(crate) use elementwise::{binary, channel_affine, copy_strided, unary};

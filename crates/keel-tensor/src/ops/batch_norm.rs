@@ -6,6 +6,33 @@ use crate::op::Activation;
 use crate::tensor::Storage;
 use crate::{cpu, gpu, DType, Error, Result, Tensor};
 
+/// An activation that followed a per-channel affine map, `act(x · scale + shift)`: the
+/// training-mode batch-norm gradient passes ([`Tensor::channel_grad_sums`],
+/// [`Tensor::channel_combine`]) multiply the incoming gradient by its derivative on the fly.
+#[derive(Clone, Copy, Debug)]
+pub struct AffineActivation<'a> {
+    /// Per-channel scale of the affine map.
+    pub scale: &'a Tensor,
+    /// Per-channel shift of the affine map.
+    pub shift: &'a Tensor,
+    /// The activation after it.
+    pub activation: Activation,
+}
+
+impl<'a> AffineActivation<'a> {
+    fn check(&self, op: &'static str, g: &Tensor) -> Result<()> {
+        g.channels(op, &[self.scale, self.shift]).map(|_| ())
+    }
+
+    fn on_cpu(self) -> cpu::Through<'a> {
+        cpu::Through {
+            scale: self.scale.cpu_f32(),
+            shift: self.shift.cpu_f32(),
+            activation: self.activation,
+        }
+    }
+}
+
 impl Tensor {
     /// `y = act(x · scale[c] + shift[c])` along the last (channel) axis, in one pass.
     pub fn channel_affine(
@@ -67,23 +94,32 @@ impl Tensor {
 
     /// Per-channel Σ g and Σ g·(x − mean) over every axis but the last, with this tensor as the
     /// gradient g (same shape as `x`; `mean` one value per channel): the sums of the backward
-    /// pass of a training-mode batch normalisation, one pass over g and x on the CPU.
-    pub fn channel_grad_sums(&self, x: &Tensor, mean: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// pass of a training-mode batch normalisation, one pass over g and x on the CPU. With
+    /// `through`, g is first multiplied by the derivative of the activation that followed.
+    pub fn channel_grad_sums(
+        &self,
+        x: &Tensor,
+        mean: &Tensor,
+        through: Option<AffineActivation<'_>>,
+    ) -> Result<(Tensor, Tensor)> {
         const OP: &str = "channel_grad_sums";
         let c = self.channels(OP, &[mean])?;
         self.same_shape(OP, x)?;
+        through.map_or(Ok(()), |t| t.check(OP, self))?;
         match self.storage() {
             Storage::Gpu(_) => {
                 let axes = self.leading_axes();
+                let g = self.through_activation(x, through)?;
                 let centered = x.sub(mean)?;
-                Ok((
-                    self.sum(&axes, false)?,
-                    self.mul(&centered)?.sum(&axes, false)?,
-                ))
+                Ok((g.sum(&axes, false)?, g.mul(&centered)?.sum(&axes, false)?))
             }
             Storage::Cpu(_) => {
-                let (sum, dot) =
-                    cpu::channel_grad_sums(self.cpu_f32(), x.cpu_f32(), mean.cpu_f32());
+                let (sum, dot) = cpu::channel_grad_sums(
+                    self.cpu_f32(),
+                    x.cpu_f32(),
+                    mean.cpu_f32(),
+                    through.map(AffineActivation::on_cpu),
+                );
                 Ok((
                     self.with_cpu(sum, [c].into()),
                     self.with_cpu(dot, [c].into()),
@@ -92,32 +128,49 @@ impl Tensor {
         }
     }
 
-    /// `a[c] · self + b[c] · x + k[c]` elementwise, `x` of this tensor's shape and `a`, `b`, `k`
-    /// one value per channel (the last axis): the input gradient of a training-mode batch
-    /// normalisation, in one pass on the CPU.
+    /// `a[c] · g + b[c] · x + k[c]` elementwise with this tensor as g, `x` of its shape and
+    /// `a`, `b`, `k` one value per channel (the last axis): the input gradient of a
+    /// training-mode batch normalisation, in one pass on the CPU. With `through`, g is first
+    /// multiplied by the derivative of the activation that followed.
     pub fn channel_combine(
         &self,
         x: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        k: &Tensor,
+        (a, b, k): (&Tensor, &Tensor, &Tensor),
+        through: Option<AffineActivation<'_>>,
     ) -> Result<Tensor> {
         const OP: &str = "channel_combine";
         self.channels(OP, &[a, b, k])?;
         self.same_shape(OP, x)?;
+        through.map_or(Ok(()), |t| t.check(OP, self))?;
         match self.storage() {
-            Storage::Gpu(_) => self.mul(a)?.add(&x.mul(b)?)?.add(k),
+            Storage::Gpu(_) => {
+                let g = self.through_activation(x, through)?;
+                g.mul(a)?.add(&x.mul(b)?)?.add(k)
+            }
             Storage::Cpu(_) => {
                 let y = cpu::channel_combine(
                     self.cpu_f32(),
                     x.cpu_f32(),
-                    a.cpu_f32(),
-                    b.cpu_f32(),
-                    k.cpu_f32(),
+                    (a.cpu_f32(), b.cpu_f32(), k.cpu_f32()),
+                    through.map(AffineActivation::on_cpu),
                 );
                 Ok(self.with_cpu(y, self.shape().clone()))
             }
         }
+    }
+
+    /// This gradient times the derivative of `through`'s activation at its input (computed from
+    /// `x`), as separate passes (the wgpu form of the fused CPU loops).
+    fn through_activation(
+        &self,
+        x: &Tensor,
+        through: Option<AffineActivation<'_>>,
+    ) -> Result<Tensor> {
+        let Some((t, op)) = through.and_then(|t| t.activation.gradient().map(|op| (t, op))) else {
+            return Ok(self.clone());
+        };
+        let input = x.channel_affine(t.scale, t.shift, Activation::None)?;
+        self.binary(&input, op)
     }
 
     /// The channel count (last axis) of this f32 tensor, after checking that each of

@@ -10,3 +10,5 @@ mod matmul;
 mod pool;
 mod reduce;
 mod softmax;
+
+pub use batch_norm::AffineActivation;
