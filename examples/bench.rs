@@ -1,8 +1,8 @@
 //! Kernel benchmarks per device: matmul 1024³, a VGG16 block3_conv2-shaped convolution and a
 //! MobileNet depthwise 3×3 layer. Medians after warm-up; see docs/performance.md.
 //!
-//! `--layers` adds forward and gradient times of more 3×3 convolutions (VGG16 blocks 1, 3, 4, 5
-//! and a small CNN's second layer); `--backbones BATCH,SIZE` the forward pass of whole VGG16,
+//! `--layers` adds forward and gradient times of more convolutions (VGG16 blocks 1, 3, 4, 5, a
+//! small CNN's second layer, MobileNetV2's depthwise and 1×1 layers); `--backbones BATCH,SIZE` the forward pass of whole VGG16,
 //! MobileNet and MobileNetV2 backbones (without top, inference) on BATCH images of SIZE×SIZE,
 //! and a full training step of MobileNetV2 with a GAP head on twice as many.
 //!
@@ -84,14 +84,53 @@ fn measure(device: &Device, reps: usize) -> keel::Result<Figures> {
     })
 }
 
-/// The layers of `--layers`, all 3×3 `same` convolutions: (name, batch, height = width, input
-/// channels, output channels).
-const LAYERS: [(&str, usize, usize, usize, usize); 5] = [
-    ("VGG16 block1_conv2", 2, 224, 64, 64),
-    ("VGG16 block3_conv2", 8, 56, 256, 256),
-    ("VGG16 block4_conv2", 8, 28, 512, 512),
-    ("VGG16 block5_conv2", 8, 14, 512, 512),
-    ("small CNN conv2", 32, 13, 32, 64),
+/// A convolution layer of `--layers`, `same` padding.
+struct LayerShape {
+    name: &'static str,
+    batch: usize,
+    /// Input height = width.
+    size: usize,
+    in_c: usize,
+    out_c: usize,
+    kernel: usize,
+    stride: usize,
+    /// 1, or `in_c` for a depthwise convolution.
+    groups: usize,
+}
+
+const fn layer(
+    name: &'static str,
+    (batch, size, in_c, out_c): (usize, usize, usize, usize),
+    (kernel, stride, groups): (usize, usize, usize),
+) -> LayerShape {
+    LayerShape {
+        name,
+        batch,
+        size,
+        in_c,
+        out_c,
+        kernel,
+        stride,
+        groups,
+    }
+}
+
+/// The layers of `--layers`: VGG16's 3×3 convolutions, a small CNN's, and MobileNetV2's
+/// depthwise and 1×1 layers at the batch of its training step (the same list as
+/// `tools/bench_pytorch.py`).
+const LAYERS: [LayerShape; 12] = [
+    layer("VGG16 block1_conv2", (2, 224, 64, 64), (3, 1, 1)),
+    layer("VGG16 block3_conv2", (8, 56, 256, 256), (3, 1, 1)),
+    layer("VGG16 block4_conv2", (8, 28, 512, 512), (3, 1, 1)),
+    layer("VGG16 block5_conv2", (8, 14, 512, 512), (3, 1, 1)),
+    layer("small CNN conv2", (32, 13, 32, 64), (3, 1, 1)),
+    layer("MobileNetV2 depthwise", (16, 112, 32, 32), (3, 1, 32)),
+    layer("MobileNetV2 depthwise s2", (16, 112, 96, 96), (3, 2, 96)),
+    layer("MobileNetV2 depthwise", (16, 56, 144, 144), (3, 1, 144)),
+    layer("MobileNetV2 expand", (16, 112, 16, 96), (1, 1, 1)),
+    layer("MobileNetV2 expand", (16, 56, 24, 144), (1, 1, 1)),
+    layer("MobileNetV2 project", (16, 14, 576, 96), (1, 1, 1)),
+    layer("MobileNetV2 expand", (16, 7, 160, 960), (1, 1, 1)),
 ];
 
 /// Median milliseconds of one layer's three passes, each of the same FLOP count.
@@ -104,24 +143,41 @@ struct LayerFigures {
 }
 
 fn measure_layers(device: &Device, reps: usize) -> keel::Result<Vec<LayerFigures>> {
-    let same = Conv2dOptions::default().padding(Padding::Same);
     let mut figures = Vec::new();
-    for (i, &(name, batch, size, c, o)) in LAYERS.iter().enumerate() {
+    for (i, l) in LAYERS.iter().enumerate() {
+        let options = Conv2dOptions::default()
+            .padding(Padding::Same)
+            .stride(l.stride)
+            .groups(l.groups);
+        let out = l.size.div_ceil(l.stride);
         let seed = 10 + 3 * i as u64;
-        let x = random(&[batch, size, size, c], seed, device)?;
-        let w = random(&[3, 3, c, o], seed + 1, device)?;
-        let dy = random(&[batch, size, size, o], seed + 2, device)?;
-        let (x_shape, w_shape) = (Shape::new([batch, size, size, c]), Shape::new([3, 3, c, o]));
+        let (x_shape, w_shape) = (
+            Shape::new([l.batch, l.size, l.size, l.in_c]),
+            Shape::new([l.kernel, l.kernel, l.in_c / l.groups, l.out_c]),
+        );
+        let x = random(x_shape.dims(), seed, device)?;
+        let w = random(w_shape.dims(), seed + 1, device)?;
+        let dy = random(&[l.batch, out, out, l.out_c], seed + 2, device)?;
         let ms = |t: f64| t * 1e3;
+        let k = l.kernel;
+        let macs = l.batch * out * out * l.out_c * k * k * (l.in_c / l.groups);
         figures.push(LayerFigures {
-            name: format!("{name} (b={batch}, {size}²×{c}→{o})"),
-            gflop: 2.0 * (batch * size * size * o * 9 * c) as f64 / 1e9,
-            forward_ms: ms(median_secs(reps, device, || x.conv2d(&w, &same))?),
+            name: format!(
+                "{} {k}×{k} (b={}, {}²×{}→{}{})",
+                l.name,
+                l.batch,
+                l.size,
+                l.in_c,
+                l.out_c,
+                if l.stride > 1 { ", stride 2" } else { "" }
+            ),
+            gflop: 2.0 * macs as f64 / 1e9,
+            forward_ms: ms(median_secs(reps, device, || x.conv2d(&w, &options))?),
             input_grad_ms: ms(median_secs(reps, device, || {
-                dy.conv2d_backward_input(&w, &x_shape, &same)
+                dy.conv2d_backward_input(&w, &x_shape, &options)
             })?),
             kernel_grad_ms: ms(median_secs(reps, device, || {
-                dy.conv2d_backward_kernel(&x, &w_shape, &same)
+                dy.conv2d_backward_kernel(&x, &w_shape, &options)
             })?),
         });
     }
@@ -412,17 +468,17 @@ fn run() -> Result<(), String> {
                 f.depthwise_gbps, f.depthwise_ms
             );
             if args.layers {
-                let head = "3×3 same convolutions, ms (GFLOP/s)";
+                let head = "convolutions (same padding), ms (GFLOP/s)";
                 let passes = ["forward", "input grad", "kernel grad"];
                 println!(
-                    "  {head:<40} {:>17} {:>17} {:>17}",
+                    "  {head:<64} {:>17} {:>17} {:>17}",
                     passes[0], passes[1], passes[2]
                 );
             }
             for l in &layers {
                 let cell = |ms: f64| format!("{ms:>9.2} ({:>5.1})", l.gflop / ms * 1e3);
                 println!(
-                    "  {:<40} {} {} {}",
+                    "  {:<64} {} {} {}",
                     l.name,
                     cell(l.forward_ms),
                     cell(l.input_grad_ms),

@@ -49,26 +49,35 @@ def rand(*shape, channels_last=False):
     return x.to(memory_format=torch.channels_last) if channels_last else x
 
 
-def conv(cin, cout, groups=1, bias=False):
-    layer = torch.nn.Conv2d(cin, cout, 3, padding=1, groups=groups, bias=bias)
+def conv(cin, cout, groups=1, bias=False, kernel=3, stride=1):
+    layer = torch.nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, groups=groups,
+                            bias=bias)
     return layer.to(DEVICE, memory_format=torch.channels_last)
 
 
-# The layers of `bench --layers`: (name, batch, height = width, input channels, output channels).
+# The layers of `bench --layers`: (name, batch, height = width, input channels, output channels,
+# kernel, stride, groups), `same` padding.
 LAYERS = [
-    ("VGG16 block1_conv2", 2, 224, 64, 64),
-    ("VGG16 block3_conv2", 8, 56, 256, 256),
-    ("VGG16 block4_conv2", 8, 28, 512, 512),
-    ("VGG16 block5_conv2", 8, 14, 512, 512),
-    ("small CNN conv2", 32, 13, 32, 64),
+    ("VGG16 block1_conv2", 2, 224, 64, 64, 3, 1, 1),
+    ("VGG16 block3_conv2", 8, 56, 256, 256, 3, 1, 1),
+    ("VGG16 block4_conv2", 8, 28, 512, 512, 3, 1, 1),
+    ("VGG16 block5_conv2", 8, 14, 512, 512, 3, 1, 1),
+    ("small CNN conv2", 32, 13, 32, 64, 3, 1, 1),
+    ("MobileNetV2 depthwise", 16, 112, 32, 32, 3, 1, 32),
+    ("MobileNetV2 depthwise s2", 16, 112, 96, 96, 3, 2, 96),
+    ("MobileNetV2 depthwise", 16, 56, 144, 144, 3, 1, 144),
+    ("MobileNetV2 expand", 16, 112, 16, 96, 1, 1, 1),
+    ("MobileNetV2 expand", 16, 56, 24, 144, 1, 1, 1),
+    ("MobileNetV2 project", 16, 14, 576, 96, 1, 1, 1),
+    ("MobileNetV2 expand", 16, 7, 160, 960, 1, 1, 1),
 ]
 
 
 def layers(reps):
     rows = []
-    for name, batch, size, c, o in LAYERS:
+    for name, batch, size, c, o, k, stride, groups in LAYERS:
         x = rand(batch, c, size, size, channels_last=True).requires_grad_(True)
-        layer = conv(c, o)
+        layer = conv(c, o, groups=groups, kernel=k, stride=stride)
         y = layer(x)
         dy = torch.rand_like(y)
         forward = median_secs(lambda: layer(x), reps)
@@ -76,8 +85,9 @@ def layers(reps):
             lambda: torch.autograd.grad(layer(x), x, dy)[0], reps) - forward
         kernel_grad = median_secs(
             lambda: torch.autograd.grad(layer(x), layer.weight, dy)[0], reps) - forward
+        shape = f"b={batch}, {size}²×{c}→{o}" + (", stride 2" if stride > 1 else "")
         rows.append({
-            "layer": f"{name} (b={batch}, {size}²×{c}→{o})",
+            "layer": f"{name} {k}×{k} ({shape})",
             "forward_ms": forward * 1e3,
             "input_grad_ms": input_grad * 1e3,
             "kernel_grad_ms": kernel_grad * 1e3,

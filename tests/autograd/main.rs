@@ -427,9 +427,9 @@ fn conv2d(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[1, 5, 5, 6], (3, 3), 4, 1, 1, Padding::Same, 2); // groups
     conv_case(t, rng, &[2, 7, 7, 3], (3, 3), 3, 2, 1, Padding::Same, 3); // depthwise, stride 2
     conv_case(t, rng, &[1, 5, 5, 3], (3, 3), 6, 1, 1, Padding::Same, 3); // depthwise, multiplier 2
-                                                                         // Depthwise with a 16-channel block and a tail: stride 2 and 5×3, dilation 2.
+                                                                         // Depthwise with a 16-channel block and a tail: 3×3 stride 2, and 5×5 dilation 2.
     conv_case(t, rng, &[2, 6, 5, 19], (3, 3), 19, 2, 1, Padding::Same, 19);
-    conv_case(t, rng, &[1, 7, 6, 17], (5, 3), 17, 1, 2, Padding::Same, 17);
+    conv_case(t, rng, &[1, 7, 6, 17], (5, 5), 17, 1, 2, Padding::Same, 17);
     // The Keras-layout entry point: kernel [kh, kw, C, multiplier].
     let x = Input::random(rng, &[1, 5, 5, 2]);
     let w = Input::random(rng, &[3, 3, 2, 2]);

@@ -184,55 +184,108 @@ pub(crate) fn source(
 fn depthwise_backward_input(w: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
     let mult = g.out_per_group();
     let row_len = g.in_w * g.in_c;
-    let mut dx = super::zeros(g.batch * g.in_h * row_len);
-    dx.par_chunks_mut(row_len)
-        .enumerate()
-        .for_each(|(r, dx_row)| {
-            let n = r / g.in_h;
-            let ih = r % g.in_h;
-            for kh in 0..g.kernel_h {
-                let Some(oh) = source(ih, kh, g.dilation_h, g.pad_top, g.stride_h, g.out_h) else {
-                    continue;
-                };
-                for kw in 0..g.kernel_w {
-                    let taps = &w[(kh * g.kernel_w + kw) * g.out_c..][..g.out_c];
-                    for iw in 0..g.in_w {
-                        let Some(ow) =
-                            source(iw, kw, g.dilation_w, g.pad_left, g.stride_w, g.out_w)
-                        else {
-                            continue;
-                        };
-                        let grad = &dy[((n * g.out_h + oh) * g.out_w + ow) * g.out_c..][..g.out_c];
-                        let dst = &mut dx_row[iw * g.in_c..][..g.in_c];
-                        if mult == 1 {
-                            for (d, (&dy, &w)) in dst.iter_mut().zip(grad.iter().zip(taps)) {
-                                *d += dy * w;
-                            }
-                            continue;
-                        }
-                        for (c, d) in dst.iter_mut().enumerate() {
-                            for m in 0..mult {
-                                *d += grad[c * mult + m] * taps[c * mult + m];
-                            }
+    // The (tap, output column) pairs that read each input column, worked out once.
+    let columns: Vec<Vec<(usize, usize)>> = (0..g.in_w)
+        .map(|iw| {
+            (0..g.kernel_w)
+                .filter_map(|kw| {
+                    source(iw, kw, g.dilation_w, g.pad_left, g.stride_w, g.out_w).map(|ow| (kw, ow))
+                })
+                .collect()
+        })
+        .collect();
+    let fill = |r: usize, dx_row: &mut [MaybeUninit<f32>]| {
+        let (n, ih) = (r / g.in_h, r % g.in_h);
+        let rows: Vec<(usize, &[f32])> = (0..g.kernel_h)
+            .filter_map(|kh| {
+                let oh = source(ih, kh, g.dilation_h, g.pad_top, g.stride_h, g.out_h)?;
+                let row = &dy[(n * g.out_h + oh) * g.out_w * g.out_c..][..g.out_w * g.out_c];
+                Some((kh, row))
+            })
+            .collect();
+        for (iw, columns) in columns.iter().enumerate() {
+            let dst = &mut dx_row[iw * g.in_c..][..g.in_c];
+            if mult == 1 {
+                gather_pixel(w, g, &rows, columns, dst);
+                continue;
+            }
+            for (c, d) in dst.iter_mut().enumerate() {
+                let mut sum = 0.0;
+                for &(kh, dy_row) in &rows {
+                    for &(kw, ow) in columns {
+                        let taps = &w[(kh * g.kernel_w + kw) * g.out_c..][..g.out_c];
+                        let grad = &dy_row[ow * g.out_c..][..g.out_c];
+                        for m in 0..mult {
+                            sum += grad[c * mult + m] * taps[c * mult + m];
                         }
                     }
                 }
+                d.write(sum);
             }
-        });
-    dx
+        }
+    };
+    // SAFETY: chunk r is input row r, and `fill` writes each of its pixels' channels.
+    unsafe { super::output_chunks(g.batch * g.in_h * row_len, row_len, fill) }
 }
 
-/// Widest kernel (taps along a row) whose gradient [`add_row_gradient`] keeps in registers.
-const MAX_ROW_TAPS: usize = 8;
+/// One input pixel's gradient of a depthwise convolution without multiplier: the sum over the
+/// output rows (`rows`: tap kh and its dy row) and columns (tap kw and output column) that read
+/// it of dy · w, 16 channels at a time in registers, written once.
+#[inline(always)]
+fn gather_pixel(
+    w: &[f32],
+    g: &WindowGeometry,
+    rows: &[(usize, &[f32])],
+    columns: &[(usize, usize)],
+    dst: &mut [MaybeUninit<f32>],
+) {
+    let c = g.in_c;
+    let full = c - c % 16;
+    for c0 in (0..full).step_by(16) {
+        gather_block::<16>(w, g, rows, columns, c0, &mut dst[c0..c0 + 16]);
+    }
+    for c0 in full..c {
+        gather_block::<1>(w, g, rows, columns, c0, &mut dst[c0..c0 + 1]);
+    }
+}
+
+/// [`gather_pixel`] for channels `c0..c0 + N`.
+#[inline(always)]
+fn gather_block<const N: usize>(
+    w: &[f32],
+    g: &WindowGeometry,
+    rows: &[(usize, &[f32])],
+    columns: &[(usize, usize)],
+    c0: usize,
+    dst: &mut [MaybeUninit<f32>],
+) {
+    let c = g.in_c;
+    let mut acc = [0f32; N];
+    for &(kh, dy_row) in rows {
+        for &(kw, ow) in columns {
+            let mut taps = [0f32; N];
+            taps.copy_from_slice(&w[(kh * g.kernel_w + kw) * c + c0..][..N]);
+            let mut grad = [0f32; N];
+            grad.copy_from_slice(&dy_row[ow * c + c0..][..N]);
+            for l in 0..N {
+                acc[l] += grad[l] * taps[l];
+            }
+        }
+    }
+    for (d, &a) in dst.iter_mut().zip(&acc) {
+        d.write(a);
+    }
+}
 
 /// Depthwise dL/dw: per output row a partial kernel gradient, summed across threads. Padded
 /// taps multiply zeros, as in the forward pass, so a non-finite dy reaches them too.
 fn depthwise_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f32> {
-    if g.out_per_group() != 1 || g.kernel_w > MAX_ROW_TAPS {
-        return depthwise_multiplier_backward_kernel(x, dy, g);
-    }
+    let add_row = match (g.out_per_group(), g.kernel_h, g.kernel_w) {
+        (1, 3, 3) => row_gradient_kernel::<3, 3>(),
+        (1, 5, 5) => row_gradient_kernel::<5, 5>(),
+        _ => return depthwise_multiplier_backward_kernel(x, dy, g),
+    };
     let taps = g.kernel_h * g.kernel_w * g.out_c;
-    let add_row = row_gradient_kernel();
     (0..g.batch * g.out_h)
         .into_par_iter()
         .fold(
@@ -251,86 +304,108 @@ fn depthwise_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f
         )
 }
 
-/// Adds to `dw` the kernel gradient of a depthwise convolution (multiplier 1) from output row
-/// `r` (image and row): per kernel row, 16 channels at a time, the taps' sums stay in registers
-/// across the whole output row.
+/// Adds to `dw` the kernel gradient of a KH×KW depthwise convolution (multiplier 1) from
+/// output row `r` (image and row), 16 channels at a time: the block's KH·KW tap sums stay in
+/// registers across the whole output row, and each dy value is loaded once.
 #[inline(always)]
-fn add_row_gradient(x: &[f32], dy: &[f32], g: &WindowGeometry, r: usize, dw: &mut [f32]) {
+fn add_row_gradient<const KH: usize, const KW: usize>(
+    x: &[f32],
+    dy: &[f32],
+    g: &WindowGeometry,
+    r: usize,
+    dw: &mut [f32],
+) {
     let c = g.out_c;
+    let (n, oh) = (r / g.out_h, r % g.out_h);
+    let x_rows: [Option<&[f32]>; KH] = std::array::from_fn(|kh| {
+        let ih = (oh * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
+        (ih >= 0 && ih < g.in_h as isize)
+            .then(|| &x[(n * g.in_h + ih as usize) * g.in_w * c..][..g.in_w * c])
+    });
+    let dy_row = &dy[r * g.out_w * c..][..g.out_w * c];
     let full = c - c % 16;
-    for kh in 0..g.kernel_h {
-        let ih = ((r % g.out_h) * g.stride_h + kh * g.dilation_h) as isize - g.pad_top as isize;
-        let x_row = (ih >= 0 && ih < g.in_h as isize)
-            .then(|| &x[((r / g.out_h) * g.in_h + ih as usize) * g.in_w * c..][..g.in_w * c]);
-        let dy_row = &dy[r * g.out_w * c..][..g.out_w * c];
-        let dw_row = &mut dw[kh * g.kernel_w * c..][..g.kernel_w * c];
-        for c0 in (0..full).step_by(16) {
-            add_block_gradient::<16>(x_row, dy_row, g, c0, dw_row);
-        }
-        for c0 in full..c {
-            add_block_gradient::<1>(x_row, dy_row, g, c0, dw_row);
-        }
+    for c0 in (0..full).step_by(16) {
+        add_block_gradient::<16, KH, KW>(&x_rows, dy_row, g, c0, dw);
+    }
+    for c0 in full..c {
+        add_block_gradient::<1, KH, KW>(&x_rows, dy_row, g, c0, dw);
     }
 }
 
-/// [`add_row_gradient`] for channels `c0..c0 + N` and one kernel row: `x_row` the input row it
-/// reads (`None` in the padding), `dw_row` that kernel row's gradient.
+/// [`add_row_gradient`] for channels `c0..c0 + N`: `x_rows` the input rows the kernel rows
+/// read (`None` in the padding).
 #[inline(always)]
-fn add_block_gradient<const N: usize>(
-    x_row: Option<&[f32]>,
+fn add_block_gradient<const N: usize, const KH: usize, const KW: usize>(
+    x_rows: &[Option<&[f32]>; KH],
     dy_row: &[f32],
     g: &WindowGeometry,
     c0: usize,
-    dw_row: &mut [f32],
+    dw: &mut [f32],
 ) {
     let c = g.out_c;
-    let mut acc = [[0f32; N]; MAX_ROW_TAPS];
+    let mut acc = [[[0f32; N]; KW]; KH];
     for ow in 0..g.out_w {
-        let grad: &[f32; N] = dy_row[ow * c + c0..][..N].try_into().expect("N channels");
-        for (kw, acc) in acc.iter_mut().enumerate().take(g.kernel_w) {
+        let mut grad = [0f32; N];
+        grad.copy_from_slice(&dy_row[ow * c + c0..][..N]);
+        for kw in 0..KW {
             let iw = (ow * g.stride_w + kw * g.dilation_w) as isize - g.pad_left as isize;
-            match x_row.filter(|_| iw >= 0 && iw < g.in_w as isize) {
-                Some(x_row) => {
-                    let xs = &x_row[iw as usize * c + c0..][..N];
-                    for l in 0..N {
-                        acc[l] += xs[l] * grad[l];
-                    }
-                }
+            let inside = iw >= 0 && iw < g.in_w as isize;
+            for kh in 0..KH {
                 // A padded tap reads zero: 0 · dy, so that a non-finite dy still shows.
-                None => (0..N).for_each(|l| acc[l] += 0.0 * grad[l]),
+                let mut xs = [0f32; N];
+                if let (true, Some(row)) = (inside, x_rows[kh]) {
+                    xs.copy_from_slice(&row[iw as usize * c + c0..][..N]);
+                }
+                for l in 0..N {
+                    acc[kh][kw][l] += xs[l] * grad[l];
+                }
             }
         }
     }
-    for (kw, acc) in acc.iter().enumerate().take(g.kernel_w) {
-        let dst = &mut dw_row[kw * c + c0..][..N];
-        dst.iter_mut().zip(acc).for_each(|(d, a)| *d += a);
+    for (kh, row) in acc.iter().enumerate() {
+        for (kw, acc) in row.iter().enumerate() {
+            let dst = &mut dw[(kh * KW + kw) * c + c0..][..N];
+            dst.iter_mut().zip(acc).for_each(|(d, a)| *d += a);
+        }
     }
 }
 
 type RowGradient = fn(&[f32], &[f32], &WindowGeometry, usize, &mut [f32]);
 
 /// The widest SIMD build of [`add_row_gradient`] this CPU runs (chosen at run time).
-fn row_gradient_kernel() -> RowGradient {
+fn row_gradient_kernel<const KH: usize, const KW: usize>() -> RowGradient {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f")]
-        fn avx512(x: &[f32], dy: &[f32], g: &WindowGeometry, r: usize, dw: &mut [f32]) {
-            add_row_gradient(x, dy, g, r, dw)
+        fn avx512<const KH: usize, const KW: usize>(
+            x: &[f32],
+            dy: &[f32],
+            g: &WindowGeometry,
+            r: usize,
+            dw: &mut [f32],
+        ) {
+            add_row_gradient::<KH, KW>(x, dy, g, r, dw)
         }
         #[target_feature(enable = "avx2,fma")]
-        fn avx2(x: &[f32], dy: &[f32], g: &WindowGeometry, r: usize, dw: &mut [f32]) {
-            add_row_gradient(x, dy, g, r, dw)
+        fn avx2<const KH: usize, const KW: usize>(
+            x: &[f32],
+            dy: &[f32],
+            g: &WindowGeometry,
+            r: usize,
+            dw: &mut [f32],
+        ) {
+            add_row_gradient::<KH, KW>(x, dy, g, r, dw)
         }
         if is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above).
-            return |x, dy, g, r, dw| unsafe { avx512(x, dy, g, r, dw) };
+            return |x, dy, g, r, dw| unsafe { avx512::<KH, KW>(x, dy, g, r, dw) };
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return |x, dy, g, r, dw| unsafe { avx2(x, dy, g, r, dw) };
+            return |x, dy, g, r, dw| unsafe { avx2::<KH, KW>(x, dy, g, r, dw) };
         }
     }
-    add_row_gradient
+    add_row_gradient::<KH, KW>
 }
 
 /// [`depthwise_backward_kernel`] for any channel multiplier and kernel width.

@@ -235,11 +235,12 @@ impl Tensor {
 
 /// The padding of the convolution that computes a stride-1 convolution's input gradient from
 /// its output gradient: on each side, the kernel's reach minus the forward pad. `None` for
-/// strided or depthwise convolutions (those have their own gradient kernels), or where a forward
-/// pad exceeds the reach.
+/// strided convolutions and depthwise ones with a channel multiplier (those have their own
+/// gradient kernels), or where a forward pad exceeds the reach. A depthwise convolution without
+/// a multiplier stays depthwise, so its gradient runs on the forward depthwise kernels.
 fn transposed_padding(g: &WindowGeometry) -> Option<Padding> {
-    let depthwise = g.in_per_group() == 1 && g.groups > 1;
-    if depthwise || g.stride_h != 1 || g.stride_w != 1 {
+    let multiplied = g.in_per_group() == 1 && g.groups > 1 && g.out_per_group() > 1;
+    if multiplied || g.stride_h != 1 || g.stride_w != 1 {
         return None;
     }
     let reach_h = (g.kernel_h - 1) * g.dilation_h;
