@@ -335,6 +335,10 @@ fn add_row_gradient<const KH: usize, const KW: usize>(
 /// [`add_row_gradient`] for channels `c0..c0 + N`: `x_rows` the input rows the kernel rows
 /// read (`None` in the padding).
 #[inline(always)]
+#[allow(
+    clippy::needless_range_loop,
+    reason = "indexed by kw and kh the tap sums stay in registers; zipped iterators spilled them (1.3-1.5× slower)"
+)]
 fn add_block_gradient<const N: usize, const KH: usize, const KW: usize>(
     x_rows: &[Option<&[f32]>; KH],
     dy_row: &[f32],
