@@ -152,6 +152,18 @@ impl WindowGeometry {
     pub fn out_pixels(&self) -> usize {
         self.batch * self.out_h * self.out_w
     }
+    /// Whether this is a 1×1 convolution without stride or padding: output pixel i reads input
+    /// pixel i only, so the input is its own patch matrix.
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel_h == 1
+            && self.kernel_w == 1
+            && self.stride_h == 1
+            && self.stride_w == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+            && self.out_h == self.in_h
+            && self.out_w == self.in_w
+    }
 }
 
 /// Output length and leading pad of one spatial axis.

@@ -95,14 +95,7 @@ pub(crate) fn conv2d(
         return depthwise(x, w, g, epilogue);
     }
     let rows = g.out_pixels();
-    let pointwise = g.kernel_h == 1
-        && g.kernel_w == 1
-        && g.stride_h == 1
-        && g.stride_w == 1
-        && g.pad_top == 0
-        && g.pad_left == 0
-        && g.out_h == g.in_h
-        && g.out_w == g.in_w;
+    let pointwise = g.is_pointwise();
     // SAFETY: both paths overwrite, for every chunk of output rows and every group, the group's
     // columns of those rows; the chunks cover all rows and the groups all columns.
     unsafe {

@@ -33,13 +33,16 @@ pub(crate) fn conv2d_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) 
     let depth = g.kernel_h * g.kernel_w * g.in_per_group();
     let rows = g.out_pixels();
     let task_rows = TASK_BYTES / 4 / depth;
+    // A 1×1 convolution's patches are the input itself: no scratch.
+    let scratch_depth = if g.is_pointwise() { 0 } else { depth };
     if task_rows < MIN_TASK_ROWS {
         let mut dw = super::zeros(depth * g.out_c);
         let chunk = images_per_chunk(g) * g.out_h * g.out_w;
-        let mut scratch = vec![MaybeUninit::uninit(); chunk.min(rows) * depth];
+        let mut scratch = vec![MaybeUninit::uninit(); chunk.min(rows) * scratch_depth];
         for row0 in (0..rows).step_by(chunk) {
-            let scratch = &mut scratch[..chunk.min(rows - row0) * depth];
-            add_kernel_gradient(x, dy, g, row0, scratch, &mut dw, true);
+            let n_rows = chunk.min(rows - row0);
+            let scratch = &mut scratch[..n_rows * scratch_depth];
+            add_kernel_gradient(x, dy, g, (row0, n_rows), scratch, &mut dw, true);
         }
         return dw;
     }
@@ -50,8 +53,9 @@ pub(crate) fn conv2d_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) 
         .into_par_iter()
         .fold(partial, |mut dw, task| {
             let row0 = task * task_rows;
-            let mut scratch = vec![MaybeUninit::uninit(); task_rows.min(rows - row0) * depth];
-            add_kernel_gradient(x, dy, g, row0, &mut scratch, &mut dw, false);
+            let n_rows = task_rows.min(rows - row0);
+            let mut scratch = vec![MaybeUninit::uninit(); n_rows * scratch_depth];
+            add_kernel_gradient(x, dy, g, (row0, n_rows), &mut scratch, &mut dw, false);
             dw
         })
         .reduce(partial, |mut a, b| {
@@ -60,23 +64,26 @@ pub(crate) fn conv2d_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) 
         })
 }
 
-/// Adds to `dw` the kernel gradient of the output rows from `row0` on (as many as `scratch`
-/// holds patches): per group, their im2col patches (into `scratch`) transposed, times their
-/// rows of `dy`; `parallel` uses all threads.
+/// Adds to `dw` the kernel gradient of the `n_rows` output rows from `row0` on: per group,
+/// their im2col patches (into `scratch`, unless the convolution is pointwise and the input is
+/// its own patch matrix) transposed, times their rows of `dy`; `parallel` uses all threads.
 fn add_kernel_gradient(
     x: &[f32],
     dy: &[f32],
     g: &WindowGeometry,
-    row0: usize,
+    (row0, n_rows): (usize, usize),
     scratch: &mut [MaybeUninit<f32>],
     dw: &mut [f32],
     parallel: bool,
 ) {
     let (cg, og) = (g.in_per_group(), g.out_per_group());
     let depth = g.kernel_h * g.kernel_w * cg;
-    let n_rows = scratch.len() / depth;
     for grp in 0..g.groups {
-        let cols = im2col(x, g, grp, row0, scratch, parallel);
+        let (cols, col_strides) = if g.is_pointwise() {
+            (&x[row0 * g.in_c + grp * cg..], (1, g.in_c))
+        } else {
+            (im2col(x, g, grp, row0, scratch, parallel), (1, depth))
+        };
         let par = if parallel {
             parallelism(depth * og * n_rows)
         } else {
@@ -90,7 +97,7 @@ fn add_kernel_gradient(
             Dst::Accumulate(&mut dw[grp * og..]),
             g.out_c,
             cols,
-            (1, depth),
+            col_strides,
             &dy[row0 * g.out_c + grp * og..],
             (g.out_c, 1),
             par,
