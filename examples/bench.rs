@@ -2,12 +2,14 @@
 //! MobileNet depthwise 3×3 layer. Medians after warm-up; see docs/performance.md.
 //!
 //! `--layers` adds forward and gradient times of more convolutions (VGG16 blocks 1, 3, 4, 5, a
-//! small CNN's second layer, MobileNetV2's depthwise and 1×1 layers); `--backbones BATCH,SIZE` the forward pass of whole VGG16,
-//! MobileNet and MobileNetV2 backbones (without top, inference) on BATCH images of SIZE×SIZE,
-//! and a full training step of MobileNetV2 with a GAP head on twice as many.
+//! small CNN's second layer, MobileNetV2's depthwise and 1×1 layers); `--backbones BATCH,SIZE`
+//! the forward pass of whole VGG16, MobileNet and MobileNetV2 backbones (without top,
+//! inference) on BATCH images of SIZE×SIZE, and a full training step of MobileNetV2 with a GAP
+//! head on twice as many; `--profile NAME,BATCH,SIZE [--training]` where a backbone's forward
+//! pass (or training step) spends its time, by layer kind and backward op.
 //!
 //! `cargo run --release --example bench -- [--device auto|wgpu|cpu] [--json] [--gemm-crates]
-//! [--layers] [--backbones 64,224]`
+//! [--layers] [--backbones 64,224] [--profile mobilenet_v2,16,224 --training]`
 
 mod common;
 
@@ -39,6 +41,10 @@ struct Args {
     /// mobilenet_v2,8,224); prints that table only.
     #[arg(long, value_delimiter = ',')]
     profile: Vec<String>,
+    /// With --profile: a whole training step of the backbone with a GAP head and Dense(10),
+    /// every layer trainable, Adam (forward by layer kind, backward by op).
+    #[arg(long)]
+    training: bool,
     /// Also time the forward pass of whole VGG16 and MobileNetV2 backbones: BATCH,SIZE.
     #[arg(long, value_delimiter = ',', value_name = "BATCH,SIZE")]
     backbones: Vec<usize>,
@@ -215,26 +221,33 @@ fn measure_backbones(
     Ok(rows)
 }
 
-/// The forward pass of backbone `name` on `batch` images of `size`², by layer kind: two
-/// warm-up runs, then the mean of `reps` profiled runs (ms per kind, calls, whole pass ms).
+/// The forward pass of backbone `name` on `batch` images of `size`², by layer kind (or with
+/// `training`, a whole training step: forward by layer kind, backward by op): two warm-up runs,
+/// then the mean of `reps` profiled runs (ms per kind, calls, whole pass ms).
 fn profile_backbone(
     device: &Device,
-    name: &str,
-    batch: usize,
-    size: usize,
+    (name, batch, size): (&str, usize, usize),
+    training: bool,
     reps: usize,
 ) -> Result<(Vec<keel::layers::ProfileRow>, f64), String> {
     let e = |e: keel::layers::Error| e.to_string();
     let options = BackboneOptions::default().input(size, size);
-    let model = backbones::by_name(name, &options, device).map_err(e)?;
+    let backbone = backbones::by_name(name, &options, device).map_err(e)?;
     let x = random(&[batch, size, size, 3], 41, device).map_err(|e| e.to_string())?;
+    let mut run: Box<dyn FnMut() -> Result<(), String>> = if training {
+        let mut step = TrainingStep::new(backbone, batch, size, device)?;
+        Box::new(move || step.run().map(drop).map_err(|e| e.to_string()))
+    } else {
+        Box::new(move || backbone.predict(&x).map(drop).map_err(e))
+    };
     for _ in 0..2 {
-        model.predict(&x).map_err(e)?;
+        run()?;
     }
     let mut totals: Vec<keel::layers::ProfileRow> = Vec::new();
     let mut whole = 0.0;
     for _ in 0..reps {
-        let (_, rows, seconds) = keel::layers::profile(|| model.predict(&x)).map_err(e)?;
+        let (result, rows, seconds) = keel::autograd::profile::profile(&mut run);
+        result?;
         whole += seconds / reps as f64;
         for row in rows {
             match totals.iter_mut().find(|t| t.kind == row.kind) {
@@ -250,6 +263,46 @@ fn profile_backbone(
     Ok((totals, whole))
 }
 
+/// One training step of a backbone with a GAP head and Dense(10), every layer trainable, Adam,
+/// on fixed random images and labels: forward, loss, backward, update.
+struct TrainingStep {
+    model: keel::layers::Sequential,
+    params: Vec<keel::Param>,
+    adam: Adam,
+    x: Var,
+    labels: Tensor,
+}
+
+impl TrainingStep {
+    fn new(
+        backbone: keel::layers::Sequential,
+        batch: usize,
+        size: usize,
+        device: &Device,
+    ) -> Result<TrainingStep, String> {
+        let model = with_head(backbone, &gap_head(10), device, 1).map_err(|e| e.to_string())?;
+        let images = random(&[batch, size, size, 3], 41, device).map_err(|e| e.to_string())?;
+        let labels: Vec<i32> = (0..batch as i32).map(|i| i % 10).collect();
+        Ok(TrainingStep {
+            params: model.trainable_params(),
+            model,
+            adam: Adam::new(1e-3),
+            x: Var::constant(images),
+            labels: Tensor::from_i32(labels, [batch], device).map_err(|e| e.to_string())?,
+        })
+    }
+
+    /// The step; returns the loss.
+    fn run(&mut self) -> Result<Tensor, keel::train::Error> {
+        let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
+        let out = self.model.forward(&self.x, true)?;
+        let l = loss.compute(&out, &self.labels)?;
+        l.backward()?;
+        self.adam.step(&self.params)?;
+        Ok(l.tensor().clone())
+    }
+}
+
 /// Median milliseconds of one training step of MobileNetV2 with a GAP head and Dense(10), every
 /// layer trainable, Adam, on `batch` images of `size`×`size`: forward, loss, backward, update.
 fn training_step(
@@ -258,24 +311,10 @@ fn training_step(
     size: usize,
     reps: usize,
 ) -> Result<(String, f64), String> {
-    let e = |e: keel::train::Error| e.to_string();
     let options = BackboneOptions::default().input(size, size);
     let backbone = backbones::mobilenet_v2(&options, device).map_err(|e| e.to_string())?;
-    let model = with_head(backbone, &gap_head(10), device, 1).map_err(|e| e.to_string())?;
-    let params = model.trainable_params();
-    let mut adam = Adam::new(1e-3);
-    let loss = Loss::SparseCategoricalCrossentropy { from_logits: true };
-    let x = Var::constant(random(&[batch, size, size, 3], 41, device).map_err(|e| e.to_string())?);
-    let labels: Vec<i32> = (0..batch as i32).map(|i| i % 10).collect();
-    let y = Tensor::from_i32(labels, [batch], device).map_err(|e| e.to_string())?;
-    let mut step = || -> Result<Tensor, keel::train::Error> {
-        let out = model.forward(&x, true)?;
-        let l = loss.compute(&out, &y)?;
-        l.backward()?;
-        adam.step(&params)?;
-        Ok(l.tensor().clone())
-    };
-    let t = median_secs(reps, device, &mut step).map_err(e)?;
+    let mut step = TrainingStep::new(backbone, batch, size, device)?;
+    let t = median_secs(reps, device, || step.run()).map_err(|e| e.to_string())?;
     Ok((
         format!("MobileNetV2 + GAP + Dense(10) training step (b={batch}, {size}², Adam)"),
         t * 1e3,
@@ -372,7 +411,13 @@ fn run() -> Result<(), String> {
         };
         let device = &devices[0];
         let reps = if args.reps > 0 { args.reps } else { 5 };
-        let (rows, whole) = profile_backbone(device, name, parse(batch)?, parse(size)?, reps)?;
+        let (batch, size) = (parse(batch)?, parse(size)?);
+        let (rows, whole) = profile_backbone(device, (name, batch, size), args.training, reps)?;
+        let pass = if args.training {
+            "training step"
+        } else {
+            "forward"
+        };
         let other = whole - rows.iter().map(|r| r.seconds).sum::<f64>();
         if args.json {
             let rows: Vec<_> = rows
@@ -380,25 +425,26 @@ fn run() -> Result<(), String> {
                 .map(|r| serde_json::json!({"kind": r.kind, "ms": r.seconds * 1e3, "calls": r.calls}))
                 .collect();
             let obj = serde_json::json!({"device": device.to_string(), "backbone": name,
-                "batch": batch, "size": size, "forward_ms": whole * 1e3, "other_ms": other * 1e3, "kinds": rows});
+                "pass": pass, "batch": batch, "size": size, "ms": whole * 1e3,
+                "other_ms": other * 1e3, "kinds": rows});
             println!("{obj}");
         } else {
             println!(
-                "{name} forward, b={batch}, {size}², on {device}: {:.1} ms",
+                "{name} {pass}, b={batch}, {size}², on {device}: {:.1} ms",
                 whole * 1e3
             );
             for r in rows.iter() {
                 let share = 100.0 * r.seconds / whole;
                 println!(
-                    "  {:<28} {:>8.2} ms {share:>5.1}%  ({} layers)",
+                    "  {:<34} {:>8.2} ms {share:>5.1}%  ({} calls)",
                     r.kind,
                     r.seconds * 1e3,
                     r.calls
                 );
             }
             println!(
-                "  {:<28} {:>8.2} ms {:>5.1}%",
-                "other (residual adds, checks)",
+                "  {:<34} {:>8.2} ms {:>5.1}%",
+                "other (adds, checks, optimizer)",
                 other * 1e3,
                 100.0 * other / whole
             );

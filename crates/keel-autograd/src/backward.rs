@@ -92,6 +92,31 @@ pub(crate) enum Rule {
 }
 
 impl Rule {
+    /// The row a profile times this rule under: `∂` and the op, with the kernel for a
+    /// convolution (`∂ conv 3×3 depthwise stride 2`).
+    pub(crate) fn label(&self, op: &str) -> String {
+        let Rule::Conv2d {
+            w_shape, options, ..
+        } = self
+        else {
+            return format!("∂ {op}");
+        };
+        let &[kh, kw, per_group, _] = w_shape.dims() else {
+            return format!("∂ {op}");
+        };
+        let depthwise = if options.groups > 1 && per_group == 1 {
+            " depthwise"
+        } else {
+            ""
+        };
+        let stride = match options.stride {
+            (1, 1) => String::new(),
+            (h, w) if h == w => format!(" stride {h}"),
+            (h, w) => format!(" stride {h}×{w}"),
+        };
+        format!("∂ conv {kh}×{kw}{depthwise}{stride}")
+    }
+
     /// Gradients of the inputs (in the op's input order) from the output gradient `g`;
     /// `None` where `needs` is false.
     pub(crate) fn apply(self, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {

@@ -142,7 +142,14 @@ pub(crate) fn backward(root: &Arc<Node>, seed: Tensor) -> Result<Gradients> {
                     .take()
                     .ok_or(Error::GraphFreed { op: name })?;
                 let needs: Vec<bool> = inputs.iter().map(Option::is_some).collect();
-                let input_grads = rule.apply(&g, &needs)?;
+                let input_grads = if crate::profile::profiling() {
+                    let (label, start) = (rule.label(name), std::time::Instant::now());
+                    let grads = rule.apply(&g, &needs);
+                    crate::profile::record(label, start);
+                    grads?
+                } else {
+                    rule.apply(&g, &needs)?
+                };
                 for (input, ig) in inputs.iter().zip(input_grads) {
                     let (Some(input), Some(ig)) = (input, ig) else {
                         continue;

@@ -28,6 +28,7 @@ mod nn;
 mod no_grad;
 mod ops;
 mod param;
+pub mod profile;
 mod var;
 
 pub use error::{Error, Result};
