@@ -70,15 +70,16 @@ fn centered_sums(
         .fold(init, |(mut totals, mut partial), (a, b)| {
             partial.fill(0.0);
             let (p1, p2) = partial.split_at_mut(c);
+            let (ca, cb, scale, shift) = (&ca[..c], &cb[..c], &scale[..c], &shift[..c]);
+            let (p1, p2) = (&mut p1[..c], &mut p2[..c]);
             for (a, b) in a.chunks_exact(c).zip(b.chunks_exact(c)) {
-                let sums = p1.iter_mut().zip(p2.iter_mut());
-                let centres = ca.iter().zip(cb).zip(scale.iter().zip(shift));
-                let values = a.iter().zip(b);
-                for (((s1, s2), ((&ka, &kb), (&s, &t))), (&x, &y)) in sums.zip(centres).zip(values)
-                {
-                    let u = grad(x, y, s, t) - ka;
-                    *s1 += u;
-                    *s2 += u * (y - kb);
+                let (a, b) = (&a[..c], &b[..c]);
+                // Indexed over slices of one known length, the loop vectorises (a zip of eight
+                // iterators did not).
+                for ch in 0..c {
+                    let u = grad(a[ch], b[ch], scale[ch], shift[ch]) - ca[ch];
+                    p1[ch] += u;
+                    p2[ch] += u * (b[ch] - cb[ch]);
                 }
             }
             totals
@@ -159,12 +160,14 @@ fn combine_with(
     let c = a.len();
     let fill = |i: usize, o: &mut [MaybeUninit<f32>]| {
         let inputs = g[i * c * 64..].chunks(c).zip(x[i * c * 64..].chunks(c));
+        let (a, b, k, scale, shift) = (&a[..c], &b[..c], &k[..c], &scale[..c], &shift[..c]);
         for (o, (g, x)) in o.chunks_mut(c).zip(inputs) {
-            let coefficients = a.iter().zip(b).zip(k).zip(scale.iter().zip(shift));
-            for ((o, (&g, &x)), (((&a, &b), &k), (&s, &t))) in
-                o.iter_mut().zip(g.iter().zip(x)).zip(coefficients)
-            {
-                o.write(a * grad(g, x, s, t) + b * x + k);
+            let (o, g, x) = (&mut o[..c], &g[..c], &x[..c]);
+            // Indexed, as in `centered_sums`.
+            for ch in 0..c {
+                o[ch].write(
+                    a[ch] * grad(g[ch], x[ch], scale[ch], shift[ch]) + b[ch] * x[ch] + k[ch],
+                );
             }
         }
     };
