@@ -315,7 +315,7 @@ fn depthwise_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f
 /// output row `r` (image and row), 16 channels at a time: the block's KH·KW tap sums stay in
 /// registers across the whole output row, and each dy value is loaded once.
 #[inline(always)]
-fn add_row_gradient<const KH: usize, const KW: usize>(
+fn add_row_gradient<const KH: usize, const KW: usize, const FMA: bool>(
     x: &[f32],
     dy: &[f32],
     g: &WindowGeometry,
@@ -332,10 +332,10 @@ fn add_row_gradient<const KH: usize, const KW: usize>(
     let dy_row = &dy[r * g.out_w * c..][..g.out_w * c];
     let full = c - c % 16;
     for c0 in (0..full).step_by(16) {
-        add_block_gradient::<16, KH, KW>(&x_rows, dy_row, g, c0, dw);
+        add_block_gradient::<16, KH, KW, FMA>(&x_rows, dy_row, g, c0, dw);
     }
     for c0 in full..c {
-        add_block_gradient::<1, KH, KW>(&x_rows, dy_row, g, c0, dw);
+        add_block_gradient::<1, KH, KW, FMA>(&x_rows, dy_row, g, c0, dw);
     }
 }
 
@@ -346,7 +346,7 @@ fn add_row_gradient<const KH: usize, const KW: usize>(
     clippy::needless_range_loop,
     reason = "indexed by kw and kh the tap sums stay in registers; zipped iterators spilled them (1.3-1.5× slower)"
 )]
-fn add_block_gradient<const N: usize, const KH: usize, const KW: usize>(
+fn add_block_gradient<const N: usize, const KH: usize, const KW: usize, const FMA: bool>(
     x_rows: &[Option<&[f32]>; KH],
     dy_row: &[f32],
     g: &WindowGeometry,
@@ -368,7 +368,7 @@ fn add_block_gradient<const N: usize, const KH: usize, const KW: usize>(
                     xs.copy_from_slice(&row[iw as usize * c + c0..][..N]);
                 }
                 for l in 0..N {
-                    acc[kh][kw][l] += xs[l] * grad[l];
+                    acc[kh][kw][l] = super::multiply_add::<FMA>(xs[l], grad[l], acc[kh][kw][l]);
                 }
             }
         }
@@ -395,7 +395,7 @@ fn row_gradient_kernel<const KH: usize, const KW: usize>() -> RowGradient {
             r: usize,
             dw: &mut [f32],
         ) {
-            add_row_gradient::<KH, KW>(x, dy, g, r, dw)
+            add_row_gradient::<KH, KW, true>(x, dy, g, r, dw)
         }
         #[target_feature(enable = "avx2,fma")]
         fn avx2<const KH: usize, const KW: usize>(
@@ -405,7 +405,7 @@ fn row_gradient_kernel<const KH: usize, const KW: usize>() -> RowGradient {
             r: usize,
             dw: &mut [f32],
         ) {
-            add_row_gradient::<KH, KW>(x, dy, g, r, dw)
+            add_row_gradient::<KH, KW, true>(x, dy, g, r, dw)
         }
         if is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above).
@@ -416,7 +416,7 @@ fn row_gradient_kernel<const KH: usize, const KW: usize>() -> RowGradient {
             return |x, dy, g, r, dw| unsafe { avx2::<KH, KW>(x, dy, g, r, dw) };
         }
     }
-    add_row_gradient::<KH, KW>
+    add_row_gradient::<KH, KW, false>
 }
 
 /// [`depthwise_backward_kernel`] for any channel multiplier and kernel width.

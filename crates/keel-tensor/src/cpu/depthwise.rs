@@ -73,7 +73,7 @@ type KernelRow<'a> = (&'a [f32], &'a [f32]);
 
 /// Computes one output row, [`LANES`] channels at a time.
 #[inline(always)]
-fn compute_row(row: &OutputRow<'_>, out: &mut [MaybeUninit<f32>]) {
+fn compute_row<const FMA: bool>(row: &OutputRow<'_>, out: &mut [MaybeUninit<f32>]) {
     let g = row.g;
     let cols = Columns {
         in_w: g.in_w,
@@ -102,15 +102,15 @@ fn compute_row(row: &OutputRow<'_>, out: &mut [MaybeUninit<f32>]) {
     let (first, end) = inner_columns(g);
     let mut ow = 0;
     while ow < first {
-        pixels::<1, true>(cols, &rows, out, ow);
+        pixels::<1, true, FMA>(cols, &rows, out, ow);
         ow += 1;
     }
     while ow + PIXELS <= end {
-        pixels::<PIXELS, false>(cols, &rows, out, ow);
+        pixels::<PIXELS, false, FMA>(cols, &rows, out, ow);
         ow += PIXELS;
     }
     while ow < g.out_w {
-        pixels::<1, true>(cols, &rows, out, ow);
+        pixels::<1, true, FMA>(cols, &rows, out, ow);
         ow += 1;
     }
 }
@@ -129,7 +129,7 @@ fn inner_columns(g: &WindowGeometry) -> (usize, usize) {
 /// under them stay in L1 from one channel block to the next). `CHECKED`: the pixels' taps may
 /// fall in the left or right padding.
 #[inline(always)]
-fn pixels<const P: usize, const CHECKED: bool>(
+fn pixels<const P: usize, const CHECKED: bool, const FMA: bool>(
     cols: Columns,
     rows: &[KernelRow<'_>],
     out: &mut [MaybeUninit<f32>],
@@ -138,13 +138,13 @@ fn pixels<const P: usize, const CHECKED: bool>(
     let dense = !CHECKED && cols.stride == 1 && cols.dilation == 1;
     for c0 in (0..cols.out_c).step_by(LANES) {
         if cols.mult != 1 || c0 + LANES > cols.out_c {
-            block::<P, false, CHECKED>(cols, rows, out, ow0, c0);
+            block::<P, false, CHECKED, FMA>(cols, rows, out, ow0, c0);
         } else if dense && cols.kernel_w == 3 {
-            sliding::<P, 3>(cols, rows, out, ow0, c0);
+            sliding::<P, 3, FMA>(cols, rows, out, ow0, c0);
         } else if dense && cols.kernel_w == 5 {
-            sliding::<P, 5>(cols, rows, out, ow0, c0);
+            sliding::<P, 5, FMA>(cols, rows, out, ow0, c0);
         } else {
-            block::<P, true, CHECKED>(cols, rows, out, ow0, c0);
+            block::<P, true, CHECKED, FMA>(cols, rows, out, ow0, c0);
         }
     }
 }
@@ -153,7 +153,7 @@ fn pixels<const P: usize, const CHECKED: bool>(
 /// `FULL`, which also means one output per input channel). `CHECKED`: taps may fall in the left
 /// or right padding, where the input is zero.
 #[inline(always)]
-fn block<const P: usize, const FULL: bool, const CHECKED: bool>(
+fn block<const P: usize, const FULL: bool, const CHECKED: bool, const FMA: bool>(
     c: Columns,
     rows: &[KernelRow<'_>],
     out: &mut [MaybeUninit<f32>],
@@ -182,7 +182,7 @@ fn block<const P: usize, const FULL: bool, const CHECKED: bool>(
                     }
                 }
                 for l in 0..LANES {
-                    acc[l] += xs[l] * taps[l];
+                    acc[l] = super::multiply_add::<FMA>(xs[l], taps[l], acc[l]);
                 }
             }
         }
@@ -196,7 +196,7 @@ fn block<const P: usize, const FULL: bool, const CHECKED: bool>(
 /// for kernels `K` wide. With `K` and `P` fixed the loops unroll, and each input pixel under the
 /// block is loaded once per kernel row for all (up to `K`) outputs it reaches.
 #[inline(always)]
-fn sliding<const P: usize, const K: usize>(
+fn sliding<const P: usize, const K: usize, const FMA: bool>(
     c: Columns,
     rows: &[KernelRow<'_>],
     out: &mut [MaybeUninit<f32>],
@@ -221,7 +221,7 @@ fn sliding<const P: usize, const K: usize>(
                 // tap, which LLVM does not hoist; it made the kernel 1.3-1.8x slower.)
                 let xs = unsafe { &*(span.as_ptr().add(offset) as *const [f32; LANES]) };
                 for l in 0..LANES {
-                    acc[l] += xs[l] * taps[l];
+                    acc[l] = super::multiply_add::<FMA>(xs[l], taps[l], acc[l]);
                 }
             }
         }
@@ -246,11 +246,11 @@ fn row_kernel() -> RowKernel {
     {
         #[target_feature(enable = "avx512f")]
         fn avx512(row: &OutputRow<'_>, out: &mut [MaybeUninit<f32>]) {
-            compute_row(row, out)
+            compute_row::<true>(row, out)
         }
         #[target_feature(enable = "avx2,fma")]
         fn avx2(row: &OutputRow<'_>, out: &mut [MaybeUninit<f32>]) {
-            compute_row(row, out)
+            compute_row::<true>(row, out)
         }
         if is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above).
@@ -261,5 +261,5 @@ fn row_kernel() -> RowKernel {
             return |row, out| unsafe { avx2(row, out) };
         }
     }
-    compute_row
+    compute_row::<false>
 }

@@ -86,5 +86,17 @@ pub(crate) unsafe fn output_chunks(
     unsafe { uninit_output(len, write) }
 }
 
+/// a · b + c, fused into one FMA instruction (one rounding) in a kernel built for a CPU that has
+/// it (`FMA`), as a multiply and an add elsewhere (where `mul_add` would call a slow software
+/// fma).
+#[inline(always)]
+pub(crate) fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// Work below this many multiply-adds runs on one thread: forking costs more than it saves.
 pub(crate) const PARALLEL_THRESHOLD: usize = 1 << 15;
