@@ -3,9 +3,9 @@
 //!
 //! `--layers` adds forward and gradient times of more convolutions (VGG16 blocks 1, 3, 4, 5, a
 //! small CNN's second layer, MobileNetV2's depthwise and 1×1 layers); `--backbones BATCH,SIZE`
-//! the forward pass of whole VGG16, MobileNet and MobileNetV2 backbones (without top,
-//! inference) on BATCH images of SIZE×SIZE, and a full training step of MobileNetV2 with a GAP
-//! head on twice as many; `--profile NAME,BATCH,SIZE [--training]` where a backbone's forward
+//! the forward pass of whole VGG16, MobileNet, MobileNetV2 and EfficientNet-B0 backbones
+//! (without top, inference) on BATCH images of SIZE×SIZE, and a full training step of
+//! MobileNetV2 with a GAP head on twice as many; `--profile NAME,BATCH,SIZE [--training]` where a backbone's forward
 //! pass (or training step) spends its time, by layer kind and backward op.
 //!
 //! `cargo run --release --example bench -- [--device auto|wgpu|cpu] [--json] [--gemm-crates]
@@ -45,7 +45,8 @@ struct Args {
     /// every layer trainable, Adam (forward by layer kind, backward by op).
     #[arg(long)]
     training: bool,
-    /// Also time the forward pass of whole VGG16 and MobileNetV2 backbones: BATCH,SIZE.
+    /// Also time the forward pass of whole VGG16, MobileNet, MobileNetV2 and EfficientNet-B0
+    /// backbones, and a MobileNetV2 training step on twice the batch: BATCH,SIZE.
     #[arg(long, value_delimiter = ',', value_name = "BATCH,SIZE")]
     backbones: Vec<usize>,
     /// Timed repetitions per measurement (after two warm-up runs).
@@ -209,6 +210,10 @@ fn measure_backbones(
         (
             "MobileNetV2",
             backbones::mobilenet_v2(&options, device).map_err(e)?,
+        ),
+        (
+            "EfficientNet-B0",
+            backbones::efficientnet_b0(&options, device).map_err(e)?,
         ),
     ];
     let x = random(&[batch, size, size, 3], 40, device).map_err(|e| e.to_string())?;

@@ -116,7 +116,8 @@ def backbones(batch, size, reps, compile_models=False):
     rows = []
     for name, make in [("VGG16", lambda: torchvision.models.vgg16().features),
                        ("MobileNet", mobilenet_v1),
-                       ("MobileNetV2", lambda: torchvision.models.mobilenet_v2().features)]:
+                       ("MobileNetV2", lambda: torchvision.models.mobilenet_v2().features),
+                       ("EfficientNet-B0", lambda: torchvision.models.efficientnet_b0().features)]:
         model = make().to(DEVICE, memory_format=torch.channels_last).eval()
         if compile_models:
             model = torch.compile(model)

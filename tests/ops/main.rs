@@ -1209,6 +1209,27 @@ fn bad_input(t: &mut Runner, _rng: &mut Rng) {
                 &["conv2d", "[8, 8, 3]"],
             ),
             (
+                "batch statistics without a pixel axis",
+                z(&[3]).channel_moments().map(|(mean, _)| mean),
+                &["channel_moments", "at least one pixel", "[3]"],
+            ),
+            (
+                "batch-norm gradient of another shape",
+                z(&[2, 4, 4, 3])
+                    .channel_grad_sums(&z(&[2, 4, 3, 3]), &z(&[3]), None)
+                    .map(|(sum, _)| sum),
+                &["channel_grad_sums", "[2, 4, 4, 3]", "[2, 4, 3, 3]"],
+            ),
+            (
+                "batch-norm coefficients per channel",
+                z(&[2, 4, 4, 3]).channel_combine(
+                    &z(&[2, 4, 4, 3]),
+                    (&z(&[3]), &z(&[4]), &z(&[3])),
+                    None,
+                ),
+                &["channel_combine", "3 values", "[4]"],
+            ),
+            (
                 "window too big",
                 z(&[1, 2, 2, 1]).conv2d(&z(&[3, 3, 1, 1]), &Conv2dOptions::default()),
                 &["conv2d", "does not fit"],

@@ -62,6 +62,9 @@ fn centered_sums(
     grad: impl Fn(f32, f32, f32, f32) -> f32 + Sync,
 ) -> (Vec<f64>, Vec<f64>) {
     let c = ca.len();
+    if c == 0 {
+        return (Vec::new(), Vec::new());
+    }
     let block = c * BLOCK_ROWS;
     let init = || (vec![0f64; 2 * c], vec![0f32; 2 * c]);
     let totals = a
