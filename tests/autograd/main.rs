@@ -642,7 +642,7 @@ fn batch_norm_and_dropout(t: &mut Runner, rng: &mut Rng) {
                     .map(|(i, x)| {
                         let ch = i % c;
                         let y = (x - mean[ch]) / (var[ch] + 1e-3).sqrt() * v[1][ch] + v[2][ch];
-                        activation(act, y)
+                        r::activation(act, y)
                     })
                     .collect()
             },
@@ -681,15 +681,4 @@ fn batch_norm_and_dropout(t: &mut Runner, rng: &mut Rng) {
                 .collect()
         },
     );
-}
-
-/// `act` of one value, in f64.
-fn activation(act: Activation, y: f64) -> f64 {
-    match act {
-        Activation::None => y,
-        Activation::Relu => y.max(0.0),
-        Activation::Relu6 => y.clamp(0.0, 6.0),
-        Activation::Silu => y / (1.0 + (-y).exp()),
-        Activation::HardSwish => y * (y + 3.0).clamp(0.0, 6.0) / 6.0,
-    }
 }

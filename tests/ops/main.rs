@@ -390,16 +390,7 @@ fn conv_case(
     let affine: Vec<f64> = want
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            let y = v * sc[i % out_c] + sh[i % out_c];
-            match act {
-                Activation::None => y,
-                Activation::Relu => y.max(0.0),
-                Activation::Relu6 => y.clamp(0.0, 6.0),
-                Activation::Silu => y / (1.0 + (-y).exp()),
-                Activation::HardSwish => y * (y + 3.0).clamp(0.0, 6.0) / 6.0,
-            }
-        })
+        .map(|(i, v)| r::activation(act, v * sc[i % out_c] + sh[i % out_c]))
         .collect();
     t.check(
         &format!("{case} with a channel affine and {act:?}"),
@@ -1044,15 +1035,15 @@ fn batch_norm_training_passes(t: &mut Runner, rng: &mut Rng) {
         Input::random(rng, &[c]),
         Input::random(rng, &[c]),
     );
-    let want: Vec<f64> = g64
-        .iter()
-        .zip(&x64)
-        .enumerate()
-        .map(|(i, (g, x))| {
-            let ch = i % c;
-            a.data[ch] as f64 * g + b.data[ch] as f64 * x + k.data[ch] as f64
-        })
-        .collect();
+    // a · g + b · x + k per channel, in f64.
+    let combined = |g: &[f64], x: &[f64]| -> Vec<f64> {
+        let coefficient = |v: &Input, i: usize| v.data[i % c] as f64;
+        let terms = g.iter().zip(x).enumerate();
+        terms
+            .map(|(i, (g, x))| coefficient(&a, i) * g + coefficient(&b, i) * x + coefficient(&k, i))
+            .collect()
+    };
+    let want = combined(&g64, &x64);
     t.check(
         "channel_combine [3, 7, 5, 19]",
         &[g.clone(), x, a.clone(), b.clone(), k.clone()],
@@ -1111,15 +1102,7 @@ fn batch_norm_training_passes(t: &mut Runner, rng: &mut Rng) {
             },
             &exp(vec![2 * c], sums),
         );
-        let want: Vec<f64> = g_through
-            .iter()
-            .zip(&x64)
-            .enumerate()
-            .map(|(i, (g, x))| {
-                let ch = i % c;
-                a.data[ch] as f64 * g + b.data[ch] as f64 * x + k.data[ch] as f64
-            })
-            .collect();
+        let want = combined(&g_through, &x64);
         t.check(
             &format!("channel_combine through {act:?}"),
             &[

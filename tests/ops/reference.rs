@@ -426,6 +426,17 @@ pub fn gelu(x: f64) -> f64 {
     0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
 }
 
+/// `act` of one value.
+pub fn activation(act: keel::tensor::Activation, y: f64) -> f64 {
+    match act {
+        keel::tensor::Activation::None => y,
+        keel::tensor::Activation::Relu => y.max(0.0),
+        keel::tensor::Activation::Relu6 => y.clamp(0.0, 6.0),
+        keel::tensor::Activation::Silu => y / (1.0 + (-y).exp()),
+        keel::tensor::Activation::HardSwish => y * (y + 3.0).clamp(0.0, 6.0) / 6.0,
+    }
+}
+
 /// The derivative of `act` at `z`, piecewise as PyTorch's backward passes define it at kinks
 /// (ReLU and ReLU6: 1 on (0, ∞) and (0, 6]; hard-swish: z/3 + 1/2 on (−3, 3]).
 pub fn activation_derivative(act: keel::tensor::Activation, z: f64) -> f64 {
