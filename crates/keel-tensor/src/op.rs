@@ -209,19 +209,23 @@ fn sigmoid(x: f32) -> f32 {
 fn exp_nonpositive(x: f32) -> f32 {
     // Below −104, e^x rounds to 0 in f32. A NaN fails the comparison and stays.
     let x = if x < -104.0 { -104.0 } else { x };
-    // Round x / ln 2 to the nearest integer by adding and subtracting 1.5 · 2^23.
+    // Round x / ln 2 to the nearest integer by adding and subtracting 1.5 · 2^23; the sum's low
+    // mantissa bits hold that integer, read as bits rather than by a float-to-int cast (which
+    // saturates, so it does not vectorise).
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
         + 0.5;
     let e_r = p * r * r + r + 1.0;
-    let n = n as i32; // −150 ≤ n ≤ 0 (0 for NaN)
+    // −150 ≤ n ≤ 0 (any value for NaN, whose e_r is NaN).
+    let n = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let half = n / 2;
-    let two_to = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
-    e_r * two_to(half) * two_to(n - half)
+    let two_to = |k: i32| f32::from_bits((k.wrapping_add(127) as u32) << 23);
+    e_r * two_to(half) * two_to(n.wrapping_sub(half))
 }
 
 /// min(max(x, 0), 6), NaN kept.

@@ -6,21 +6,33 @@ use std::mem::MaybeUninit;
 
 /// Reduces `x` viewed as [outer, len, inner] along the middle axis.
 pub(crate) fn reduce(x: &[f32], outer: usize, len: usize, inner: usize, op: ReduceOp) -> Vec<f32> {
+    // One instantiation per op, so the inner loop has no match and vectorises.
+    let mut y = match op {
+        ReduceOp::Sum | ReduceOp::Mean => reduce_with(x, (outer, len, inner), |a, v| a + v),
+        ReduceOp::Max => reduce_with(x, (outer, len, inner), nan_max),
+        ReduceOp::Min => reduce_with(x, (outer, len, inner), nan_min),
+    };
+    if op == ReduceOp::Mean {
+        y.iter_mut().for_each(|v| *v /= len as f32);
+    }
+    y
+}
+
+/// Folds `x` viewed as [outer, len, inner] along the middle axis with `f`, from the first row.
+#[inline(always)]
+fn reduce_with(
+    x: &[f32],
+    (outer, len, inner): (usize, usize, usize),
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Vec<f32> {
     let mut y = super::output(outer * inner);
     y.par_chunks_mut(inner).enumerate().for_each(|(o, out)| {
         let block = &x[o * len * inner..][..len * inner];
         out.copy_from_slice(&block[..inner]);
         for row in block.chunks_exact(inner).skip(1) {
             for (acc, &v) in out.iter_mut().zip(row) {
-                *acc = match op {
-                    ReduceOp::Sum | ReduceOp::Mean => *acc + v,
-                    ReduceOp::Max => nan_max(*acc, v),
-                    ReduceOp::Min => nan_min(*acc, v),
-                };
+                *acc = f(*acc, v);
             }
-        }
-        if op == ReduceOp::Mean {
-            out.iter_mut().for_each(|v| *v /= len as f32);
         }
     });
     y
