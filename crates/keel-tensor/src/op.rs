@@ -374,6 +374,7 @@ impl Activation {
 
     /// The op that multiplies a gradient by this activation's derivative at its input,
     /// `g · act′(x)`; `None` for no activation.
+    #[inline(always)]
     pub fn gradient(self) -> Option<BinaryOp> {
         match self {
             Activation::None => None,

@@ -24,30 +24,20 @@ pub(crate) struct Through<'a> {
 /// that the inner loops have no match.
 macro_rules! with_gradient_map {
     ($activation:expr, $grad:ident => $body:expr) => {
-        match $activation.gradient() {
-            None => {
-                let $grad = |g: f32, _: f32, _: f32, _: f32| g;
-                $body
-            }
-            Some(BinaryOp::ReluGrad) => {
-                let $grad = |g: f32, x: f32, s: f32, t: f32| BinaryOp::ReluGrad.apply(g, x * s + t);
-                $body
-            }
-            Some(BinaryOp::Relu6Grad) => {
-                let $grad =
-                    |g: f32, x: f32, s: f32, t: f32| BinaryOp::Relu6Grad.apply(g, x * s + t);
-                $body
-            }
-            Some(BinaryOp::SiluGrad) => {
-                let $grad = |g: f32, x: f32, s: f32, t: f32| BinaryOp::SiluGrad.apply(g, x * s + t);
-                $body
-            }
-            Some(op) => {
-                let $grad = move |g: f32, x: f32, s: f32, t: f32| op.apply(g, x * s + t);
-                $body
-            }
+        match $activation {
+            Activation::None => with_gradient_map!(@one Activation::None, $grad => $body),
+            Activation::Relu => with_gradient_map!(@one Activation::Relu, $grad => $body),
+            Activation::Relu6 => with_gradient_map!(@one Activation::Relu6, $grad => $body),
+            Activation::Silu => with_gradient_map!(@one Activation::Silu, $grad => $body),
+            Activation::HardSwish => with_gradient_map!(@one Activation::HardSwish, $grad => $body),
         }
     };
+    (@one $act:expr, $grad:ident => $body:expr) => {{
+        let $grad = |g: f32, x: f32, s: f32, t: f32| {
+            $act.gradient().map_or(g, |op: BinaryOp| op.apply(g, x * s + t))
+        };
+        $body
+    }};
 }
 
 /// Per channel, Σ (a′ − ca) and Σ (a′ − ca)·(b − cb) over the rows of `a` and `b` ([rows, c]

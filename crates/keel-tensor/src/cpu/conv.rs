@@ -76,14 +76,9 @@ impl Epilogue<'_> {
 
     #[inline(always)]
     fn each(&self, rows: &mut [f32], act: impl Fn(f32) -> f32) {
-        let c = self.scale.len();
-        let (scale, shift) = (&self.scale[..c], &self.shift[..c]);
-        for row in rows.chunks_exact_mut(c) {
-            // Indexed over slices of one known length, the loop vectorises with SiLU's
-            // exponential inside (zipped iterators left it scalar).
-            let row = &mut row[..c];
-            for ch in 0..c {
-                row[ch] = act(row[ch] * scale[ch] + shift[ch]);
+        for row in rows.chunks_exact_mut(self.scale.len()) {
+            for ((v, &s), &t) in row.iter_mut().zip(self.scale).zip(self.shift) {
+                *v = act(*v * s + t);
             }
         }
     }
