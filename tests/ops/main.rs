@@ -26,6 +26,7 @@ fn main() {
         ("conv2d_stride_dilation", conv2d_stride_dilation),
         ("conv2d_groups", conv2d_groups),
         ("conv2d_depthwise", conv2d_depthwise),
+        ("conv2d_direct", conv2d_direct),
         ("pool2d", pool2d),
         ("global_pool", global_pool),
         ("reductions", reductions),
@@ -481,6 +482,45 @@ fn conv2d_groups(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[1, 5, 5, 4], (1, 1), 8, 1, 1, Padding::Valid, 2);
     conv_case(t, rng, &[1, 8, 8, 9], (2, 2), 3, 2, 1, Padding::Same, 3);
     conv_case(t, rng, &[1, 3, 5, 602], (3, 3), 4, 1, 1, Padding::Same, 2); // deep patches per group
+}
+
+/// Dense convolutions with at least 16 input channels and output channels in multiples of 16:
+/// the CPU's direct kernel on AVX-512 (blocks of 32 channels plus a 16-channel tail, tiles of 12
+/// pixels with a partial last one, bands of output rows over padding), and its input gradient
+/// as a convolution.
+fn conv2d_direct(t: &mut Runner, rng: &mut Rng) {
+    conv_case(t, rng, &[2, 9, 13, 17], (3, 3), 48, 1, 1, Padding::Same, 1);
+    conv_case(t, rng, &[3, 5, 7, 20], (4, 4), 16, 1, 1, Padding::Same, 1); // pad (1, 2)
+    conv_case(t, rng, &[1, 11, 10, 16], (2, 3), 32, 2, 1, Padding::Same, 1);
+    conv_case(t, rng, &[1, 6, 30, 24], (3, 3), 64, 1, 1, Padding::Valid, 1);
+    conv_case(t, rng, &[2, 9, 13, 32], (3, 3), 16, 1, 1, Padding::Same, 1);
+    conv_case(
+        t,
+        rng,
+        &[1, 12, 11, 16],
+        (1, 1),
+        16,
+        2,
+        1,
+        Padding::Valid,
+        1,
+    ); // strided 1×1
+    conv_case(
+        t,
+        rng,
+        &[1, 4, 5, 16],
+        (2, 2),
+        16,
+        1,
+        1,
+        Padding::Explicit {
+            top: 3,
+            bottom: 1,
+            left: 2,
+            right: 0,
+        },
+        1,
+    );
 }
 
 fn conv2d_depthwise(t: &mut Runner, rng: &mut Rng) {

@@ -168,8 +168,9 @@ pub fn conv2d(t: &mut Runner, rng: &mut Rng) {
         left,
         right,
     };
-    let cases: [ConvCase; 6] = [
+    let cases: [ConvCase; 7] = [
         (&[2, 7, 6, 3], 3, 8, 1, 1, (1, 1, 1, 1)),
+        (&[1, 6, 7, 16], 3, 16, 1, 1, (1, 2, 0, 1)), // the CPU's direct kernel (AVX-512)
         (&[1, 9, 9, 4], 3, 6, 2, 1, (0, 1, 0, 1)),
         (&[2, 5, 5, 2], 1, 5, 1, 1, (0, 0, 0, 0)),
         (&[1, 8, 7, 6], 3, 4, 1, 2, (2, 0, 1, 1)),

@@ -1,8 +1,10 @@
-//! Convolution on the CPU: GEMM straight on the input for 1×1 convolutions, im2col feeding the
-//! GEMM otherwise (per-thread tasks, or shared chunks for deep patches); depthwise convolution has
-//! its own kernel (`depthwise.rs`).
+//! Convolution on the CPU: GEMM straight on the input for 1×1 convolutions, a direct kernel on
+//! AVX-512 CPUs (`direct_conv.rs`), im2col feeding the GEMM otherwise (per-thread tasks, or shared
+//! chunks for deep patches); depthwise convolution has its own kernel (`depthwise.rs`).
 
 use super::depthwise::depthwise;
+#[cfg(target_arch = "x86_64")]
+use super::direct_conv;
 use super::matmul::{gemm_strided, parallelism, Dst};
 use crate::geometry::WindowGeometry;
 use crate::op::{Activation, UnaryOp};
@@ -105,7 +107,13 @@ pub(crate) fn conv2d(
                 pointwise_gemms(x, w, g, y, par)
             }
             (true, Some(e)) => pointwise_tasks(x, w, g, y, e),
-            (false, e) => im2col_gemms(x, w, g, y, e),
+            (false, e) => {
+                #[cfg(target_arch = "x86_64")]
+                if direct_conv::supports(g) {
+                    return direct_conv::conv2d(x, w, g, y, e);
+                }
+                im2col_gemms(x, w, g, y, e)
+            }
         })
     }
 }

@@ -5,6 +5,8 @@ mod batch_norm;
 mod conv;
 mod conv_backward;
 mod depthwise;
+#[cfg(target_arch = "x86_64")]
+mod direct_conv;
 mod elementwise;
 mod matmul;
 mod pool;

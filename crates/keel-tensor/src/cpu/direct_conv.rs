@@ -1,0 +1,262 @@
+//! Dense convolution straight on the input, for CPUs with AVX-512 (no im2col, no packing of the
+//! patches). A register tile of 12 output pixels × 32 output channels sums every tap and input
+//! channel of its windows in registers and is stored once. Each task copies a band of input rows,
+//! padding included, into a buffer small enough to stay in L2 cache beside one block of the
+//! kernel, which is packed so that a block's channels are adjacent for each tap and input channel.
+
+use super::conv::Epilogue;
+use crate::geometry::WindowGeometry;
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// Lanes of one AVX-512 register.
+const LANES: usize = 16;
+
+/// Output channels per block: two registers. With 12 pixels per tile that is 24 accumulators and
+/// half the kernel bytes per multiply-add of a 6 × 64 tile (which ran 3–15% slower).
+const BLOCK: usize = 2 * LANES;
+
+/// Output pixels per register tile.
+const TILE_PIXELS: usize = 12;
+
+/// Bytes of padded input rows one task copies: with a block of the kernel (0.6 MB at 3×3×512),
+/// it stays in one core's L2 cache (2 MB on the hosts measured, docs/performance.md).
+const BAND_BYTES: usize = 512 << 10;
+
+/// Whether [`conv2d`] computes this convolution: dense (one group), no dilation, output channels
+/// in whole registers, at least a register's worth of input channels, on a CPU with AVX-512.
+pub(super) fn supports(g: &WindowGeometry) -> bool {
+    g.groups == 1
+        && g.dilation_h == 1
+        && g.dilation_w == 1
+        && g.out_c.is_multiple_of(LANES)
+        && g.in_c >= LANES
+        && g.out_pixels() > 0
+        && is_x86_feature_detected!("avx512f")
+}
+
+/// Overwrites `y` with conv(x, w) for NHWC `x` and HWIO `w`, then `epilogue` on each output row.
+/// The caller checked [`supports`].
+pub(super) fn conv2d(
+    x: &[f32],
+    w: &[f32],
+    g: &WindowGeometry,
+    y: &mut [MaybeUninit<f32>],
+    epilogue: Option<Epilogue<'_>>,
+) {
+    let kernel = pack_kernel(w, g);
+    let band = Band::new(g);
+    let image_len = g.out_h * g.out_w * g.out_c;
+    y.par_chunks_mut(image_len).enumerate().for_each(|(n, y)| {
+        y.par_chunks_mut(band.rows * g.out_w * g.out_c)
+            .enumerate()
+            .for_each(|(b, y)| {
+                let oh0 = b * band.rows;
+                let input = band.copy(x, g, n, oh0, y.len() / (g.out_w * g.out_c));
+                // SAFETY: `supports` checked AVX-512; `input` holds every window of these
+                // output rows and `kernel` every block (`band_products`' contract).
+                unsafe { band_products(&input, kernel.values(), g, &band, y) };
+                if let Some(e) = epilogue {
+                    // SAFETY: band_products wrote every element of these rows.
+                    unsafe { e.apply(y) };
+                }
+            });
+    });
+}
+
+/// The kernel as blocks of [`BLOCK`] output channels (the last block may be narrower), each
+/// block `depth × width` with depth = kernel_h · kernel_w · in_c in HWI order, in a buffer
+/// aligned to cache lines where the allocator allows (a vector load across two lines costs two:
+/// 7–10% of the tile's speed).
+fn pack_kernel(w: &[f32], g: &WindowGeometry) -> AlignedKernel {
+    let depth = g.kernel_h * g.kernel_w * g.in_c;
+    let mut buffer: Vec<f32> = Vec::with_capacity(w.len() + LANES - 1);
+    let offset = buffer.as_ptr().align_offset(4 * LANES).min(LANES - 1);
+    buffer.resize(offset + w.len(), 0.0);
+    buffer[offset..]
+        .par_chunks_mut(BLOCK * depth)
+        .enumerate()
+        .for_each(|(b, block)| {
+            let width = block.len() / depth;
+            for (k, row) in block.chunks_exact_mut(width).enumerate() {
+                row.copy_from_slice(&w[k * g.out_c + b * BLOCK..][..width]);
+            }
+        });
+    AlignedKernel { buffer, offset }
+}
+
+/// A packed kernel, its first value at the start of a cache line where the allocator allows.
+struct AlignedKernel {
+    buffer: Vec<f32>,
+    offset: usize,
+}
+
+impl AlignedKernel {
+    fn values(&self) -> &[f32] {
+        &self.buffer[self.offset..]
+    }
+}
+
+/// How output rows are split into tasks, and the padded input rows under each.
+struct Band {
+    /// Output rows per task.
+    rows: usize,
+    /// Padded input columns: every column some window reaches.
+    width: usize,
+}
+
+impl Band {
+    fn new(g: &WindowGeometry) -> Self {
+        let width = (g.out_w - 1) * g.stride_w + g.kernel_w;
+        let row_bytes = width * g.in_c * 4;
+        let fit = (BAND_BYTES / row_bytes).saturating_sub(g.kernel_h) / g.stride_h + 1;
+        // At least four tasks per thread where the batch allows, to balance the load.
+        let tasks = 4 * rayon::current_num_threads();
+        let balanced = (g.batch * g.out_h).div_ceil(tasks).max(1);
+        Band {
+            rows: fit.min(balanced).min(g.out_h),
+            width,
+        }
+    }
+
+    /// Input rows under `rows` output rows.
+    fn input_rows(&self, g: &WindowGeometry, rows: usize) -> usize {
+        (rows - 1) * g.stride_h + g.kernel_h
+    }
+
+    /// The padded input under output rows `oh0..oh0 + rows` of image `n`: zeros where a window
+    /// reaches past the image.
+    fn copy(&self, x: &[f32], g: &WindowGeometry, n: usize, oh0: usize, rows: usize) -> Vec<f32> {
+        let c = g.in_c;
+        let row_len = self.width * c;
+        let mut band = vec![0.0; self.input_rows(g, rows) * row_len];
+        // Padded column p is image column p - pad_left.
+        let first = g.pad_left.min(self.width);
+        let last = (g.pad_left + g.in_w).min(self.width);
+        for (r, dst) in band.chunks_exact_mut(row_len).enumerate() {
+            let ih = (oh0 * g.stride_h + r) as isize - g.pad_top as isize;
+            if ih < 0 || ih >= g.in_h as isize || first >= last {
+                continue;
+            }
+            let src_row = (n * g.in_h + ih as usize) * g.in_w;
+            let src = &x[(src_row + first - g.pad_left) * c..][..(last - first) * c];
+            dst[first * c..last * c].copy_from_slice(src);
+        }
+        band
+    }
+}
+
+/// Every block of output channels for every output pixel of `y` (whole output rows of one
+/// band), by register tiles.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `input` must be [`Band::copy`]'s for these rows and `kernel`
+/// [`pack_kernel`]'s.
+#[target_feature(enable = "avx512f")]
+unsafe fn band_products(
+    input: &[f32],
+    kernel: &[f32],
+    g: &WindowGeometry,
+    band: &Band,
+    y: &mut [MaybeUninit<f32>],
+) {
+    let pixels = y.len() / g.out_c;
+    let depth = g.kernel_h * g.kernel_w * g.in_c;
+    let window = Window {
+        rows: g.kernel_h,
+        row_len: g.kernel_w * g.in_c,
+        row_stride: band.width * g.in_c,
+    };
+    // Where each output pixel's window starts in `input`, then the last pixel's again up to a
+    // whole last tile (a partial tile computes those slots but does not store them).
+    let mut starts = Vec::with_capacity(pixels + TILE_PIXELS);
+    for r in 0..pixels / g.out_w {
+        for ow in 0..g.out_w {
+            starts.push((r * g.stride_h * band.width + ow * g.stride_w) * g.in_c);
+        }
+    }
+    let last = starts[pixels - 1];
+    starts.resize(pixels + TILE_PIXELS, last);
+    for c0 in (0..g.out_c).step_by(BLOCK) {
+        let width = BLOCK.min(g.out_c - c0);
+        let block = &kernel[c0 * depth..][..width * depth];
+        let tile: TileFn = if width == BLOCK { tile::<2> } else { tile::<1> };
+        for p0 in (0..pixels).step_by(TILE_PIXELS) {
+            let valid = TILE_PIXELS.min(pixels - p0);
+            let out = y[p0 * g.out_c + c0..].as_mut_ptr() as *mut f32;
+            // SAFETY: every window lies inside `input` (the band covers each output row's
+            // windows); `block` is depth × width; the first `valid` rows of `out` (row stride
+            // out_c, `width` columns) lie inside `y`.
+            unsafe {
+                tile(
+                    input.as_ptr(),
+                    &starts[p0..],
+                    &window,
+                    block.as_ptr(),
+                    out,
+                    g.out_c,
+                    valid,
+                )
+            };
+        }
+    }
+}
+
+/// Where a window's values lie in a band: `rows` runs of `row_len` values, `row_stride` apart.
+struct Window {
+    rows: usize,
+    row_len: usize,
+    row_stride: usize,
+}
+
+type TileFn = unsafe fn(*const f32, &[usize], &Window, *const f32, *mut f32, usize, usize);
+
+/// One register tile: [`TILE_PIXELS`] output pixels (windows at `input` + `starts[r]`, at least
+/// that many given) × `VECTORS` registers of output channels, summed over every window value
+/// (the kernel block holds one row of `VECTORS` · 16 values per window value) and stored into
+/// the first `valid` pixels' rows of `out`, `out_stride` apart.
+///
+/// # Safety
+/// The CPU must have AVX-512F; every window and the kernel block must be readable and the
+/// stored rows writable.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile<const VECTORS: usize>(
+    input: *const f32,
+    starts: &[usize],
+    window: &Window,
+    kernel: *const f32,
+    out: *mut f32,
+    out_stride: usize,
+    valid: usize,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); VECTORS]; TILE_PIXELS];
+    let mut w = kernel;
+    // SAFETY: the caller's contract keeps every read and write in bounds.
+    unsafe {
+        for row in 0..window.rows {
+            let mut x = [input; TILE_PIXELS];
+            for (x, &s) in x.iter_mut().zip(starts) {
+                *x = input.add(s + row * window.row_stride);
+            }
+            for i in 0..window.row_len {
+                let mut wv = [_mm512_setzero_ps(); VECTORS];
+                for (v, wv) in wv.iter_mut().enumerate() {
+                    *wv = _mm512_loadu_ps(w.add(v * LANES));
+                }
+                for (acc, x) in acc.iter_mut().zip(&x) {
+                    let b = _mm512_set1_ps(*x.add(i));
+                    for (a, &wv) in acc.iter_mut().zip(&wv) {
+                        *a = _mm512_fmadd_ps(b, wv, *a);
+                    }
+                }
+                w = w.add(VECTORS * LANES);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate().take(valid) {
+            for (v, &a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(r * out_stride + v * LANES), a);
+            }
+        }
+    }
+}
