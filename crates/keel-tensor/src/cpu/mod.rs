@@ -1,5 +1,6 @@
 //! The native CPU backend: rayon for parallelism, the `gemm` crate (AVX-512/AVX2/NEON, picked at
-//! run time) for matrix products and for convolutions after im2col.
+//! run time) for matrix products and for convolutions after im2col, and direct kernels for
+//! depthwise convolutions and, on AVX-512, dense ones.
 
 mod batch_norm;
 mod conv;
