@@ -66,7 +66,33 @@ fn conv2d(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) w
         workgroupBarrier();
     }
 
+    if (p.epilogue != 0u) {
+        finish_block(&acc, group * p.out_per_group + col0, lid);
+    }
     store_tile(Dest(p.out_offset + group * p.out_per_group, p.out_c, p.rows, p.out_per_group), &acc, row0, col0, lid);
+}
+
+// The epilogue on this invocation's 8×8 block of the tile whose first column is output channel
+// c0: acc[2i + h] holds columns owned(4h .. 4h + 3). Constant indices keep acc in registers.
+fn finish_block(acc: ptr<function, array<vec4<f32>, 16>>, c0: u32, lid: vec3<u32>) {
+    let lo = c0 + vec4<u32>(owned(0u, lid.x), owned(1u, lid.x), owned(2u, lid.x), owned(3u, lid.x));
+    let hi = c0 + vec4<u32>(owned(4u, lid.x), owned(5u, lid.x), owned(6u, lid.x), owned(7u, lid.x));
+    (*acc)[0] = finish4((*acc)[0], lo);
+    (*acc)[1] = finish4((*acc)[1], hi);
+    (*acc)[2] = finish4((*acc)[2], lo);
+    (*acc)[3] = finish4((*acc)[3], hi);
+    (*acc)[4] = finish4((*acc)[4], lo);
+    (*acc)[5] = finish4((*acc)[5], hi);
+    (*acc)[6] = finish4((*acc)[6], lo);
+    (*acc)[7] = finish4((*acc)[7], hi);
+    (*acc)[8] = finish4((*acc)[8], lo);
+    (*acc)[9] = finish4((*acc)[9], hi);
+    (*acc)[10] = finish4((*acc)[10], lo);
+    (*acc)[11] = finish4((*acc)[11], hi);
+    (*acc)[12] = finish4((*acc)[12], lo);
+    (*acc)[13] = finish4((*acc)[13], hi);
+    (*acc)[14] = finish4((*acc)[14], lo);
+    (*acc)[15] = finish4((*acc)[15], hi);
 }
 
 // Kernel entry at depth kk (kh, kw, input channel) and output channel `col` of the group,

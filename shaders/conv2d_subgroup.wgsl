@@ -49,5 +49,26 @@ fn conv2d(
             }
         }
     }
+    if (p.epilogue != 0u) {
+        // Every row of this lane's tile holds the same four output channels. Constant indices
+        // keep acc in registers.
+        let channels = group * p.out_per_group + cols;
+        acc[0] = finish4(acc[0], channels);
+        acc[1] = finish4(acc[1], channels);
+        acc[2] = finish4(acc[2], channels);
+        acc[3] = finish4(acc[3], channels);
+        acc[4] = finish4(acc[4], channels);
+        acc[5] = finish4(acc[5], channels);
+        acc[6] = finish4(acc[6], channels);
+        acc[7] = finish4(acc[7], channels);
+        acc[8] = finish4(acc[8], channels);
+        acc[9] = finish4(acc[9], channels);
+        acc[10] = finish4(acc[10], channels);
+        acc[11] = finish4(acc[11], channels);
+        acc[12] = finish4(acc[12], channels);
+        acc[13] = finish4(acc[13], channels);
+        acc[14] = finish4(acc[14], channels);
+        acc[15] = finish4(acc[15], channels);
+    }
     store_lane_tile(Dest(p.out_offset + group * p.out_per_group, p.out_c, p.rows, p.out_per_group), &acc, row0, cols);
 }

@@ -51,12 +51,13 @@ fn input_at(row: InputRow, iw: i32) -> f32 {
     return select(0.0, x[row.start + u32(clamp(iw, 0, i32(p.in_w) - 1)) * p.in_c], inside);
 }
 
-// Writes the run's pixels lo (ow0 .. ow0 + 3) and hi (ow0 + 4 .. ow0 + 7) that are inside the row.
+// Writes the run's pixels lo (ow0 .. ow0 + 3) and hi (ow0 + 4 .. ow0 + 7) that are inside the row,
+// through the epilogue.
 fn store_run(r: Run, lo: vec4<f32>, hi: vec4<f32>) {
     let out_base = p.out_offset + (r.image_row * p.out_w + r.ow0) * p.out_c + r.oc;
     for (var j = 0u; j < RUN; j++) {
         if (r.ow0 + j < p.out_w) {
-            out[out_base + j * p.out_c] = select(hi[j % 4u], lo[j % 4u], j < 4u);
+            out[out_base + j * p.out_c] = finish(select(hi[j % 4u], lo[j % 4u], j < 4u), r.oc);
         }
     }
 }

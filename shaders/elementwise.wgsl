@@ -36,14 +36,6 @@ fn dim(a: array<vec4<u32>, 2>, d: u32) -> u32 {
     return a[d / 4u][d % 4u];
 }
 
-fn stable_sigmoid(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
 fn stable_tanh(x: f32) -> f32 {
     let e = exp(-2.0 * abs(x));
     return sign(x) * (1.0 - e) / (1.0 + e);
@@ -80,8 +72,8 @@ fn erf_approx(x: f32) -> f32 {
 // Op codes shared with src/gpu/ops.rs (UnaryOp::code).
 fn apply_unary(op: u32, x: f32) -> f32 {
     switch op {
-        case 0u: { return max_nan(x, 0.0); }
-        case 1u: { return min_nan(max_nan(x, 0.0), 6.0); }
+        case 0u: { return activate(1u, x); }
+        case 1u: { return activate(2u, x); }
         case 2u: { return stable_sigmoid(x); }
         case 3u: { return stable_tanh(x); }
         case 4u: { return exp(x); }
@@ -95,9 +87,9 @@ fn apply_unary(op: u32, x: f32) -> f32 {
         case 12u: { return pow_any(x, p.scalar_a); }
         case 13u: { return select(0.0, 1.0, x > p.scalar_a); }
         case 14u: { return select(sign(x), x, is_nan(x)); }
-        case 15u: { return x * stable_sigmoid(x); }
+        case 15u: { return activate(3u, x); }
         case 16u: { return min_nan(max_nan(x + 3.0, 0.0), 6.0) / 6.0; }
-        case 17u: { return x * min_nan(max_nan(x + 3.0, 0.0), 6.0) / 6.0; }
+        case 17u: { return activate(4u, x); }
         case 18u: { return 0.5 * x * (1.0 + erf_approx(x * 0.70710678)); }
         case 19u: { return 0.5 * (1.0 + erf_approx(x * 0.70710678)) + x * exp(-0.5 * x * x) * 0.3989423; }
         // dtype conversions (src/gpu/ops.rs): i32 bits to f32, f32 to i32 bits (toward zero,
@@ -192,7 +184,7 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 }
 
 // dst = act(x * scale[c] + shift[c]) with scale in src_b and shift in src_c.
-// op: 0 none, 1 relu, 2 relu6, 3 silu, 4 hard-swish (apply_unary's 15 and 17).
+// op: the activation's code (activation.wgsl).
 @compute @workgroup_size(256)
 fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_index(gid, nwg);
@@ -200,15 +192,6 @@ fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         return;
     }
     let c = (p.index_base + i) % p.channels;
-    var y = src_a[p.a_offset + i] * src_b[c] + src_c[c];
-    if (p.op == 1u) {
-        y = max_nan(y, 0.0);
-    } else if (p.op == 2u) {
-        y = min_nan(max_nan(y, 0.0), 6.0);
-    } else if (p.op == 3u) {
-        y = apply_unary(15u, y);
-    } else if (p.op == 4u) {
-        y = apply_unary(17u, y);
-    }
+    let y = activate(p.op, src_a[p.a_offset + i] * src_b[c] + src_c[c]);
     dst[p.out_offset + i] = y;
 }

@@ -53,6 +53,7 @@ impl Shader {
                 None,
                 concat!(
                     include_str!("../../../../shaders/non_finite.wgsl"),
+                    include_str!("../../../../shaders/activation.wgsl"),
                     include_str!("../../../../shaders/elementwise.wgsl")
                 ),
             ),
@@ -78,6 +79,8 @@ impl Shader {
             Shader::Conv2d(o) => (
                 Some(o),
                 concat!(
+                    include_str!("../../../../shaders/non_finite.wgsl"),
+                    include_str!("../../../../shaders/activation.wgsl"),
                     include_str!("../../../../shaders/gemm_dest.wgsl"),
                     include_str!("../../../../shaders/gemm_tile.wgsl"),
                     include_str!("../../../../shaders/conv_common.wgsl"),
@@ -87,6 +90,8 @@ impl Shader {
             Shader::Conv2dSubgroup(o) => (
                 Some(o),
                 concat!(
+                    include_str!("../../../../shaders/non_finite.wgsl"),
+                    include_str!("../../../../shaders/activation.wgsl"),
                     include_str!("../../../../shaders/gemm_dest.wgsl"),
                     include_str!("../../../../shaders/subgroup_tile.wgsl"),
                     include_str!("../../../../shaders/conv_common.wgsl"),
@@ -96,6 +101,8 @@ impl Shader {
             Shader::Depthwise(o) => (
                 Some(o),
                 concat!(
+                    include_str!("../../../../shaders/non_finite.wgsl"),
+                    include_str!("../../../../shaders/activation.wgsl"),
                     include_str!("../../../../shaders/conv_common.wgsl"),
                     include_str!("../../../../shaders/depthwise.wgsl")
                 ),

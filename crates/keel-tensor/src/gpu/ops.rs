@@ -82,6 +82,9 @@ pub(super) struct ConvParams {
     out_offset: u32,
     pub split_rows: u32,
     pub dy_offset: u32,
+    /// Forward passes: 0 without an epilogue, else 1 + the activation's code.
+    epilogue: u32,
+    _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -360,6 +363,17 @@ pub(crate) fn binary(
     Ok(out)
 }
 
+/// An activation's code in `shaders/activation.wgsl`.
+fn activation_code(act: Activation) -> u32 {
+    match act {
+        Activation::None => 0,
+        Activation::Relu => 1,
+        Activation::Relu6 => 2,
+        Activation::Silu => 3,
+        Activation::HardSwish => 4,
+    }
+}
+
 /// y = act(x · scale[c] + shift[c]) over the last axis of `channels` values.
 pub(crate) fn channel_affine(
     x: &GpuBuffer,
@@ -371,13 +385,6 @@ pub(crate) fn channel_affine(
 ) -> Result<GpuBuffer> {
     const OP: &str = "channel_affine";
     let out = x.context().alloc(OP, bytes_of_elems(len))?;
-    let act_code = match act {
-        Activation::None => 0,
-        Activation::Relu => 1,
-        Activation::Relu6 => 2,
-        Activation::Silu => 3,
-        Activation::HardSwish => 4,
-    };
     let whole = [Binding::whole(2, scale), Binding::whole(4, shift)];
     over_flat_chunks(
         OP,
@@ -389,7 +396,7 @@ pub(crate) fn channel_affine(
         |start, n, a_offset, out_offset| {
             Ok(ElementwiseParams {
                 len: u32_of(OP, n)?,
-                op: act_code,
+                op: activation_code(act),
                 channels: u32_of(OP, channels)?,
                 a_offset,
                 out_offset,
@@ -503,6 +510,8 @@ pub(super) fn conv_params(
         out_offset,
         split_rows: 0,
         dy_offset: 0,
+        epilogue: 0,
+        _pad: [0; 3],
     })
 }
 
@@ -598,14 +607,29 @@ pub(crate) fn conv2d(
     w: &GpuBuffer,
     operand: Operand,
     g: &WindowGeometry,
+    epilogue: Option<GpuEpilogue<'_>>,
 ) -> Result<GpuBuffer> {
     const OP: &str = "conv2d";
     let ctx = x.context();
     let out = ctx.alloc(OP, bytes_of_elems(g.out_shape().elem_count()))?;
     let depthwise = g.in_per_group() == 1 && g.groups > 1;
+    // Without an epilogue the kernel is bound in its place; the shaders do not read it then.
+    let (scale, shift, code) = match epilogue {
+        Some(e) => (e.scale, e.shift, 1 + activation_code(e.act)),
+        None => (w, w, 0),
+    };
     over_batch_chunks(OP, x, &out, g, |n, xb, xo, yb, yo| {
-        let p = conv_params(g, n, xo, yo)?;
-        let bindings = [xb, Binding::whole(2, w), yb];
+        let p = ConvParams {
+            epilogue: code,
+            ..conv_params(g, n, xo, yo)?
+        };
+        let bindings = [
+            xb,
+            Binding::whole(2, w),
+            yb,
+            Binding::whole(5, scale),
+            Binding::whole(6, shift),
+        ];
         if depthwise {
             let three_by_three = (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (3, 3, 1, 1)
                 && (g.dilation_h, g.dilation_w) == (1, 1);
@@ -635,6 +659,14 @@ pub(crate) fn conv2d(
         }
     })?;
     Ok(out)
+}
+
+/// What a convolution's output pass applies: y = act(y · scale[c] + shift[c]).
+#[derive(Clone, Copy)]
+pub(crate) struct GpuEpilogue<'a> {
+    pub scale: &'a GpuBuffer,
+    pub shift: &'a GpuBuffer,
+    pub act: Activation,
 }
 
 /// The pooling kernels' parameters for `batch` images of `g` at the given element offsets.

@@ -76,11 +76,19 @@ impl Tensor {
         match (self.storage(), kernel.storage()) {
             (Storage::Gpu(x), Storage::Gpu(w)) => {
                 let operand = gpu::Operand::of(kernel.dtype());
-                let y = self.with_gpu(gpu::ops::conv2d(x, w, operand, &g)?, shape, DType::F32);
-                match epilogue {
-                    Some((scale, shift, act)) => y.channel_affine(scale, shift, act),
-                    None => Ok(y),
-                }
+                let epilogue = match epilogue {
+                    Some((scale, shift, act)) => {
+                        let (Storage::Gpu(scale), Storage::Gpu(shift)) =
+                            (scale.storage(), shift.storage())
+                        else {
+                            unreachable!("same device checked above")
+                        };
+                        Some(gpu::ops::GpuEpilogue { scale, shift, act })
+                    }
+                    None => None,
+                };
+                let y = gpu::ops::conv2d(x, w, operand, &g, epilogue)?;
+                Ok(self.with_gpu(y, shape, DType::F32))
             }
             _ => {
                 let epilogue = epilogue.map(|(scale, shift, act)| cpu::Epilogue {
