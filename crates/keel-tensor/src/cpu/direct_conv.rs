@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 const LANES: usize = 16;
 
 /// Output channels per block: two registers. With 12 pixels per tile that is 24 accumulators and
-/// half the kernel bytes per multiply-add of a 6 × 64 tile (which ran 3–15% slower).
+/// half the kernel bytes per multiply-add of a 6 × 64 tile (which ran 0–15% slower).
 const BLOCK: usize = 2 * LANES;
 
 /// Output pixels per register tile.
