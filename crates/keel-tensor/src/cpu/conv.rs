@@ -251,7 +251,7 @@ fn chunk_gemms(
 }
 
 /// Copies `src` into the equally long `dst`.
-fn write(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
+pub(super) fn write(dst: &mut [MaybeUninit<f32>], src: &[f32]) {
     for (d, &v) in dst.iter_mut().zip(src) {
         d.write(v);
     }

@@ -4,7 +4,7 @@
 //! padding included, into a buffer small enough to stay in L2 cache beside one block of the
 //! kernel, which is packed so that a block's channels are adjacent for each tap and input channel.
 
-use super::conv::Epilogue;
+use super::conv::{write, Epilogue};
 use crate::geometry::WindowGeometry;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -70,18 +70,25 @@ pub(super) fn conv2d(
 /// 7–10% of the tile's speed).
 fn pack_kernel(w: &[f32], g: &WindowGeometry) -> AlignedKernel {
     let depth = g.kernel_h * g.kernel_w * g.in_c;
-    let mut buffer: Vec<f32> = Vec::with_capacity(w.len() + LANES - 1);
-    let offset = buffer.as_ptr().align_offset(4 * LANES).min(LANES - 1);
-    buffer.resize(offset + w.len(), 0.0);
-    buffer[offset..]
-        .par_chunks_mut(BLOCK * depth)
-        .enumerate()
-        .for_each(|(b, block)| {
-            let width = block.len() / depth;
-            for (k, row) in block.chunks_exact_mut(width).enumerate() {
-                row.copy_from_slice(&w[k * g.out_c + b * BLOCK..][..width]);
-            }
-        });
+    let start = |buffer: *const MaybeUninit<f32>| buffer.align_offset(4 * LANES).min(LANES - 1);
+    let pack = |buffer: &mut [MaybeUninit<f32>]| {
+        let (head, rest) = buffer.split_at_mut(start(buffer.as_ptr()));
+        let (packed, tail) = rest.split_at_mut(w.len());
+        head.fill(MaybeUninit::new(0.0));
+        tail.fill(MaybeUninit::new(0.0));
+        packed
+            .par_chunks_mut(BLOCK * depth)
+            .enumerate()
+            .for_each(|(b, block)| {
+                let width = block.len() / depth;
+                for (k, row) in block.chunks_exact_mut(width).enumerate() {
+                    write(row, &w[k * g.out_c + b * BLOCK..][..width]);
+                }
+            });
+    };
+    // SAFETY: `pack` writes the head, every block row of the packed kernel, and the tail.
+    let buffer = unsafe { super::uninit_output(w.len() + LANES - 1, pack) };
+    let offset = start(buffer.as_ptr() as *const MaybeUninit<f32>);
     AlignedKernel { buffer, offset }
 }
 
@@ -129,18 +136,20 @@ impl Band {
     fn copy(&self, x: &[f32], g: &WindowGeometry, n: usize, oh0: usize, rows: usize) -> Vec<f32> {
         let c = g.in_c;
         let row_len = self.width * c;
-        let mut band = vec![0.0; self.input_rows(g, rows) * row_len];
+        let mut band = Vec::with_capacity(self.input_rows(g, rows) * row_len);
         // Padded column p is image column p - pad_left.
         let first = g.pad_left.min(self.width);
-        let last = (g.pad_left + g.in_w).min(self.width);
-        for (r, dst) in band.chunks_exact_mut(row_len).enumerate() {
+        let last = (g.pad_left + g.in_w).min(self.width).max(first);
+        for r in 0..self.input_rows(g, rows) {
             let ih = (oh0 * g.stride_h + r) as isize - g.pad_top as isize;
-            if ih < 0 || ih >= g.in_h as isize || first >= last {
+            if ih < 0 || ih >= g.in_h as isize || first == last {
+                band.resize(band.len() + row_len, 0.0);
                 continue;
             }
             let src_row = (n * g.in_h + ih as usize) * g.in_w;
-            let src = &x[(src_row + first - g.pad_left) * c..][..(last - first) * c];
-            dst[first * c..last * c].copy_from_slice(src);
+            band.resize(band.len() + first * c, 0.0);
+            band.extend_from_slice(&x[(src_row + first - g.pad_left) * c..][..(last - first) * c]);
+            band.resize(band.len() + (self.width - last) * c, 0.0);
         }
         band
     }
