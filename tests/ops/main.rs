@@ -27,6 +27,7 @@ fn main() {
         ("conv2d_groups", conv2d_groups),
         ("conv2d_depthwise", conv2d_depthwise),
         ("conv2d_direct", conv2d_direct),
+        ("conv2d_winograd", conv2d_winograd),
         ("pool2d", pool2d),
         ("global_pool", global_pool),
         ("reductions", reductions),
@@ -484,16 +485,16 @@ fn conv2d_groups(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[1, 3, 5, 602], (3, 3), 4, 1, 1, Padding::Same, 2); // deep patches per group
 }
 
-/// Dense convolutions with at least 16 input channels and output channels in multiples of 16:
-/// the CPU's direct kernel on AVX-512 (blocks of 32 channels plus a 16-channel tail, tiles of 12
-/// pixels with a partial last one, bands of output rows over padding), and its input gradient
-/// as a convolution.
+/// Dense convolutions with at least 16 input channels and output channels in multiples of 16,
+/// other than 3×3 with stride 1: the CPU's direct kernel on AVX-512 (blocks of 32 channels plus a
+/// 16-channel tail, tiles of 12 pixels with a partial last one, bands of output rows over
+/// padding), and its input gradient as a convolution.
 fn conv2d_direct(t: &mut Runner, rng: &mut Rng) {
-    conv_case(t, rng, &[2, 9, 13, 17], (3, 3), 48, 1, 1, Padding::Same, 1);
+    conv_case(t, rng, &[2, 9, 13, 17], (3, 3), 48, 2, 1, Padding::Same, 1);
     conv_case(t, rng, &[3, 5, 7, 20], (4, 4), 16, 1, 1, Padding::Same, 1); // pad (1, 2)
     conv_case(t, rng, &[1, 11, 10, 16], (2, 3), 32, 2, 1, Padding::Same, 1);
-    conv_case(t, rng, &[1, 6, 30, 24], (3, 3), 64, 1, 1, Padding::Valid, 1);
-    conv_case(t, rng, &[2, 9, 13, 32], (3, 3), 16, 1, 1, Padding::Same, 1);
+    conv_case(t, rng, &[1, 6, 30, 24], (3, 5), 64, 1, 1, Padding::Valid, 1);
+    conv_case(t, rng, &[2, 9, 13, 32], (3, 3), 16, 2, 1, Padding::Same, 1);
     // A strided 1×1 convolution.
     conv_case(t, rng, &[1, 9, 11, 16], (1, 1), 16, 2, 1, Padding::Valid, 1);
     conv_case(
@@ -509,6 +510,41 @@ fn conv2d_direct(t: &mut Runner, rng: &mut Rng) {
             bottom: 1,
             left: 2,
             right: 0,
+        },
+        1,
+    );
+}
+
+/// 3×3 convolutions with stride 1, at least 64 input and output channels (output channels in
+/// multiples of 16) and 8×8 outputs: the CPU's Winograd F(2×2, 3×3) path on AVX-512 (tiles
+/// sticking out past odd heights and widths, input channels not a multiple of 16, a 16-channel
+/// tail of output channels, tasks that end inside an image), and the input gradient through it.
+fn conv2d_winograd(t: &mut Runner, rng: &mut Rng) {
+    conv_case(t, rng, &[3, 15, 15, 65], (3, 3), 80, 1, 1, Padding::Same, 1);
+    conv_case(
+        t,
+        rng,
+        &[1, 10, 31, 64],
+        (3, 3),
+        64,
+        1,
+        1,
+        Padding::Valid,
+        1,
+    );
+    conv_case(
+        t,
+        rng,
+        &[2, 8, 9, 96],
+        (3, 3),
+        64,
+        1,
+        1,
+        Padding::Explicit {
+            top: 2,
+            bottom: 0,
+            left: 0,
+            right: 1,
         },
         1,
     );

@@ -3,9 +3,9 @@
 //! chunks for deep patches); depthwise convolution has its own kernel (`depthwise.rs`).
 
 use super::depthwise::depthwise;
-#[cfg(target_arch = "x86_64")]
-use super::direct_conv;
 use super::matmul::{gemm_strided, parallelism, Dst};
+#[cfg(target_arch = "x86_64")]
+use super::{direct_conv, winograd};
 use crate::geometry::WindowGeometry;
 use crate::op::{Activation, UnaryOp};
 use rayon::prelude::*;
@@ -108,6 +108,10 @@ pub(crate) fn conv2d(
             }
             (true, Some(e)) => pointwise_tasks(x, w, g, y, e),
             (false, e) => {
+                #[cfg(target_arch = "x86_64")]
+                if winograd::supports(g) && winograd::conv2d(x, w, g, y, e) {
+                    return;
+                }
                 #[cfg(target_arch = "x86_64")]
                 if direct_conv::supports(g) {
                     return direct_conv::conv2d(x, w, g, y, e);

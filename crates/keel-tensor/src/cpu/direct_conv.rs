@@ -5,19 +5,11 @@
 //! kernel, which is packed so that a block's channels are adjacent for each tap and input channel.
 
 use super::conv::{write, Epilogue};
+use super::register_tile::{aligned_kernel, padded_starts, products, AlignedKernel, Window};
+use super::register_tile::{BLOCK, LANES};
 use crate::geometry::WindowGeometry;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
-
-/// Lanes of one AVX-512 register.
-const LANES: usize = 16;
-
-/// Output channels per block: two registers. With 12 pixels per tile that is 24 accumulators and
-/// half the kernel bytes per multiply-add of a 6 × 64 tile (which ran 0–15% slower).
-const BLOCK: usize = 2 * LANES;
-
-/// Output pixels per register tile.
-const TILE_PIXELS: usize = 12;
 
 /// Bytes of padded input rows one task copies: with a block of the kernel (0.6 MB at 3×3×512),
 /// it stays in one core's L2 cache (2 MB on the hosts measured, docs/performance.md).
@@ -65,17 +57,10 @@ pub(super) fn conv2d(
 }
 
 /// The kernel as blocks of [`BLOCK`] output channels (the last block may be narrower), each
-/// block `depth × width` with depth = kernel_h · kernel_w · in_c in HWI order, in a buffer
-/// aligned to cache lines where the allocator allows (a vector load across two lines costs two:
-/// 7–10% of the tile's speed).
+/// block `depth × width` with depth = kernel_h · kernel_w · in_c in HWI order.
 fn pack_kernel(w: &[f32], g: &WindowGeometry) -> AlignedKernel {
     let depth = g.kernel_h * g.kernel_w * g.in_c;
-    let start = |buffer: *const MaybeUninit<f32>| buffer.align_offset(4 * LANES).min(LANES - 1);
-    let pack = |buffer: &mut [MaybeUninit<f32>]| {
-        let (head, rest) = buffer.split_at_mut(start(buffer.as_ptr()));
-        let (packed, tail) = rest.split_at_mut(w.len());
-        head.fill(MaybeUninit::new(0.0));
-        tail.fill(MaybeUninit::new(0.0));
+    aligned_kernel(w.len(), |packed| {
         packed
             .par_chunks_mut(BLOCK * depth)
             .enumerate()
@@ -84,24 +69,8 @@ fn pack_kernel(w: &[f32], g: &WindowGeometry) -> AlignedKernel {
                 for (k, row) in block.chunks_exact_mut(width).enumerate() {
                     write(row, &w[k * g.out_c + b * BLOCK..][..width]);
                 }
-            });
-    };
-    // SAFETY: `pack` writes the head, every block row of the packed kernel, and the tail.
-    let buffer = unsafe { super::uninit_output(w.len() + LANES - 1, pack) };
-    let offset = start(buffer.as_ptr() as *const MaybeUninit<f32>);
-    AlignedKernel { buffer, offset }
-}
-
-/// A packed kernel, its first value at the start of a cache line where the allocator allows.
-struct AlignedKernel {
-    buffer: Vec<f32>,
-    offset: usize,
-}
-
-impl AlignedKernel {
-    fn values(&self) -> &[f32] {
-        &self.buffer[self.offset..]
-    }
+            })
+    })
 }
 
 /// How output rows are split into tasks, and the padded input rows under each.
@@ -176,96 +145,24 @@ unsafe fn band_products(
         row_len: g.kernel_w * g.in_c,
         row_stride: band.width * g.in_c,
     };
-    // Where each output pixel's window starts in `input`, then the last pixel's again up to a
-    // whole last tile (a partial tile computes those slots but does not store them).
-    let mut starts = Vec::with_capacity(pixels + TILE_PIXELS);
-    for r in 0..pixels / g.out_w {
-        for ow in 0..g.out_w {
-            starts.push((r * g.stride_h * band.width + ow * g.stride_w) * g.in_c);
-        }
-    }
-    let last = starts[pixels - 1];
-    starts.resize(pixels + TILE_PIXELS, last);
-    for c0 in (0..g.out_c).step_by(BLOCK) {
-        let width = BLOCK.min(g.out_c - c0);
-        let block = &kernel[c0 * depth..][..width * depth];
-        let tile: TileFn = if width == BLOCK { tile::<2> } else { tile::<1> };
-        for p0 in (0..pixels).step_by(TILE_PIXELS) {
-            let valid = TILE_PIXELS.min(pixels - p0);
-            let out = y[p0 * g.out_c + c0..].as_mut_ptr() as *mut f32;
-            // SAFETY: every window lies inside `input` (the band covers each output row's
-            // windows); `block` is depth × width; the first `valid` rows of `out` (row stride
-            // out_c, `width` columns) lie inside `y`.
-            unsafe {
-                tile(
-                    input.as_ptr(),
-                    &starts[p0..],
-                    &window,
-                    block.as_ptr(),
-                    out,
-                    g.out_c,
-                    valid,
-                )
-            };
-        }
-    }
-}
-
-/// Where a window's values lie in a band: `rows` runs of `row_len` values, `row_stride` apart.
-struct Window {
-    rows: usize,
-    row_len: usize,
-    row_stride: usize,
-}
-
-type TileFn = unsafe fn(*const f32, &[usize], &Window, *const f32, *mut f32, usize, usize);
-
-/// One register tile: [`TILE_PIXELS`] output pixels (windows at `input` + `starts[r]`, at least
-/// that many given) × `VECTORS` registers of output channels, summed over every window value
-/// (the kernel block holds one row of `VECTORS` · 16 values per window value) and stored into
-/// the first `valid` pixels' rows of `out`, `out_stride` apart.
-///
-/// # Safety
-/// The CPU must have AVX-512F; every window and the kernel block must be readable and the
-/// stored rows writable.
-#[target_feature(enable = "avx512f")]
-unsafe fn tile<const VECTORS: usize>(
-    input: *const f32,
-    starts: &[usize],
-    window: &Window,
-    kernel: *const f32,
-    out: *mut f32,
-    out_stride: usize,
-    valid: usize,
-) {
-    use std::arch::x86_64::*;
-    let mut acc = [[_mm512_setzero_ps(); VECTORS]; TILE_PIXELS];
-    let mut w = kernel;
-    // SAFETY: the caller's contract keeps every read and write in bounds.
+    // Where each output pixel's window starts in `input`.
+    let starts = (0..pixels).map(|p| {
+        let (r, ow) = (p / g.out_w, p % g.out_w);
+        (r * g.stride_h * band.width + ow * g.stride_w) * g.in_c
+    });
+    let block = |c0: usize, width: usize| kernel[c0 * depth..][..width * depth].as_ptr();
+    // SAFETY: every window lies inside `input` (the band covers each output row's windows);
+    // each block is depth × width; `y` holds `pixels` rows of out_c.
     unsafe {
-        for row in 0..window.rows {
-            let mut x = [input; TILE_PIXELS];
-            for (x, &s) in x.iter_mut().zip(starts) {
-                *x = input.add(s + row * window.row_stride);
-            }
-            for i in 0..window.row_len {
-                let mut wv = [_mm512_setzero_ps(); VECTORS];
-                for (v, wv) in wv.iter_mut().enumerate() {
-                    *wv = _mm512_loadu_ps(w.add(v * LANES));
-                }
-                for (acc, x) in acc.iter_mut().zip(&x) {
-                    let b = _mm512_set1_ps(*x.add(i));
-                    for (a, &wv) in acc.iter_mut().zip(&wv) {
-                        *a = _mm512_fmadd_ps(b, wv, *a);
-                    }
-                }
-                w = w.add(VECTORS * LANES);
-            }
-        }
-        for (r, acc) in acc.iter().enumerate().take(valid) {
-            for (v, &a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(out.add(r * out_stride + v * LANES), a);
-            }
-        }
-    }
+        products(
+            input.as_ptr(),
+            &padded_starts(starts),
+            pixels,
+            &window,
+            block,
+            y.as_mut_ptr() as *mut f32,
+            g.out_c,
+            g.out_c,
+        )
+    };
 }

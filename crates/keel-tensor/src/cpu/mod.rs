@@ -1,6 +1,7 @@
 //! The native CPU backend: rayon for parallelism, the `gemm` crate (AVX-512/AVX2/NEON, picked at
 //! run time) for matrix products and for convolutions after im2col, and direct kernels for
-//! depthwise convolutions and, on AVX-512, dense ones.
+//! depthwise convolutions and, on AVX-512, dense ones (Winograd's F(2×2, 3×3) for 3×3 with stride
+//! 1).
 
 mod batch_norm;
 mod conv;
@@ -12,6 +13,10 @@ mod elementwise;
 mod matmul;
 mod pool;
 mod reduce;
+#[cfg(target_arch = "x86_64")]
+mod register_tile;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 
 pub(crate) use batch_norm::{channel_combine, channel_grad_sums, channel_moments, Through};
 pub(crate) use conv::{conv2d, Epilogue};
