@@ -564,6 +564,21 @@ fn conv2d_depthwise(t: &mut Runner, rng: &mut Rng) {
     conv_case(t, rng, &[1, 7, 11, 33], (5, 5), 33, 1, 1, Padding::Same, 33);
     conv_case(t, rng, &[2, 8, 10, 16], (3, 3), 16, 2, 1, Padding::Same, 16);
     conv_case(t, rng, &[1, 6, 20, 16], (3, 3), 16, 1, 2, Padding::Same, 16);
+    // Channels in whole blocks, rows wide enough for the AVX-512 kernel's 8-pixel blocks (at
+    // stride 1 and 2, then the narrower blocks for the rest of the row).
+    conv_case(t, rng, &[2, 5, 29, 32], (3, 3), 32, 1, 1, Padding::Same, 32);
+    conv_case(t, rng, &[1, 7, 37, 48], (3, 3), 48, 2, 1, Padding::Same, 48);
+    conv_case(
+        t,
+        rng,
+        &[1, 4, 23, 16],
+        (3, 3),
+        16,
+        1,
+        1,
+        Padding::Valid,
+        16,
+    );
     // Multiplier 2 on 17 channels.
     conv_case(
         t,
