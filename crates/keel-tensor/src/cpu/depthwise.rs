@@ -275,8 +275,8 @@ fn row_kernel() -> RowKernel {
 }
 
 /// Inner columns on AVX-512: 8 output pixels × 16 channels in registers, for 3-wide kernels at
-/// stride 1 or 2 without dilation or multiplier (1.6–2.2× the portable kernel's speed on
-/// MobileNetV2's layers; docs/performance.md).
+/// stride 1 or 2 without dilation or multiplier (1.3–1.6× the portable kernel's speed on
+/// MobileNetV2's layers on two threads; docs/performance.md).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Columns, KernelRow, LANES};
