@@ -11,6 +11,32 @@ use crate::geometry::WindowGeometry;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
+/// The kernel of a stride-1 input gradient run as a convolution: HWIO `w`
+/// ([taps, cg, groups, og]) with its taps in reverse order (both spatial axes flipped) and each
+/// group's input and output channels swapped ([taps, og, groups, cg]), in one pass.
+pub(crate) fn flipped_kernel(w: &[f32], g: &WindowGeometry) -> Vec<f32> {
+    let (taps, cg, og) = (g.kernel_h * g.kernel_w, g.in_per_group(), g.out_per_group());
+    let tap_len = cg * g.groups * og;
+    let fill = |t: usize, out: &mut [MaybeUninit<f32>]| {
+        let src = &w[(taps - 1 - t) * tap_len..][..tap_len];
+        // Transposes of 16 × 16 pieces, each read and written within a few cache lines.
+        for j0 in (0..og).step_by(16) {
+            for i0 in (0..cg).step_by(16) {
+                for grp in 0..g.groups {
+                    for j in j0..(j0 + 16).min(og) {
+                        for i in i0..(i0 + 16).min(cg) {
+                            let value = src[(i * g.groups + grp) * og + j];
+                            out[(j * g.groups + grp) * cg + i].write(value);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    // SAFETY: each tap's chunk gets every (j, grp, i) written once.
+    unsafe { super::output_chunks(w.len(), tap_len, fill) }
+}
+
 /// Bytes of im2col scratch per chunk of images (at least one image per chunk).
 const CHUNK_BYTES: usize = 16 << 20;
 

@@ -20,7 +20,7 @@ mod winograd;
 
 pub(crate) use batch_norm::{channel_combine, channel_grad_sums, channel_moments, Through};
 pub(crate) use conv::{conv2d, Epilogue};
-pub(crate) use conv_backward::{conv2d_backward_input, conv2d_backward_kernel};
+pub(crate) use conv_backward::{conv2d_backward_input, conv2d_backward_kernel, flipped_kernel};
 pub(crate) use elementwise::{binary, channel_affine, copy_strided, unary};
 pub(crate) use matmul::matmul;
 pub(crate) use pool::{pool2d, pool2d_backward};

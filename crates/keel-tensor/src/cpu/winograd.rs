@@ -11,7 +11,7 @@
 //! The transforms only add, subtract and halve, so the result stays within a few roundings of
 //! the direct sum (tests/ops holds it to the same f64 reference).
 
-use super::conv::{write, Epilogue};
+use super::conv::Epilogue;
 use super::register_tile::{aligned_kernel, padded_starts, products, AlignedKernel, Window};
 use super::register_tile::{BLOCK, LANES};
 use crate::geometry::WindowGeometry;
@@ -153,41 +153,63 @@ fn transform_kernel(w: &[f32], g: &WindowGeometry) -> AlignedKernel {
             .par_chunks_mut(POSITIONS * c * BLOCK)
             .enumerate()
             .for_each(|(b, block)| {
-                let width = block.len() / (POSITIONS * c);
-                let c0 = b * BLOCK;
-                for ci in 0..c {
-                    // Row ci of each position's block, all lanes at once.
-                    let tap = |k: usize| &w[(k * c + ci) * o + c0..][..width];
-                    let mut u = [[0.0f32; BLOCK]; POSITIONS];
-                    transform_taps(std::array::from_fn(tap), &mut u, width);
-                    for (e, u) in u.iter().enumerate() {
-                        write(&mut block[(e * c + ci) * width..][..width], &u[..width]);
-                    }
-                }
+                assert_eq!(w.len(), 9 * c * o);
+                // SAFETY: `supports` checked AVX-512; the block holds 16 · c rows of `width`
+                // (a multiple of 16, as out_c is) channels from b · BLOCK on, all inside out_c.
+                unsafe { transform_block(w, c, o, b * BLOCK, block) }
             })
     })
 }
 
-/// U = G g Gᵀ for up to [`BLOCK`] output channels at once: taps[kh · 3 + kw] holds the kernel
-/// values of tap (kh, kw), u[e] receives position e. G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
-fn transform_taps(taps: [&[f32]; 9], u: &mut [[f32; BLOCK]; POSITIONS], width: usize) {
-    for l in 0..width {
-        // Down each column kw: G g[·][kw].
-        let columns: [[f32; 4]; 3] =
-            std::array::from_fn(|kw| times_g([0, 1, 2].map(|kh| taps[kh * 3 + kw][l])));
-        // Along each row i: (G g) Gᵀ.
-        for i in 0..4 {
-            let row = times_g(columns.map(|column| column[i]));
-            for (j, value) in row.into_iter().enumerate() {
-                u[i * 4 + j][l] = value;
+/// Writes into `block` U = G g Gᵀ of output channels `c0..` (16 at a time) for every input
+/// channel: position e, input channel ci at row e · c + ci. G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+///
+/// # Safety
+/// The CPU must have AVX-512F; `w` must be 3 × 3 × c × o, and `block` 16 · c rows of a multiple
+/// of 16 channels from c0, inside o.
+#[target_feature(enable = "avx512f")]
+unsafe fn transform_block(
+    w: &[f32],
+    c: usize,
+    o: usize,
+    c0: usize,
+    block: &mut [MaybeUninit<f32>],
+) {
+    let width = block.len() / (POSITIONS * c);
+    let out = block.as_mut_ptr() as *mut f32;
+    for ci in 0..c {
+        for l in (0..width).step_by(LANES) {
+            // SAFETY: the caller's contract keeps every load inside `w` and store inside `block`.
+            unsafe {
+                let g: [__m512; 9] = std::array::from_fn(|k| {
+                    _mm512_loadu_ps(w.as_ptr().add((k * c + ci) * o + c0 + l))
+                });
+                // Down each column kw: G g[·][kw].
+                let columns: [[__m512; 4]; 3] =
+                    std::array::from_fn(|kw| times_g([g[kw], g[3 + kw], g[6 + kw]]));
+                // Along each row i: (G g) Gᵀ.
+                for i in 0..4 {
+                    let row = times_g(columns.map(|column| column[i]));
+                    for (j, value) in row.into_iter().enumerate() {
+                        _mm512_storeu_ps(out.add(((i * 4 + j) * c + ci) * width + l), value);
+                    }
+                }
             }
         }
     }
 }
 
-/// G · [a, b, c] for G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
-fn times_g([a, b, c]: [f32; 3]) -> [f32; 4] {
-    [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c]
+/// G · [a, b, c] for G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1], lane by lane.
+#[target_feature(enable = "avx512f")]
+fn times_g([a, b, c]: [__m512; 3]) -> [__m512; 4] {
+    let half = _mm512_set1_ps(0.5);
+    let ac = _mm512_add_ps(a, c);
+    [
+        a,
+        _mm512_mul_ps(_mm512_add_ps(ac, b), half),
+        _mm512_mul_ps(_mm512_sub_ps(ac, b), half),
+        c,
+    ]
 }
 
 /// Writes into `v` the input transform of the task's tiles (tile rows `first_row..` across the

@@ -198,18 +198,26 @@ impl Tensor {
         padding: Padding,
     ) -> Result<Tensor> {
         let (taps, cg, og) = (g.kernel_h * g.kernel_w, g.in_per_group(), g.out_per_group());
-        // [taps, cg, groups, og] → [taps, og, groups, cg] = [taps, og, in_c], then the taps in
-        // reverse order: reversing the flat tap index kh · kernel_w + kw flips both spatial axes.
-        let swapped = kernel
-            .reshape([taps, cg, g.groups, og])?
-            .permute(&[0, 3, 2, 1])?
-            .reshape([taps, og, g.in_c])?;
-        let reversed: Vec<Tensor> = (0..taps)
-            .rev()
-            .map(|t| swapped.narrow(0, t, 1))
-            .collect::<Result<_>>()?;
-        let flipped = Tensor::concat(&reversed.iter().collect::<Vec<_>>(), 0)?
-            .reshape([g.kernel_h, g.kernel_w, og, g.in_c])?;
+        let flipped_shape = [g.kernel_h, g.kernel_w, og, g.in_c];
+        let flipped = if let Storage::Cpu(_) = kernel.storage() {
+            kernel.with_cpu(
+                cpu::flipped_kernel(kernel.cpu_f32(), g),
+                flipped_shape.into(),
+            )
+        } else {
+            // [taps, cg, groups, og] → [taps, og, groups, cg] = [taps, og, in_c], then the taps
+            // in reverse order: reversing the flat tap index kh · kernel_w + kw flips both
+            // spatial axes.
+            let swapped = kernel
+                .reshape([taps, cg, g.groups, og])?
+                .permute(&[0, 3, 2, 1])?
+                .reshape([taps, og, g.in_c])?;
+            let reversed: Vec<Tensor> = (0..taps)
+                .rev()
+                .map(|t| swapped.narrow(0, t, 1))
+                .collect::<Result<_>>()?;
+            Tensor::concat(&reversed.iter().collect::<Vec<_>>(), 0)?.reshape(flipped_shape)?
+        };
         let options = Conv2dOptions {
             padding,
             dilation: (g.dilation_h, g.dilation_w),
