@@ -339,9 +339,10 @@ fn depthwise_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) -> Vec<f
 
 /// Adds to `dw` the kernel gradient of a KH×KW depthwise convolution (multiplier 1) from
 /// output row `r` (image and row), 16 channels at a time: the block's KH·KW tap sums stay in
-/// registers across the whole output row, and each dy value is loaded once.
+/// registers across the whole output row, and each dy value is loaded once. `AVX512`: built for
+/// AVX-512, whose kernel ([`avx512::block_gradient`]) takes the full blocks without dilation.
 #[inline(always)]
-fn add_row_gradient<const KH: usize, const KW: usize, const FMA: bool>(
+fn add_row_gradient<const KH: usize, const KW: usize, const FMA: bool, const AVX512: bool>(
     x: &[f32],
     dy: &[f32],
     g: &WindowGeometry,
@@ -358,6 +359,13 @@ fn add_row_gradient<const KH: usize, const KW: usize, const FMA: bool>(
     let dy_row = &dy[r * g.out_w * c..][..g.out_w * c];
     let full = c - c % 16;
     for c0 in (0..full).step_by(16) {
+        #[cfg(target_arch = "x86_64")]
+        if AVX512 && g.dilation_w == 1 {
+            // SAFETY: add_row_gradient::<_, _, _, true> runs only inside row_gradient_kernel's
+            // AVX-512 build; channels c0..c0 + 16 exist.
+            unsafe { avx512::block_gradient::<KH, KW>(&x_rows, dy_row, g, c0, dw) };
+            continue;
+        }
         add_block_gradient::<16, KH, KW, FMA>(&x_rows, dy_row, g, c0, dw);
     }
     for c0 in full..c {
@@ -421,7 +429,7 @@ fn row_gradient_kernel<const KH: usize, const KW: usize>() -> RowGradient {
             r: usize,
             dw: &mut [f32],
         ) {
-            add_row_gradient::<KH, KW, true>(x, dy, g, r, dw)
+            add_row_gradient::<KH, KW, true, true>(x, dy, g, r, dw)
         }
         #[target_feature(enable = "avx2,fma")]
         fn avx2<const KH: usize, const KW: usize>(
@@ -431,7 +439,7 @@ fn row_gradient_kernel<const KH: usize, const KW: usize>() -> RowGradient {
             r: usize,
             dw: &mut [f32],
         ) {
-            add_row_gradient::<KH, KW, true>(x, dy, g, r, dw)
+            add_row_gradient::<KH, KW, true, false>(x, dy, g, r, dw)
         }
         if is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports AVX-512F (checked just above).
@@ -442,7 +450,67 @@ fn row_gradient_kernel<const KH: usize, const KW: usize>() -> RowGradient {
             return |x, dy, g, r, dw| unsafe { avx2::<KH, KW>(x, dy, g, r, dw) };
         }
     }
-    add_row_gradient::<KH, KW, false>
+    add_row_gradient::<KH, KW, false, false>
+}
+
+/// The depthwise kernel gradient's blocks on AVX-512.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use crate::geometry::WindowGeometry;
+    use std::arch::x86_64::*;
+
+    /// Adds to `dw` the tap sums of channels `c0..c0 + 16` over one output row (dy in `dy_row`,
+    /// `x_rows` the input rows its kernel rows read, None in the padding), all KH · KW sums in
+    /// registers; columns whose taps all lie inside the image load without checks.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; channels `c0..c0 + 16` must exist and dilation be 1.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn block_gradient<const KH: usize, const KW: usize>(
+        x_rows: &[Option<&[f32]>; KH],
+        dy_row: &[f32],
+        g: &WindowGeometry,
+        c0: usize,
+        dw: &mut [f32],
+    ) {
+        let c = g.out_c;
+        assert!(c0 + 16 <= c && dy_row.len() == g.out_w * c && dw.len() == KH * KW * c);
+        let (first, end) = super::super::depthwise::inner_columns(g);
+        let mut acc = [[_mm512_setzero_ps(); KW]; KH];
+        for ow in 0..g.out_w {
+            // SAFETY (this loop): dy_row holds out_w pixels of c channels; a tap's input pixel
+            // is read only inside its row (checked outside the inner columns, which hold every
+            // tap by definition).
+            unsafe {
+                let grad = _mm512_loadu_ps(dy_row.as_ptr().add(ow * c + c0));
+                let x0 = (ow * g.stride_w) as isize - g.pad_left as isize;
+                let inner = (first..end).contains(&ow);
+                for (sums, x_row) in acc.iter_mut().zip(x_rows) {
+                    for (kw, sum) in sums.iter_mut().enumerate() {
+                        let iw = x0 + kw as isize;
+                        // A padded tap reads zero: 0 · dy, so that a non-finite dy still shows.
+                        let xs = match x_row {
+                            Some(row) if inner || (0..g.in_w as isize).contains(&iw) => {
+                                _mm512_loadu_ps(row.as_ptr().add(iw as usize * c + c0))
+                            }
+                            _ => _mm512_setzero_ps(),
+                        };
+                        *sum = _mm512_fmadd_ps(xs, grad, *sum);
+                    }
+                }
+            }
+        }
+        for (kh, row) in acc.iter().enumerate() {
+            for (kw, &acc) in row.iter().enumerate() {
+                let dst = &mut dw[(kh * KW + kw) * c + c0..][..16];
+                // SAFETY: `dst` holds 16 values.
+                unsafe {
+                    let sum = _mm512_add_ps(_mm512_loadu_ps(dst.as_ptr()), acc);
+                    _mm512_storeu_ps(dst.as_mut_ptr(), sum);
+                }
+            }
+        }
+    }
 }
 
 /// [`depthwise_backward_kernel`] for any channel multiplier and kernel width.

@@ -126,7 +126,7 @@ fn compute_row<const FMA: bool, const AVX512: bool>(
 }
 
 /// The output columns `first..end` whose taps all fall inside the image (no padding checks).
-fn inner_columns(g: &WindowGeometry) -> (usize, usize) {
+pub(super) fn inner_columns(g: &WindowGeometry) -> (usize, usize) {
     let first = g.pad_left.div_ceil(g.stride_w).min(g.out_w);
     let reach = (g.kernel_w - 1) * g.dilation_w;
     let end = (g.in_w + g.pad_left)
