@@ -5,7 +5,7 @@
 //! runs them as a forward convolution with the flipped kernel. Depthwise convolutions get direct
 //! loops.
 
-use super::conv::{im2col, MIN_TASK_ROWS, TASK_BYTES};
+use super::conv::{balanced_task_rows, im2col, MIN_TASK_ROWS, TASK_BYTES};
 use super::matmul::{gemm_strided, parallelism, Dst};
 use crate::geometry::WindowGeometry;
 use rayon::prelude::*;
@@ -73,7 +73,7 @@ pub(crate) fn conv2d_backward_kernel(x: &[f32], dy: &[f32], g: &WindowGeometry) 
         return dw;
     }
     // Per-thread tasks (as in the forward pass), each adding into its own partial gradient.
-    let task_rows = task_rows.min(rows.div_ceil(rayon::current_num_threads()));
+    let task_rows = balanced_task_rows(rows, task_rows);
     let partial = || vec![0f32; depth * g.out_c];
     (0..rows.div_ceil(task_rows))
         .into_par_iter()
