@@ -11,7 +11,7 @@
 //! The transforms only add, subtract and halve, so the result stays within a few roundings of
 //! the direct sum (tests/ops holds it to the same f64 reference).
 
-use super::conv::Epilogue;
+use super::conv::{balanced_task_rows, Epilogue};
 use super::register_tile::{aligned_kernel, padded_starts, products, AlignedKernel, Window};
 use super::register_tile::{BLOCK, LANES};
 use crate::geometry::WindowGeometry;
@@ -130,15 +130,10 @@ impl Tiles {
         let reuse = g.in_c * g.out_c / (g.in_c + g.out_c);
         let tiles = (TASK_SCRATCH_BYTES / tile_bytes).max(reuse);
         let fit = (tiles / across).max(1);
-        // Equal tasks, a whole number of them per thread.
-        let total = g.batch * down;
-        let threads = rayon::current_num_threads();
-        let per_thread = total.div_ceil(fit * threads);
-        let rows_per_task = total.div_ceil(per_thread * threads).max(1);
         Tiles {
             across,
             down,
-            rows_per_task,
+            rows_per_task: balanced_task_rows(g.batch * down, fit),
         }
     }
 }

@@ -61,7 +61,7 @@ impl Tensor {
     }
 
     /// Per-channel mean and biased variance over every axis but the last (the batch statistics
-    /// of a training-mode batch normalisation), each of shape [C]. On the CPU one pass over the
+    /// of a training-mode batch normalisation), each of shape `[C]`. On the CPU one pass over the
     /// data, with sums taken about the first pixel's values so a large mean costs no precision.
     pub fn channel_moments(&self) -> Result<(Tensor, Tensor)> {
         const OP: &str = "channel_moments";
