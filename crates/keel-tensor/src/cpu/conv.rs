@@ -1,6 +1,8 @@
-//! Convolution on the CPU: GEMM straight on the input for 1×1 convolutions, a direct kernel on
-//! AVX-512 CPUs (`direct_conv.rs`), im2col feeding the GEMM otherwise (per-thread tasks, or shared
-//! chunks for deep patches); depthwise convolution has its own kernel (`depthwise.rs`).
+//! Convolution on the CPU: GEMM straight on the input for 1×1 convolutions; on AVX-512 CPUs
+//! Winograd's F(2×2, 3×3) for wide 3×3 convolutions at stride 1 (`winograd.rs`) and a direct
+//! kernel for other dense ones (`direct_conv.rs`); im2col feeding the GEMM otherwise (per-thread
+//! tasks, or shared chunks for deep patches); depthwise convolution has its own kernel
+//! (`depthwise.rs`).
 
 use super::depthwise::depthwise;
 use super::matmul::{gemm_strided, parallelism, Dst};

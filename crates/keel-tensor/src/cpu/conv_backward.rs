@@ -358,12 +358,13 @@ fn add_row_gradient<const KH: usize, const KW: usize, const FMA: bool, const AVX
     });
     let dy_row = &dy[r * g.out_w * c..][..g.out_w * c];
     let full = c - c % 16;
+    let (first, end) = super::depthwise::inner_columns(g);
     for c0 in (0..full).step_by(16) {
         #[cfg(target_arch = "x86_64")]
         if AVX512 && g.dilation_w == 1 {
             // SAFETY: add_row_gradient::<_, _, _, true> runs only inside row_gradient_kernel's
-            // AVX-512 build; channels c0..c0 + 16 exist.
-            unsafe { avx512::block_gradient::<KH, KW>(&x_rows, dy_row, g, c0, dw) };
+            // AVX-512 build; channels c0..c0 + 16 exist; first..end are the inner columns.
+            unsafe { avx512::block_gradient::<KH, KW>(&x_rows, dy_row, g, c0, first..end, dw) };
             continue;
         }
         add_block_gradient::<16, KH, KW, FMA>(&x_rows, dy_row, g, c0, dw);
@@ -461,21 +462,22 @@ mod avx512 {
 
     /// Adds to `dw` the tap sums of channels `c0..c0 + 16` over one output row (dy in `dy_row`,
     /// `x_rows` the input rows its kernel rows read, None in the padding), all KH · KW sums in
-    /// registers; columns whose taps all lie inside the image load without checks.
+    /// registers; the `inner` columns, whose taps all lie inside the image, load without checks.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F; channels `c0..c0 + 16` must exist and dilation be 1.
+    /// The CPU must have AVX-512F; channels `c0..c0 + 16` must exist, dilation be 1 and `inner`
+    /// be the inner columns.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn block_gradient<const KH: usize, const KW: usize>(
         x_rows: &[Option<&[f32]>; KH],
         dy_row: &[f32],
         g: &WindowGeometry,
         c0: usize,
+        inner: std::ops::Range<usize>,
         dw: &mut [f32],
     ) {
         let c = g.out_c;
         assert!(c0 + 16 <= c && dy_row.len() == g.out_w * c && dw.len() == KH * KW * c);
-        let (first, end) = super::super::depthwise::inner_columns(g);
         let mut acc = [[_mm512_setzero_ps(); KW]; KH];
         for ow in 0..g.out_w {
             // SAFETY (this loop): dy_row holds out_w pixels of c channels; a tap's input pixel
@@ -484,13 +486,13 @@ mod avx512 {
             unsafe {
                 let grad = _mm512_loadu_ps(dy_row.as_ptr().add(ow * c + c0));
                 let x0 = (ow * g.stride_w) as isize - g.pad_left as isize;
-                let inner = (first..end).contains(&ow);
+                let unchecked = inner.contains(&ow);
                 for (sums, x_row) in acc.iter_mut().zip(x_rows) {
                     for (kw, sum) in sums.iter_mut().enumerate() {
                         let iw = x0 + kw as isize;
                         // A padded tap reads zero: 0 · dy, so that a non-finite dy still shows.
                         let xs = match x_row {
-                            Some(row) if inner || (0..g.in_w as isize).contains(&iw) => {
+                            Some(row) if unchecked || (0..g.in_w as isize).contains(&iw) => {
                                 _mm512_loadu_ps(row.as_ptr().add(iw as usize * c + c0))
                             }
                             _ => _mm512_setzero_ps(),

@@ -51,7 +51,7 @@ pub(super) fn supports(g: &WindowGeometry) -> bool {
 
 /// Overwrites `y` with conv(x, w) for NHWC `x` and HWIO `w`, then `epilogue` on each output row,
 /// and returns true; or returns false, leaving `y` to the caller, where an input or kernel value
-/// is not finite (or a sum of 16 inputs overflows): there the transforms would turn ∞ − ∞ into
+/// is not finite (or a sum of 16 inputs or 9 kernel values overflows): there the transforms would turn ∞ − ∞ into
 /// NaN where the direct sum has ±∞. The caller checked [`supports`].
 pub(super) fn conv2d(
     x: &[f32],
@@ -60,13 +60,9 @@ pub(super) fn conv2d(
     y: &mut [MaybeUninit<f32>],
     epilogue: Option<Epilogue<'_>>,
 ) -> bool {
-    if !w
-        .par_chunks(1 << 14)
-        .all(|w| w.iter().all(|v| v.is_finite()))
-    {
+    let Some(kernel) = transform_kernel(w, g) else {
         return false;
-    }
-    let kernel = transform_kernel(w, g);
+    };
     let tiles = Tiles::new(g);
     // Output rows by tile row: two output rows each, one for the last of an odd height.
     let mut tile_rows: Vec<&mut [MaybeUninit<f32>]> = y
@@ -140,24 +136,30 @@ impl Tiles {
 
 /// The kernel transform U = G g Gᵀ of every input and output channel, in blocks of [`BLOCK`]
 /// output channels (the last may be narrower): block b holds, for each position e, in_c rows of
-/// its `width` channels, so that `block(e)` of [`multiply`] is one run.
-fn transform_kernel(w: &[f32], g: &WindowGeometry) -> AlignedKernel {
+/// its `width` channels, so that `block(e)` of [`multiply`] is one run. None where a kernel value
+/// is not finite (or 9 of them sum past f32's range).
+fn transform_kernel(w: &[f32], g: &WindowGeometry) -> Option<AlignedKernel> {
     let (c, o) = (g.in_c, g.out_c);
-    aligned_kernel(POSITIONS * c * o, |packed| {
-        packed
+    assert_eq!(w.len(), 9 * c * o);
+    let mut finite = false;
+    let kernel = aligned_kernel(POSITIONS * c * o, |packed| {
+        // Every block is written (reduce does not stop early), finite or not.
+        finite = packed
             .par_chunks_mut(POSITIONS * c * BLOCK)
             .enumerate()
-            .for_each(|(b, block)| {
-                assert_eq!(w.len(), 9 * c * o);
+            .map(|(b, block)| {
                 // SAFETY: `supports` checked AVX-512; the block holds 16 · c rows of `width`
                 // (a multiple of 16, as out_c is) channels from b · BLOCK on, all inside out_c.
                 unsafe { transform_block(w, c, o, b * BLOCK, block) }
             })
-    })
+            .reduce(|| true, |a, b| a && b);
+    });
+    finite.then_some(kernel)
 }
 
 /// Writes into `block` U = G g Gᵀ of output channels `c0..` (16 at a time) for every input
 /// channel: position e, input channel ci at row e · c + ci. G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+/// False where a kernel value it read is not finite.
 ///
 /// # Safety
 /// The CPU must have AVX-512F; `w` must be 3 × 3 × c × o, and `block` 16 · c rows of a multiple
@@ -169,9 +171,11 @@ unsafe fn transform_block(
     o: usize,
     c0: usize,
     block: &mut [MaybeUninit<f32>],
-) {
+) -> bool {
     let width = block.len() / (POSITIONS * c);
     let out = block.as_mut_ptr() as *mut f32;
+    // 0 while every value is finite: the sum of each step's taps, times 0.
+    let mut check = _mm512_setzero_ps();
     for ci in 0..c {
         for l in (0..width).step_by(LANES) {
             // SAFETY: the caller's contract keeps every load inside `w` and store inside `block`.
@@ -179,6 +183,7 @@ unsafe fn transform_block(
                 let g: [__m512; 9] = std::array::from_fn(|k| {
                     _mm512_loadu_ps(w.as_ptr().add((k * c + ci) * o + c0 + l))
                 });
+                check = _mm512_fmadd_ps(sum(g), _mm512_setzero_ps(), check);
                 // Down each column kw: G g[·][kw].
                 let columns: [[__m512; 4]; 3] =
                     std::array::from_fn(|kw| times_g([g[kw], g[3 + kw], g[6 + kw]]));
@@ -192,6 +197,7 @@ unsafe fn transform_block(
             }
         }
     }
+    all_zero(check)
 }
 
 /// G · [a, b, c] for G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1], lane by lane.
@@ -249,7 +255,7 @@ unsafe fn transform_inputs(
     }
     // SAFETY: every position of every tile was written above.
     unsafe { v.set_len(POSITIONS * count * c) };
-    _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(check, _mm512_setzero_ps()) == 0xffff
+    all_zero(check)
 }
 
 /// V = Bᵀ d B for `c` channels: d[k] points at input pixel (k / 4, k % 4) of the tile; position e
@@ -393,17 +399,24 @@ unsafe fn transform_outputs(
     }
 }
 
-/// The sum of 16 vectors, pairwise.
+/// The sum of N vectors, pairwise.
 #[target_feature(enable = "avx512f")]
-fn sum(mut a: [__m512; POSITIONS]) -> __m512 {
-    let mut n = POSITIONS;
+fn sum<const N: usize>(mut a: [__m512; N]) -> __m512 {
+    let mut n = N;
     while n > 1 {
-        n /= 2;
-        for k in 0..n {
-            a[k] = _mm512_add_ps(a[k], a[k + n]);
+        let half = n / 2;
+        for k in 0..half {
+            a[k] = _mm512_add_ps(a[k], a[n - 1 - k]);
         }
+        n -= half;
     }
     a[0]
+}
+
+/// Whether every lane of `check` is 0 (none NaN: no non-finite value reached it).
+#[target_feature(enable = "avx512f")]
+fn all_zero(check: __m512) -> bool {
+    _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(check, _mm512_setzero_ps()) == 0xffff
 }
 
 /// A mask of the first `n` lanes (all 16 when n ≥ 16).
